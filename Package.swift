@@ -1,0 +1,71 @@
+// swift-tools-version: 6.1
+//
+// Rooms (data flows one way, top to bottom):
+//   Imaging        decode PNG/JPEG, preprocess like timm/Pillow, datasets
+//   ONNXGraph      read ONNX (generated OnnxProto) into the suite's own graph; shape folding; patterns
+//   FloatEngine    run a graph in float (C microkernels in CFloatKernels)
+//   Calibration    run the float model over images, collect what the searches need
+//   Quant          quantizers (uniform, log2, AdaLog), FPCS, plans, fake-quant simulation
+//   Int8Kernels    integer GEMM/conv/attention (ISA inner loops in CInt8Kernels, runtime dispatch)
+//   quantize       the command-line tool
+//
+// No unsafeFlags: ISA-specific code uses per-function target attributes and runtime dispatch.
+import PackageDescription
+
+let package = Package(
+    name: "AdaQuant",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "quantize", targets: ["quantize"]),
+        .executable(name: "kernel-bench", targets: ["kernel-bench"]),
+        .library(name: "Imaging", targets: ["Imaging"]),
+        .library(name: "ONNXGraph", targets: ["ONNXGraph"]),
+        .library(name: "FloatEngine", targets: ["FloatEngine"]),
+        .library(name: "Calibration", targets: ["Calibration"]),
+        .library(name: "Quant", targets: ["Quant"]),
+        .library(name: "Int8Kernels", targets: ["Int8Kernels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
+    ],
+    targets: [
+        // MARK: Imaging
+        .systemLibrary(name: "CLibPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        .target(name: "CImageCodecs", dependencies: ["CLibPNG", "CLibJPEG"]),
+        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+
+        // MARK: Model graph and float execution
+        .target(name: "OnnxProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ONNXGraph", dependencies: ["OnnxProto"]),
+        .target(name: "CFloatKernels"),
+        .target(name: "FloatEngine", dependencies: ["ONNXGraph", "CFloatKernels"]),
+
+        // MARK: Calibration and quantization
+        .target(name: "Calibration", dependencies: ["Imaging", "ONNXGraph", "FloatEngine"]),
+        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine"]),
+
+        // MARK: Integer kernels
+        .target(name: "CInt8Kernels"),
+        .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "quantize",
+            dependencies: [
+                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
+
+        // MARK: Tests (Swift Testing), one suite target per room
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"]),
+        .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
+        .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// Calibration: see Package.swift for what this room holds.

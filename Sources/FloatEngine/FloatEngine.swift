@@ -1,0 +1,1 @@
+// FloatEngine: see Package.swift for what this room holds.

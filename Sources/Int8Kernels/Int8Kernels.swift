@@ -1,0 +1,1 @@
+// Int8Kernels: see Package.swift for what this room holds.

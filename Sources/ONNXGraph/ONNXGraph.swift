@@ -1,0 +1,1 @@
+// ONNXGraph: see Package.swift for what this room holds.

@@ -1,0 +1,2 @@
+import SwiftProtobuf
+// Generated ONNX protobuf types land here (tools/gen-onnx-proto.sh).

@@ -1,0 +1,1 @@
+// Quant: see Package.swift for what this room holds.
