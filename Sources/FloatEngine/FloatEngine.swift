@@ -1,1 +1,0 @@
-// FloatEngine: see Package.swift for what this room holds.
