@@ -1,2 +1,0 @@
-import SwiftProtobuf
-// Generated ONNX protobuf types land here (tools/gen-onnx-proto.sh).
