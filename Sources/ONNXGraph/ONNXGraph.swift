@@ -1,1 +1,0 @@
-// ONNXGraph: see Package.swift for what this room holds.
