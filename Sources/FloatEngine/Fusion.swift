@@ -1,0 +1,83 @@
+// Grouping nodes the executor runs as one step (bias/activation epilogues, the Erf-form GELU chain).
+import ONNXGraph
+
+struct FusionPlanner {
+    let graph: StaticGraph
+    let enabled: Bool
+
+    func groups() -> [[Node]] {
+        let nodes = graph.nodes
+        guard enabled else { return nodes.map { [$0] } }
+        var consumers: [String: [Int]] = [:]
+        for (i, n) in nodes.enumerated() { for x in n.inputs where !x.isEmpty { consumers[x, default: []].append(i) } }
+        let outputs = Set(graph.outputs.map(\.name))
+        func soleConsumer(_ t: String) -> Int? {
+            guard !outputs.contains(t), let c = consumers[t], c.count == 1 else { return nil }
+            return c[0]
+        }
+        func isConst(_ t: String) -> Bool { graph.constants[t] != nil }
+        func constScalar(_ t: String) -> Float? {
+            guard let c = graph.constants[t], c.count == 1 else { return nil }
+            return c.floats[0]
+        }
+        func isActivation(_ n: Node) -> Bool {
+            if n.opType == "Relu" { return true }
+            if n.opType == "Clip" { return n.inputs.dropFirst().allSatisfy { $0.isEmpty || isConst($0) } }
+            return false
+        }
+        var used = Set<Int>()
+        var result: [[Node]] = []
+        for (i, n) in nodes.enumerated() where !used.contains(i) {
+            var group = [n]
+            used.insert(i)
+            var tail = n.outputs[0]
+            switch n.opType {
+            case "Conv", "MatMul", "Gemm":
+                let constB = n.inputs.count > 1 && isConst(n.inputs[1]) && (graph.constants[n.inputs[1]]?.rank == (n.opType == "Conv" ? 4 : 2))
+                guard constB, n.outputs.count == 1 else { break }
+                // optional bias Add (MatMul, or Conv without its own bias)
+                let hasBias = n.opType == "Gemm" || (n.opType == "Conv" && n.input(2) != nil)
+                if !hasBias, let j = soleConsumer(tail), nodes[j].opType == "Add", let bias = biasOperand(nodes[j], tail, conv: n.opType == "Conv") , !bias.isEmpty {
+                    group.append(nodes[j]); used.insert(j); tail = nodes[j].outputs[0]
+                }
+                if let j = soleConsumer(tail), isActivation(nodes[j]) {
+                    group.append(nodes[j]); used.insert(j)
+                }
+            case "Div", "Mul":
+                // GELU (Erf form): Div(x, √2) | Mul(x, 1/√2) → Erf → Add(1) → Mul(x) → Mul(0.5)
+                guard n.inputs.count == 2, let c = constScalar(n.inputs[1]) else { break }
+                let x = n.inputs[0]
+                let ok = n.opType == "Div" ? abs(c - 1.4142135) < 1e-4 : abs(c - 0.70710677) < 1e-5
+                guard ok, let e = soleConsumer(tail), nodes[e].opType == "Erf",
+                      let a = soleConsumer(nodes[e].outputs[0]), nodes[a].opType == "Add",
+                      nodes[a].inputs.contains(where: { constScalar($0) == 1 }),
+                      let m1 = soleConsumer(nodes[a].outputs[0]), nodes[m1].opType == "Mul", nodes[m1].inputs.contains(x)
+                else { break }
+                if let m2 = soleConsumer(nodes[m1].outputs[0]), nodes[m2].opType == "Mul",
+                   nodes[m2].inputs.contains(where: { constScalar($0) == 0.5 }) {
+                    group += [nodes[e], nodes[a], nodes[m1], nodes[m2]]
+                    used.formUnion([e, a, m1, m2])
+                }
+            default: break
+            }
+            result.append(group)
+        }
+        return result
+    }
+
+    /// The constant operand of a bias Add whose other operand is `t`, if it broadcasts as a per-column (MatMul)
+    /// or per-channel (Conv) bias; nil otherwise.
+    func biasOperand(_ add: Node, _ t: String, conv: Bool) -> String? {
+        guard add.inputs.count == 2 else { return nil }
+        let other = add.inputs[0] == t ? add.inputs[1] : add.inputs[0]
+        guard other != t, let c = graph.constants[other], let ts = graph.shapes[t] else { return nil }
+        if conv {
+            guard ts.count == 4, c.count == ts[1], c.shape.count <= 4 else { return nil }
+            let s = c.shape
+            let padded = [Int](repeating: 1, count: 4 - s.count) + s
+            return padded == [1, ts[1], 1, 1] ? other : nil
+        }
+        guard let n = ts.last, c.count == n, c.shape.last == n else { return nil }
+        return other
+    }
+}

@@ -1,0 +1,100 @@
+// The float executor: runs a StaticGraph on the FloatKernels API with buffers reused across runs,
+// and exposes hooks for calibration (observe each tensor) and fake-quant simulation (transform a tensor
+// right after it is produced), plus weight substitution without reloading the model.
+import ONNXGraph
+
+/// One tensor right after the node that produced it has run (graph inputs are reported too, with
+/// `node == nil`). The values are only valid during the callback: copy what you keep.
+public struct TensorObservation {
+    public let name: String
+    /// The node that produced the tensor (for fused steps: the last node of the fused group).
+    public let node: Node?
+    public let shape: [Int]
+    public let values: UnsafeBufferPointer<Float>
+}
+
+/// Options fixed when a session is built.
+public struct SessionOptions: Sendable {
+    /// Fuse Conv/Gemm/MatMul with a following bias Add and Relu/Clip, and the Erf-form GELU chain.
+    /// Fused-away intermediate tensors are then not materialised (hooks never see them); turn off to
+    /// observe every ONNX tensor.
+    public var fuse: Bool = true
+    public init(fuse: Bool = true) { self.fuse = fuse }
+}
+
+/// A runnable float model bound to one batch size.
+///
+/// Hooks, in the order they are called for each produced tensor:
+/// 1. `observer(obs)` sees the values as computed (from possibly transformed inputs);
+/// 2. `transform(name, shape, values)` may overwrite the values in place (e.g. fake-quantize them);
+///    every consumer downstream then reads the transformed values.
+/// Weights: `substituteConstants(_:)` swaps initializers (e.g. quantized-dequantized weights) and
+/// repacks only the affected layers; `restoreConstants()` goes back to the model's own.
+public final class FloatSession {
+    public let graph: StaticGraph
+    public let options: SessionOptions
+    /// Called for every materialised tensor (graph inputs and node outputs) right after it is produced.
+    public var observer: ((TensorObservation) -> Void)?
+    /// Called after `observer`; may modify the tensor's values in place before consumers read them.
+    public var transform: ((_ name: String, _ shape: [Int], _ values: UnsafeMutableBufferPointer<Float>) -> Void)?
+
+    let originalConstants: [String: Tensor]
+    private(set) var constants: [String: Tensor]
+    var plan: ExecutionPlan
+
+    /// Specialises `model` to `batch` and prepares it (weights packed once).
+    public convenience init(graph: Graph, batch: Int = 1, options: SessionOptions = .init()) throws {
+        try self.init(staticGraph: try graph.specialized(batch: batch), options: options)
+    }
+
+    public init(staticGraph: StaticGraph, options: SessionOptions = .init()) throws {
+        graph = staticGraph
+        self.options = options
+        originalConstants = staticGraph.constants
+        constants = staticGraph.constants
+        plan = try ExecutionPlan(graph: staticGraph, constants: staticGraph.constants, options: options)
+    }
+
+    /// Replaces constant tensors (weights, biases) by name and re-prepares the layers that use them.
+    /// Shapes must match the originals.
+    public func substituteConstants(_ replacements: [String: Tensor]) throws {
+        var next = constants
+        for (k, v) in replacements {
+            guard let old = originalConstants[k] else { throw ONNXError.execution("no constant named '\(k)' in the specialised graph") }
+            guard old.shape == v.shape else {
+                throw ONNXError.execution("constant '\(k)': replacement shape \(v.shape) differs from \(old.shape)")
+            }
+            next[k] = v
+        }
+        try plan.rebuild(graph: graph, constants: next, changed: Set(replacements.keys), options: options)
+        constants = next
+    }
+
+    /// Goes back to the model's own constants.
+    public func restoreConstants() throws {
+        let changed = Set(constants.keys.filter { constants[$0] != originalConstants[$0] })
+        try plan.rebuild(graph: graph, constants: originalConstants, changed: changed, options: options)
+        constants = originalConstants
+    }
+
+    /// Runs the graph. `inputs` maps input names to row-major values of the bound shapes.
+    /// Returns every graph output.
+    public func run(_ inputs: [String: [Float]]) throws -> [String: Tensor] {
+        for spec in graph.inputs {
+            guard let v = inputs[spec.name] else { throw ONNXError.execution("missing input '\(spec.name)' (shape \(spec.shape))") }
+            guard v.count == elementCount(spec.shape) else {
+                throw ONNXError.inputShape(input: spec.name, expected: "\(spec.shape) (\(elementCount(spec.shape)) values)", got: [v.count])
+            }
+        }
+        return try plan.execute(inputs: inputs, session: self)
+    }
+
+    /// Convenience for single-input, single-output models: returns the output's values.
+    public func run(_ input: [Float]) throws -> [Float] {
+        guard graph.inputs.count == 1, let out = graph.outputs.first else {
+            throw ONNXError.execution("run(_:) needs a model with one input; this one has \(graph.inputs.count)")
+        }
+        let r = try run([graph.inputs[0].name: input])
+        return r[out.name]?.floats ?? []
+    }
+}
