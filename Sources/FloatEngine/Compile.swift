@@ -259,7 +259,7 @@ extension ExecutionPlan {
             for (s, t) in zip(ins, inTypes) {
                 guard let s else { tensors.append(nil); continue }
                 let v = Array(UnsafeBufferPointer(start: s.ptr, count: s.count))
-                tensors.append(t.isFloat ? Tensor(shape: s.shape, dtype: t, floats: v) : Tensor(shape: s.shape, dtype: t, ints: v.map { Int64($0) }))
+                tensors.append(t.isFloat ? Tensor(shape: s.shape, dtype: t, floats: v) : Tensor(shape: s.shape, dtype: t, ints: v.map(saturatingInt64)))
             }
             let r = try ReferenceOps.evaluate(node, tensors, opset: opset)
             for (o, t) in zip(outs, r) {

@@ -59,13 +59,16 @@ public enum ReferenceOps {
             if s.dtype.isFloat {
                 let a = s.floats[0], b = l.floats[0], c = d.floats[0]
                 guard c != 0 else { throw bad("delta is 0") }
-                let n = max(Int(((b - a) / c).rounded(.up)), 0)
+                let q = ((b - a) / c).rounded(.up)
+                guard q.isFinite, q < Float(1 << 31) else { throw bad("range too long") }
+                let n = max(Int(q), 0)
                 return [Tensor(shape: [n], dtype: s.dtype, floats: (0..<n).map { a + Float($0) * c })]
             } else {
                 let a = s.ints[0], b = l.ints[0], c = d.ints[0]
                 guard c != 0 else { throw bad("delta is 0") }
-                let n = max(Int((Double(b - a) / Double(c)).rounded(.up)), 0)
-                guard n < (1 << 31) else { throw bad("range too long") }
+                let q = (Double(b) - Double(a)) / Double(c)
+                guard q.isFinite, q < Double(1 << 31) else { throw bad("range too long") }
+                let n = max(Int(q.rounded(.up)), 0)
                 return [Tensor(shape: [n], dtype: s.dtype, ints: (0..<n).map { a + Int64($0) * c })]
             }
         case "Gather":
@@ -162,7 +165,7 @@ public enum ReferenceOps {
                 let keep = upper ? (col - row >= k) : (col - row <= k)
                 if !keep { f[i] = 0 }
             }
-            return [x.dtype.isFloat ? Tensor(shape: x.shape, dtype: x.dtype, floats: f) : Tensor(shape: x.shape, dtype: x.dtype, ints: f.map { Int64($0) })]
+            return [x.dtype.isFloat ? Tensor(shape: x.shape, dtype: x.dtype, floats: f) : Tensor(shape: x.shape, dtype: x.dtype, ints: f.map(saturatingInt64))]
         case "CumSum":
             let x = try input(0)
             guard let axis = normalizeAxis(Int(try input(1).ints.first ?? 0), rank: x.rank) else { throw bad("axis out of range") }
@@ -178,7 +181,7 @@ public enum ReferenceOps {
                 }
             } }
             f = o
-            return [x.dtype.isFloat ? Tensor(shape: x.shape, dtype: x.dtype, floats: f) : Tensor(shape: x.shape, dtype: x.dtype, ints: f.map { Int64($0) })]
+            return [x.dtype.isFloat ? Tensor(shape: x.shape, dtype: x.dtype, floats: f) : Tensor(shape: x.shape, dtype: x.dtype, ints: f.map(saturatingInt64))]
         case "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean":
             let ts = inputs.compactMap { $0 }
             guard !ts.isEmpty else { throw bad("no inputs") }
@@ -248,15 +251,15 @@ public enum ReferenceOps {
                     let lo = inputs.count > 1 ? inputs[1]?.floats.first : (opset < 11 ? node.float("min", default: -.infinity) : nil)
                     let hi = inputs.count > 2 ? inputs[2]?.floats.first : (opset < 11 ? node.float("max", default: .infinity) : nil)
                     if !x.dtype.isFloat {
-                        let l = Int64(lo ?? -.infinity == -.infinity ? Float(Int64.min / 2) : lo!)
-                        let h = Int64(hi ?? .infinity == .infinity ? Float(Int64.max / 2) : hi!)
+                        let l = saturatingInt64(lo ?? -.infinity)
+                        let h = saturatingInt64(hi ?? .infinity)
                         return [Tensor(shape: x.shape, dtype: x.dtype, ints: x.ints.map { min(max($0, l), h) })]
                     }
                     let l = lo ?? -.infinity, h = hi ?? .infinity
                     return [Tensor(shape: x.shape, dtype: x.dtype, floats: x.floats.map { min(max($0, l), h) })]
                 }
                 if !x.dtype.isFloat, op == "Neg" || op == "Abs" || op == "Relu" || op == "Sign" {
-                    return [Tensor(shape: x.shape, dtype: x.dtype, ints: x.ints.map { Int64(f(Float($0))) })]
+                    return [Tensor(shape: x.shape, dtype: x.dtype, ints: x.ints.map { saturatingInt64(f(Float($0))) })]
                 }
                 return [Tensor(shape: x.shape, dtype: x.dtype.isFloat ? x.dtype : .float32, floats: x.floats.map(f))]
             }
@@ -384,7 +387,7 @@ public enum ReferenceOps {
             }
             o[flat] = f[off]
         }
-        return data.dtype.isFloat ? Tensor(shape: idx.shape, dtype: data.dtype, floats: o) : Tensor(shape: idx.shape, dtype: data.dtype, ints: o.map { Int64($0) })
+        return data.dtype.isFloat ? Tensor(shape: idx.shape, dtype: data.dtype, floats: o) : Tensor(shape: idx.shape, dtype: data.dtype, ints: o.map(saturatingInt64))
     }
 
     public static func unsqueezeShape(_ s: [Int], axes: [Int], _ bad: (String) -> ONNXError) throws -> [Int] {
@@ -588,7 +591,7 @@ public enum ReferenceOps {
             for d in 0..<shape.count { let c = rem / os[d]; rem %= os[d]; off += (c % x.shape[d]) * ins[d] }
             o[i] = f[off]
         }
-        return x.dtype.isFloat ? Tensor(shape: shape, dtype: x.dtype, floats: o) : Tensor(shape: shape, dtype: x.dtype, ints: o.map { Int64($0) })
+        return x.dtype.isFloat ? Tensor(shape: shape, dtype: x.dtype, floats: o) : Tensor(shape: shape, dtype: x.dtype, ints: o.map(saturatingInt64))
     }
 
     /// Pads of a Pad node as (begin, end) per axis, plus mode and constant value.
@@ -644,7 +647,7 @@ public enum ReferenceOps {
             }
             if inside { o[i] = f[off] }
         }
-        return x.dtype.isFloat ? Tensor(shape: shape, dtype: x.dtype, floats: o) : Tensor(shape: shape, dtype: x.dtype, ints: o.map { Int64($0) })
+        return x.dtype.isFloat ? Tensor(shape: shape, dtype: x.dtype, floats: o) : Tensor(shape: shape, dtype: x.dtype, ints: o.map(saturatingInt64))
     }
 
     static func binary(_ op: String, _ a: Tensor, _ b: Tensor, fmod: Bool, _ bad: (String) -> ONNXError) throws -> Tensor {
@@ -668,7 +671,7 @@ public enum ReferenceOps {
             }
             if n > 0 { forEachBroadcast(shape, st) { i, off in o[i] = f(av[off[0]], bv[off[1]]) } }
             let dt = a.dtype.isFloat ? a.dtype : (b.dtype.isFloat ? b.dtype : .float32)
-            if op == "Pow" && !a.dtype.isFloat { return Tensor(shape: shape, dtype: a.dtype, ints: o.map { Int64($0) }) }
+            if op == "Pow" && !a.dtype.isFloat { return Tensor(shape: shape, dtype: a.dtype, ints: o.map(saturatingInt64)) }
             return Tensor(shape: shape, dtype: dt, floats: o)
         }
         let av = a.ints, bv = b.ints
@@ -786,7 +789,7 @@ public enum ReferenceOps {
         let cnt = Float(elementCount(x.shape) / max(n, 1))
         if op == "ReduceMean" { acc = acc.map { $0 / cnt } }
         if op == "ReduceL2" { acc = acc.map { $0.squareRoot() } }
-        if !x.dtype.isFloat { return Tensor(shape: shape, dtype: x.dtype, ints: acc.map { Int64($0) }) }
+        if !x.dtype.isFloat { return Tensor(shape: shape, dtype: x.dtype, ints: acc.map(saturatingInt64)) }
         return Tensor(shape: shape, dtype: x.dtype, floats: acc)
     }
 

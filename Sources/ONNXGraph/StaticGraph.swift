@@ -317,7 +317,11 @@ public enum ShapeInference {
         if node.opType == "Upsample" {
             let sc = consts.count > 1 ? consts[1]?.floats : node.floats("scales")
             guard let sc, sc.count == x.count else { throw bad("scales missing") }
-            return zip(x, sc).map { Int((Float($0) * $1).rounded(.down)) }
+            return try zip(x, sc).map {
+                let v = (Float($0) * $1).rounded(.down)
+                guard v.isFinite, v >= 1, v < Float(1 << 30) else { throw bad("scale \($1) gives an invalid size") }
+                return Int(v)
+            }
         }
         // Resize: X, roi, scales, sizes (opset ≥ 11)
         if consts.count > 3, let sizes = consts[3], sizes.count > 0 {
@@ -338,7 +342,11 @@ public enum ShapeInference {
                 guard scales.count == x.count else { throw bad("scales do not fit rank") }
                 sc = scales.floats
             }
-            return zip(x, sc).map { Int((Float($0) * $1).rounded(.down)) }
+            return try zip(x, sc).map {
+                let v = (Float($0) * $1).rounded(.down)
+                guard v.isFinite, v >= 1, v < Float(1 << 30) else { throw bad("scale \($1) gives an invalid size") }
+                return Int(v)
+            }
         }
         throw bad("Resize needs constant scales or sizes")
     }

@@ -106,7 +106,7 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
     public var ints: [Int64] {
         switch data {
         case .int(let v): return v
-        case .float(let v): return v.map { $0.isFinite ? Int64(clamping: Int64(exactly: $0.rounded(.towardZero)) ?? 0) : 0 }
+        case .float(let v): return v.map(saturatingInt64)
         }
     }
 
@@ -127,4 +127,12 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
         acc *= shape[i]
     }
     return s
+}
+
+/// Float → Int64 truncating toward zero, saturating at the Int64 range (NaN → 0); never traps.
+@inlinable public func saturatingInt64(_ f: Float) -> Int64 {
+    if f.isNaN { return 0 }
+    if f >= 9.2e18 { return Int64.max }
+    if f <= -9.2e18 { return Int64.min }
+    return Int64(f.rounded(.towardZero))
 }
