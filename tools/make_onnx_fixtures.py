@@ -60,6 +60,13 @@ MODELS = dict(vit=vit, deit=deit, swin=swin, convnext=convnext, resnet=resnet_ti
               mobilenetv2=mobilenetv2, mobilenetv3=mobilenetv3, efficientnet=efficientnet,
               efficientnet_lite=efficientnet_lite, regnet=regnet_tiny)
 EXPORTS = [("ts13", 13), ("ts17", 17)]
+# The dynamo exporter needs onnxscript (pip install onnxscript); these get an extra opset-18 dynamo export.
+DYNAMO_MODELS = ("vit", "swin", "resnet_bottleneck")
+try:
+    import onnxscript  # noqa: F401
+    HAVE_DYNAMO = True
+except ImportError:
+    HAVE_DYNAMO = False
 
 def main():
     ap = argparse.ArgumentParser()
@@ -82,11 +89,18 @@ def main():
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((BATCH, 3, size, size)).astype(np.float32))
         # CNNs export the same graph at 13 and 17; transformers differ (LayerNorm op from 17), so get both.
         exports = EXPORTS if name in ("vit", "deit", "swin", "convnext") else EXPORTS[:1]
+        if HAVE_DYNAMO and name in DYNAMO_MODELS:
+            exports = exports + [("dyn18", 18)]
         for tag, opset in exports:
             fname = f"{name}_{tag}"
             path = os.path.join(a.out, fname + ".onnx")
-            torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+            if tag.startswith("dyn"):
+                batch = torch.export.Dim("batch", min=1, max=64)
+                torch.onnx.export(model, (x,), path, dynamo=True, opset_version=opset, input_names=["input"],
+                                  output_names=["logits"], dynamic_shapes={"x": {0: batch}}, external_data=False)
+            else:
+                torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
+                                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
             m = onnx.load(path); onnx.checker.check_model(m)
             so = ort.SessionOptions(); so.intra_op_num_threads = 2
             y = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
@@ -94,7 +108,7 @@ def main():
             y.astype(np.float32).tofile(os.path.join(a.out, fname + ".expected.f32"))
             ops = sorted({n.op_type for n in m.graph.node})
             manifest[fname] = dict(model=fname + ".onnx", input_shape=list(x.shape), output_shape=list(y.shape), opset=opset,
-                                   exporter="torchscript", params=sum(p.numel() for p in model.parameters()), ops=ops)
+                                   exporter="dynamo" if tag.startswith("dyn") else "torchscript", params=sum(p.numel() for p in model.parameters()), ops=ops)
             print(f"{fname}: {os.path.getsize(path) / 1024:.0f} KB, params {manifest[fname]['params']}, ops {len(ops)}")
     json.dump(manifest, open(manifest_path, "w"), indent=1, sort_keys=True)
 
