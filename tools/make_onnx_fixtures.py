@@ -56,12 +56,43 @@ def regnet_tiny():
     cfg = regnet.RegNetCfg(depth=5, w0=8, wa=12.0, wm=2.0, group_size=8, bottle_ratio=1.0, se_ratio=0.25)
     return regnet.RegNet(cfg, num_classes=10), 32
 
-MODELS = dict(vit=vit, deit=deit, swin=swin, convnext=convnext, resnet=resnet_tiny, resnet_bottleneck=resnet_bottleneck,
+class OpZoo(torch.nn.Module):
+    """Ops the timm families above do not all reach: ConvTranspose, dilated/grouped conv, pools with ceil_mode and
+    padding, Resize (nearest/bilinear), reflect Pad, flips (negative Slice steps), GroupNorm/InstanceNorm,
+    tanh-GELU, LeakyReLU, HardSigmoid, Tanh, reductions, a channel-axis Softmax."""
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.up = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.gn = torch.nn.GroupNorm(2, 4)
+        self.inorm = torch.nn.InstanceNorm2d(4, affine=True)
+        self.fc = torch.nn.Linear(4 * 2, 10)
+    def forward(self, x):
+        x = torch.nn.functional.leaky_relu(self.c1(x), 0.1)                      # 16x16 → 8x8 (dilated)
+        x = torch.nn.functional.hardsigmoid(self.c2(x)) * x
+        x = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")              # 10x10
+        x = torch.nn.functional.max_pool2d(x, 3, stride=2, ceil_mode=True)        # 5x5
+        x = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)
+        x = torch.flip(x, dims=[3])
+        x = self.up(x)                                                            # 10x10
+        x = self.gn(x) + self.inorm(x)
+        x = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = torch.nn.functional.interpolate(x, size=(7, 7), mode="nearest")
+        x = torch.nn.functional.gelu(x, approximate="tanh") + torch.tanh(x)
+        x = torch.softmax(x, dim=1) * x
+        a = x.amax(dim=(2, 3)); b = x.mean(dim=(2, 3))
+        return self.fc(torch.cat([a, b], dim=1))
+
+def opzoo():
+    return OpZoo(), 16
+
+MODELS = dict(opzoo=opzoo, vit=vit, deit=deit, swin=swin, convnext=convnext, resnet=resnet_tiny, resnet_bottleneck=resnet_bottleneck,
               mobilenetv2=mobilenetv2, mobilenetv3=mobilenetv3, efficientnet=efficientnet,
               efficientnet_lite=efficientnet_lite, regnet=regnet_tiny)
 EXPORTS = [("ts13", 13), ("ts17", 17)]
 # The dynamo exporter needs onnxscript (pip install onnxscript); these get an extra opset-18 dynamo export.
-DYNAMO_MODELS = ("vit", "swin", "resnet_bottleneck")
+DYNAMO_MODELS = ("vit", "swin", "resnet_bottleneck", "opzoo")
 try:
     import onnxscript  # noqa: F401
     HAVE_DYNAMO = True
@@ -88,7 +119,7 @@ def main():
                 mod.running_mean.uniform_(-0.5, 0.5); mod.running_var.uniform_(0.5, 1.5)
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((BATCH, 3, size, size)).astype(np.float32))
         # CNNs export the same graph at 13 and 17; transformers differ (LayerNorm op from 17), so get both.
-        exports = EXPORTS if name in ("vit", "deit", "swin", "convnext") else EXPORTS[:1]
+        exports = EXPORTS if name in ("vit", "deit", "swin", "convnext", "opzoo") else EXPORTS[:1]
         if HAVE_DYNAMO and name in DYNAMO_MODELS:
             exports = exports + [("dyn18", 18)]
         for tag, opset in exports:

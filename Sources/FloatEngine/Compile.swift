@@ -12,7 +12,9 @@ extension ExecutionPlan {
         var out: [Step] = []
         out.reserveCapacity(groups.count)
         for g in groups {
-            out.append(try compileGroup(g, graph: graph, constants: constants))
+            var step = try compileGroup(g, graph: graph, constants: constants)
+            step.label = g.count == 5 && g[1].opType == "Erf" ? "GELU(fused)" : g.map(\.opType).joined(separator: "+")
+            out.append(step)
         }
         steps = out
     }
@@ -230,6 +232,42 @@ extension ExecutionPlan {
             return try resizeStep(node, graph: graph, constants: constants)
         case "InstanceNormalization", "GroupNormalization":
             return try groupNormStep(node)
+        case "Split", "Slice" where node.opType == "Split" || node.inputs.dropFirst().allSatisfy({ $0.isEmpty || constants[$0] != nil }):
+            // strided copies of boxes of the input
+            let x = try slot(node.inputs[0], node)
+            var boxes: [(Slot, ReferenceOps.SliceSpec)] = []
+            if node.opType == "Split" {
+                let sizes = try ReferenceOps.splitSizes(node, x.shape, node.input(1).flatMap { constants[$0] }, opset: opset, bad)
+                guard let axis = normalizeAxis(node.int("axis", default: 0), rank: x.shape.count) else { throw bad("axis out of range") }
+                var start = 0
+                for (o, sz) in zip(node.outputs, sizes) {
+                    var spec = try ReferenceOps.sliceSpec(x.shape, starts: [Int64(start)], ends: [Int64(start + sz)], axes: [Int64(axis)], steps: nil, bad)
+                    spec.shape = x.shape
+                    if !o.isEmpty, let ys = slots[o] { boxes.append((ys, spec)) }
+                    start += sz
+                }
+            } else {
+                guard let st = node.input(1).flatMap({ constants[$0] }), let en = node.input(2).flatMap({ constants[$0] }) else { break }
+                let spec = try ReferenceOps.sliceSpec(x.shape, starts: st.ints, ends: en.ints, axes: node.input(3).flatMap { constants[$0]?.ints },
+                                                      steps: node.input(4).flatMap { constants[$0]?.ints }, bad)
+                boxes.append((try slot(finalOut[0], last), spec))
+            }
+            let ins = rowMajorStrides(x.shape)
+            let plans: [(Slot, [Int], [Int], Int, Int, Int)] = boxes.map { ys, spec in
+                let st = zip(ins, spec.steps).map { $0 * $1 }
+                let base = zip(ins, spec.starts).reduce(0) { $0 + $1.0 * $1.1 }
+                return (ys, Array(spec.sizes.dropLast()), Array(st.dropLast()), spec.sizes.last ?? 1, st.last ?? 1, base)
+            }
+            return Step(node: last, outputs: node.outputs) {
+                for (ys, outer, os, inner, istride, base) in plans {
+                    if ys.count == 0 { continue }
+                    let src = x.ptr + base
+                    forEachBroadcast(outer, [os]) { o, off in
+                        let p = src + off[0], q = ys.ptr + o * inner
+                        if istride == 1 { q.update(from: p, count: inner) } else { for j in 0..<inner { q[j] = p[j * istride] } }
+                    }
+                }
+            }
         case "Concat":
             let ins = try node.inputs.filter { !$0.isEmpty }.map { try slot($0, node) }
             let y = try slot(finalOut[0], last)

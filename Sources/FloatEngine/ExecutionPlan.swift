@@ -1,4 +1,5 @@
 // Compiling a StaticGraph into steps over preallocated buffers (liveness-based reuse).
+import Dispatch
 import ONNXGraph
 
 /// A float buffer owned by the plan.
@@ -26,6 +27,7 @@ struct Step {
     var node: Node
     var outputs: [String]
     var run: () throws -> Void
+    var label: String = ""
 }
 
 final class ExecutionPlan {
@@ -100,8 +102,15 @@ final class ExecutionPlan {
             v.withUnsafeBufferPointer { s.ptr.update(from: $0.baseAddress!, count: min(v.count, s.count)) }
             notify(name, node: nil, session: session)
         }
+        let prof = session.profile
         for step in steps {
-            try step.run()
+            if let prof {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try step.run()
+                prof.add(step.label, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+            } else {
+                try step.run()
+            }
             if session.observer != nil || session.transform != nil {
                 for o in step.outputs where !o.isEmpty { notify(o, node: step.node, session: session) }
             }

@@ -4,40 +4,39 @@ import ONNXGraph
 
 extension ExecutionPlan {
     func binaryStep(_ node: Node, _ a: Slot, _ b: Slot, _ y: Slot) -> Step {
-        let op = node.opType
-        let n = y.count
-        let f: (Float, Float) -> Float
-        switch op {
-        case "Add": f = { $0 + $1 }
-        case "Sub": f = { $0 - $1 }
-        case "Mul": f = { $0 * $1 }
-        default: f = { $0 / $1 }
+        let op: BinaryOp
+        switch node.opType {
+        case "Add": op = .add
+        case "Sub": op = .sub
+        case "Mul": op = .mul
+        default: op = .div
         }
+        let n = y.count
         let out = y.shape
         func isSuffix(_ s: [Int]) -> Bool {
             var t = s
-            while let first = t.first, first == 1, t.count > 0 { t.removeFirst() }
+            while let first = t.first, first == 1 { t.removeFirst() }
             return t.count <= out.count && Array(out.suffix(t.count)) == t
         }
         let outs = [node.outputs[0]]
         if a.count == n && b.count == n {
-            return Step(node: node, outputs: outs) { for i in 0..<n { y.ptr[i] = f(a.ptr[i], b.ptr[i]) } }
+            return Step(node: node, outputs: outs) { binaryLoop(op, a.ptr, 1, b.ptr, 1, y.ptr, n) }
         }
         if a.count == n && isSuffix(b.shape) {
             let period = b.count
             return Step(node: node, outputs: outs) {
                 var i = 0
-                while i < n { for j in 0..<period { y.ptr[i + j] = f(a.ptr[i + j], b.ptr[j]) }; i += period }
+                while i < n { binaryLoop(op, a.ptr + i, 1, b.ptr, period == 1 ? 0 : 1, y.ptr + i, period == 1 ? n : period); i += period == 1 ? n : period }
             }
         }
         if b.count == n && isSuffix(a.shape) {
             let period = a.count
             return Step(node: node, outputs: outs) {
                 var i = 0
-                while i < n { for j in 0..<period { y.ptr[i + j] = f(a.ptr[j], b.ptr[i + j]) }; i += period }
+                while i < n { binaryLoop(op, a.ptr, period == 1 ? 0 : 1, b.ptr + i, 1, y.ptr + i, period == 1 ? n : period); i += period == 1 ? n : period }
             }
         }
-        // general broadcast: outer odometer, contiguous inner loop
+        // general broadcast: outer odometer, strided inner loop
         let sa = broadcastStrides(a.shape, to: out), sb = broadcastStrides(b.shape, to: out)
         let inner = out.last ?? 1
         let outer = Array(out.dropLast())
@@ -46,8 +45,7 @@ extension ExecutionPlan {
         return Step(node: node, outputs: outs) {
             if n == 0 { return }
             forEachBroadcast(outer, [oa, ob]) { o, off in
-                let base = o * inner, pa = a.ptr + off[0], pb = b.ptr + off[1]
-                for j in 0..<inner { y.ptr[base + j] = f(pa[j * ia], pb[j * ib]) }
+                binaryLoop(op, a.ptr + off[0], ia, b.ptr + off[1], ib, y.ptr + o * inner, inner)
             }
         }
     }
@@ -239,6 +237,38 @@ extension ExecutionPlan {
                     for i in 0..<inner { q[ci * inner + i] = (p[ci * inner + i] - Float(mean)) * inv * s + t }
                 }
             } }
+        }
+    }
+}
+
+enum BinaryOp { case add, sub, mul, div }
+
+/// y[i] = a[i·sa] ∘ b[i·sb] for i < n, one loop per op so each is a tight loop.
+@inline(__always)
+func binaryLoop(_ op: BinaryOp, _ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int,
+                _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    switch (op, sa, sb) {
+    case (.add, 1, 1): for i in 0..<n { y[i] = a[i] + b[i] }
+    case (.sub, 1, 1): for i in 0..<n { y[i] = a[i] - b[i] }
+    case (.mul, 1, 1): for i in 0..<n { y[i] = a[i] * b[i] }
+    case (.div, 1, 1): for i in 0..<n { y[i] = a[i] / b[i] }
+    case (.add, 1, 0): let c = b[0]; for i in 0..<n { y[i] = a[i] + c }
+    case (.sub, 1, 0): let c = b[0]; for i in 0..<n { y[i] = a[i] - c }
+    case (.mul, 1, 0): let c = b[0]; for i in 0..<n { y[i] = a[i] * c }
+    case (.div, 1, 0): let c = b[0]; for i in 0..<n { y[i] = a[i] / c }
+    case (.add, 0, 1): let c = a[0]; for i in 0..<n { y[i] = c + b[i] }
+    case (.sub, 0, 1): let c = a[0]; for i in 0..<n { y[i] = c - b[i] }
+    case (.mul, 0, 1): let c = a[0]; for i in 0..<n { y[i] = c * b[i] }
+    case (.div, 0, 1): let c = a[0]; for i in 0..<n { y[i] = c / b[i] }
+    default:
+        for i in 0..<n {
+            let x = a[i * sa], z = b[i * sb]
+            switch op {
+            case .add: y[i] = x + z
+            case .sub: y[i] = x - z
+            case .mul: y[i] = x * z
+            case .div: y[i] = x / z
+            }
         }
     }
 }

@@ -38,6 +38,9 @@ public final class FloatSession {
     /// Called after `observer`; may modify the tensor's values in place before consumers read them.
     public var transform: ((_ name: String, _ shape: [Int], _ values: UnsafeMutableBufferPointer<Float>) -> Void)?
 
+    /// When set, each run adds its per-op wall time here (for finding slow steps).
+    public var profile: OpProfile?
+
     let originalConstants: [String: Tensor]
     private(set) var constants: [String: Tensor]
     var plan: ExecutionPlan
@@ -96,5 +99,21 @@ public final class FloatSession {
         }
         let r = try run([graph.inputs[0].name: input])
         return r[out.name]?.floats ?? []
+    }
+}
+
+/// Accumulated wall time per op type (fused groups are named like `Conv+Relu`).
+public final class OpProfile {
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var calls: [String: Int] = [:]
+    public init() {}
+    func add(_ op: String, _ s: Double) { seconds[op, default: 0] += s; calls[op, default: 0] += 1 }
+    /// Lines "op  total ms  calls", slowest first.
+    public var report: String {
+        seconds.sorted { $0.value > $1.value }.map {
+            let ms = $0.value * 1000
+            let padded = $0.key.count < 28 ? $0.key + String(repeating: " ", count: 28 - $0.key.count) : $0.key
+            return "\(padded) \((ms * 100).rounded() / 100) ms  \(calls[$0.key] ?? 0) calls"
+        }.joined(separator: "\n")
     }
 }

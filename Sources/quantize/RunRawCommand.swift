@@ -16,6 +16,7 @@ struct RunRaw: ParsableCommand {
     @Option(help: "Where to write the first output as raw float32.") var output: String
     @Option(help: "Time this many extra runs and print the best latency (ms).") var repeats: Int = 0
     @Flag(help: "Disable fusion of bias/activation/GELU.") var noFuse = false
+    @Flag(help: "Print per-op time of the timed runs.") var profile = false
 
     func run() throws {
         let m = try ONNXModel(contentsOf: model)
@@ -26,6 +27,8 @@ struct RunRaw: ParsableCommand {
         let out = try session.run(values)
         let first = Date().timeIntervalSince(t0)
         var best = first
+        let prof = OpProfile()
+        if profile { session.profile = prof }
         for _ in 0..<repeats {
             let t = Date()
             _ = try session.run(values)
@@ -34,6 +37,7 @@ struct RunRaw: ParsableCommand {
         var bytes = Data(capacity: out.count * 4)
         for v in out { var le = v.bitPattern.littleEndian; withUnsafeBytes(of: &le) { bytes.append(contentsOf: $0) } }
         try bytes.write(to: URL(fileURLWithPath: output))
+        if profile { print(prof.report) }
         print(String(format: "first_ms %.3f best_ms %.3f outputs %d", first * 1000, best * 1000, out.count))
     }
 }
