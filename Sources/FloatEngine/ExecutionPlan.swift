@@ -43,7 +43,7 @@ final class ExecutionPlan {
 
     init(graph: StaticGraph, constants: [String: Tensor], options: SessionOptions) throws {
         dtypes = graph.dtypes
-        groups = FusionPlanner(graph: graph, enabled: options.fuse).groups()
+        groups = FusionPlanner(graph: graph, enabled: options.fuse, keep: options.keep).groups()
         allocate(graph)
         try compile(graph: graph, constants: constants, options: options)
     }

@@ -4,6 +4,7 @@ import ONNXGraph
 struct FusionPlanner {
     let graph: StaticGraph
     let enabled: Bool
+    var keep: Set<String> = []
 
     func groups() -> [[Node]] {
         let nodes = graph.nodes
@@ -12,7 +13,7 @@ struct FusionPlanner {
         for (i, n) in nodes.enumerated() { for x in n.inputs where !x.isEmpty { consumers[x, default: []].append(i) } }
         let outputs = Set(graph.outputs.map(\.name))
         func soleConsumer(_ t: String) -> Int? {
-            guard !outputs.contains(t), let c = consumers[t], c.count == 1 else { return nil }
+            guard !outputs.contains(t), !keep.contains(t), let c = consumers[t], c.count == 1 else { return nil }
             return c[0]
         }
         func isConst(_ t: String) -> Bool { graph.constants[t] != nil }

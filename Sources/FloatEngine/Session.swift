@@ -19,7 +19,10 @@ public struct SessionOptions: Sendable {
     /// Fused-away intermediate tensors are then not materialised (hooks never see them); turn off to
     /// observe every ONNX tensor.
     public var fuse: Bool = true
-    public init(fuse: Bool = true) { self.fuse = fuse }
+    /// Tensors that must stay materialised even when fusing (so hooks see them), e.g. conv outputs
+    /// ahead of a Relu that calibration wants to observe.
+    public var keep: Set<String> = []
+    public init(fuse: Bool = true, keep: Set<String> = []) { self.fuse = fuse; self.keep = keep }
 }
 
 /// A runnable float model bound to one batch size.

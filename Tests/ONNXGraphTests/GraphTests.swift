@@ -95,6 +95,23 @@ import Testing
         #expect(throws: ONNXError.self) { try session.substituteConstants([head.weight: Tensor(shape: [1], floats: [0])]) }
     }
 
+    @Test func keptTensorsStayVisibleWhenFusing() throws {
+        let m = try load("efficientnet_lite_ts13")
+        let g = try m.graph.specialized(batch: 2)
+        let convOuts = Set(try ModelPatterns(graph: g).convs.map(\.output))
+        let input = try Fixtures.floats("efficientnet_lite_ts13.input.f32")
+        func seen(_ opts: SessionOptions) throws -> Set<String> {
+            let s = try FloatSession(staticGraph: g, options: opts)
+            var names = Set<String>()
+            s.observer = { names.insert($0.name) }
+            _ = try s.run(input)
+            return names
+        }
+        let fused = try seen(SessionOptions(fuse: true))
+        #expect(!convOuts.isSubset(of: fused))  // conv+ReLU6 fused: the conv outputs are not materialised
+        #expect(convOuts.isSubset(of: try seen(SessionOptions(fuse: true, keep: convOuts))))
+    }
+
     @Test func fusedAndUnfusedAgree() throws {
         for name in ["vit_ts13", "efficientnet_lite_ts13", "mobilenetv3_ts13"] {
             let m = try load(name)
