@@ -43,6 +43,11 @@ extension ExecutionPlan {
         func bad(_ r: String) -> ONNXError { .badNode(node: node.displayName, op: node.opType, reason: r) }
         let opset = graph.opset
 
+        if g.count == 2 && node.opType == "Transpose" && last.opType == "MatMul" {
+            // A · Kᵀ with K read in place
+            let a = try slot(last.inputs[0], last), kk = try slot(node.inputs[0], node), y = try slot(finalOut[0], last)
+            return try batchedMatMul(last, a, kk, y, bTransposed: true)
+        }
         if g.count > 1 && node.opType != "Conv" && node.opType != "MatMul" && node.opType != "Gemm" {
             // Erf-form GELU chain
             let x = try slot(node.inputs[0], node), y = try slot(last.outputs[0], last)
@@ -170,6 +175,7 @@ extension ExecutionPlan {
         case "Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze":
             let x = try slot(node.inputs[0], node), y = try slot(finalOut[0], last)
             let n = x.count
+            if x.buffer === y.buffer { return Step(node: last, outputs: [finalOut[0]]) {} }  // aliased: nothing to do
             return Step(node: last, outputs: [finalOut[0]]) { y.ptr.update(from: x.ptr, count: n) }
         case "Transpose":
             let x = try slot(node.inputs[0], node), y = try slot(finalOut[0], last)

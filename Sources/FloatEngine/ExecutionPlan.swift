@@ -79,19 +79,30 @@ final class ExecutionPlan {
             return FloatBuffer(capacity: count)
         }
         for spec in graph.inputs { slots[spec.name] = Slot(buffer: FloatBuffer(capacity: elementCount(spec.shape)), shape: spec.shape) }
+        // Live tensors per buffer: a buffer returns to the free list when its last live tensor dies.
+        var live: [ObjectIdentifier: Int] = [:]
+        let viewOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"]
         for (i, n) in units.enumerated() {
-            for o in n.outputs where !o.isEmpty {
+            for (k, o) in n.outputs.enumerated() where !o.isEmpty {
                 let shape = graph.shapes[o] ?? []
-                slots[o] = Slot(buffer: pinned.contains(o) ? FloatBuffer(capacity: elementCount(shape)) : take(elementCount(shape)), shape: shape)
+                let buffer: FloatBuffer
+                if pinned.contains(o) {
+                    buffer = FloatBuffer(capacity: elementCount(shape))
+                } else if k == 0, viewOps.contains(n.opType), let x = n.inputs.first, !pinned.contains(x),
+                          let xs = slots[x], lastUse[x] == i, xs.buffer.capacity >= elementCount(shape) {
+                    buffer = xs.buffer  // a view of a dying input: share its buffer, no copy
+                } else {
+                    buffer = take(elementCount(shape))
+                }
+                slots[o] = Slot(buffer: buffer, shape: shape)
+                live[ObjectIdentifier(buffer), default: 0] += 1
             }
-            // outputs that nobody reads are dead right away
-            var released = Set<ObjectIdentifier>()
+            // release inputs read for the last time, and outputs nobody reads
             for x in Set(n.inputs + n.outputs) where !x.isEmpty && !pinned.contains(x) {
                 guard let s = slots[x], (lastUse[x] ?? i) <= i else { continue }
                 let id = ObjectIdentifier(s.buffer)
-                if released.contains(id) { continue }
-                released.insert(id)
-                free.append(s.buffer)
+                guard let c = live[id] else { continue }
+                if c <= 1 { live[id] = nil; free.append(s.buffer) } else { live[id] = c - 1 }
             }
         }
     }

@@ -65,17 +65,19 @@ extension ExecutionPlan {
         }
     }
 
-    func batchedMatMul(_ node: Node, _ a: Slot, _ b: Slot, _ y: Slot) throws -> Step {
+    /// A·B over broadcast batch dims; with `bTransposed`, `b` holds Bᵀ ([…, n, k]).
+    func batchedMatMul(_ node: Node, _ a: Slot, _ b: Slot, _ y: Slot, bTransposed: Bool = false) throws -> Step {
         let a2 = a.shape.count == 1 ? [1] + a.shape : a.shape
-        let b2 = b.shape.count == 1 ? b.shape + [1] : b.shape
+        var b2 = b.shape.count == 1 ? b.shape + [1] : b.shape
+        if bTransposed { b2.swapAt(b2.count - 1, b2.count - 2) }
         let m = a2[a2.count - 2], k = a2[a2.count - 1], n = b2[b2.count - 1]
         let ba = Array(a2.dropLast(2)), bb = Array(b2.dropLast(2))
         guard let batch = broadcastShape([ba, bb]) else { throw ONNXError.shapeMismatch(node: node.displayName, op: "MatMul", reason: "batch dims differ") }
         let sa = broadcastStrides(ba, to: batch), sb = broadcastStrides(bb, to: batch)
         return Step(node: node, outputs: [node.outputs[0]]) {
             forEachBroadcast(batch, [sa, sb]) { i, off in
-                FloatKernels.matmul(m: m, n: n, k: k, a: a.ptr + off[0] * m * k, lda: k, b: b.ptr + off[1] * k * n, ldb: n,
-                                    bTransposed: false, c: y.ptr + i * m * n, ldc: n)
+                FloatKernels.matmul(m: m, n: n, k: k, a: a.ptr + off[0] * m * k, lda: k, b: b.ptr + off[1] * k * n,
+                                    ldb: bTransposed ? k : n, bTransposed: bTransposed, c: y.ptr + i * m * n, ldc: n)
             }
         }
     }
