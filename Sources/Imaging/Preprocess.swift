@@ -170,6 +170,18 @@ public struct PreprocessSpec: Codable, Sendable, Equatable {
     }
 }
 
+/// Which resampling pass runs first when both width and height change. The intermediate image is rounded to
+/// uint8 between the passes, so the order changes a few output values by a few levels on some images.
+public enum ResamplePassOrder: Sendable {
+    /// Pillow 13 and later (python-pillow/Pillow#9549): vertical first when the height shrinks by more than twice
+    /// as many pixels as the width, horizontal first otherwise. The default: it matches the Pillow installed here.
+    case pillow13
+    /// Pillow 12 and earlier: always horizontal first.
+    case horizontalFirst
+
+    var cValue: Int32 { self == .pillow13 ? Int32(CIC_PASS_PILLOW13) : Int32(CIC_PASS_HORIZONTAL_FIRST) }
+}
+
 /// The geometry torchvision computes for `Resize(shorter side)` + `CenterCrop`.
 public struct ResizeCropPlan: Sendable, Equatable {
     public var resizedWidth: Int
@@ -196,7 +208,8 @@ public struct ResizeCropPlan: Sendable, Equatable {
 /// (Pillow's fixed-point separable resample, torchvision's center-crop rounding, Float32 normalisation).
 public enum Preprocessor {
     /// Resize (shorter side to `spec.resizeSize`, Pillow-antialiased) then center-crop `spec.size`². HWC uint8.
-    public static func resizeAndCrop(_ image: RGBImage, spec: PreprocessSpec) throws(ImageError) -> RGBImage {
+    public static func resizeAndCrop(_ image: RGBImage, spec: PreprocessSpec,
+                                     passOrder: ResamplePassOrder = .pillow13) throws(ImageError) -> RGBImage {
         try spec.validate()
         let plan = ResizeCropPlan(width: image.width, height: image.height, spec: spec)
         guard plan.resizedWidth > 0, plan.resizedHeight > 0 else {
@@ -205,23 +218,29 @@ public enum Preprocessor {
         let s = spec.size
         if plan.cropX >= 0, plan.cropY >= 0, plan.cropX + s <= plan.resizedWidth, plan.cropY + s <= plan.resizedHeight {
             return try resample(image, to: plan.resizedWidth, plan.resizedHeight,
-                                crop: (plan.cropX, plan.cropY, s, s), filter: spec.interpolation)
+                                crop: (plan.cropX, plan.cropY, s, s), filter: spec.interpolation, passOrder: passOrder)
         }
         // The crop is larger than the resized image (crop_pct > 1 or a small image): torchvision pads with zeros
         // (left/top get the floor half), then crops.
         let full = try resample(image, to: plan.resizedWidth, plan.resizedHeight,
-                                crop: (0, 0, plan.resizedWidth, plan.resizedHeight), filter: spec.interpolation)
+                                crop: (0, 0, plan.resizedWidth, plan.resizedHeight), filter: spec.interpolation,
+                                passOrder: passOrder)
         return padAndCenterCrop(full, size: s)
     }
 
-    static func resample(_ image: RGBImage, to ow: Int, _ oh: Int, crop: (Int, Int, Int, Int),
-                         filter: Interpolation) throws(ImageError) -> RGBImage {
+    /// Pillow-exact `Image.resize((ow, oh), filter)` restricted to the window `crop` = (x, y, width, height).
+    public static func resample(_ image: RGBImage, to ow: Int, _ oh: Int, crop: (Int, Int, Int, Int),
+                                filter: Interpolation, passOrder: ResamplePassOrder = .pillow13) throws(ImageError) -> RGBImage {
         let (cx, cy, cw, ch) = crop
+        guard ow > 0, oh > 0, ow <= 1 << 20, oh <= 1 << 20, cx >= 0, cy >= 0, cw > 0, ch > 0, cx + cw <= ow, cy + ch <= oh else {
+            throw .invalidSpec("resample window \(crop) does not fit in \(ow)x\(oh)")
+        }
         var out = [UInt8](repeating: 0, count: cw * ch * 3)
         let rc: Int32 = image.bytes.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 cic_resize_crop_rgb8(src.baseAddress, UInt32(image.width), UInt32(image.height), UInt32(ow), UInt32(oh),
-                                     UInt32(cx), UInt32(cy), UInt32(cw), UInt32(ch), filter.cFilter, dst.baseAddress)
+                                     UInt32(cx), UInt32(cy), UInt32(cw), UInt32(ch), filter.cFilter, passOrder.cValue,
+                                     dst.baseAddress)
             }
         }
         if rc != 0 { throw .invalidSpec("resample \(image.width)x\(image.height) -> \(ow)x\(oh) failed (code \(rc))") }

@@ -67,13 +67,22 @@ void cic_free(void *p);
 
 enum { CIC_FILTER_BILINEAR = 2, CIC_FILTER_BICUBIC = 3 };
 
+/* Which pass Pillow runs first when both are needed. Pillow <= 12 always ran horizontal first; Pillow 13
+ * (python-pillow/Pillow#9549) runs vertical first when the height shrinks much more than the width. The order changes
+ * results by a few levels on some images, because the intermediate image is rounded to uint8. */
+enum { CIC_PASS_PILLOW13 = 0, CIC_PASS_HORIZONTAL_FIRST = 1 };
+
+/* 1 when Pillow (with `pass_order`) runs the vertical pass first for this resize. */
+int cic_resample_vertical_first(uint32_t src_w, uint32_t src_h, uint32_t out_w, uint32_t out_h, int pass_order);
+
 /* Resize an RGB8 image (src_w x src_h, tightly packed) to out_w x out_h exactly as Pillow's
  * Image.resize(resample=filter) does, but compute only the crop window [crop_x, crop_x+crop_w) x
- * [crop_y, crop_y+crop_h) of the resized image (the other output pixels are never needed). dst receives
- * crop_w*crop_h*3 bytes. The crop window must lie inside the resized image. Returns a CIC_* code. */
+ * [crop_y, crop_y+crop_h) of the resized image (the other output pixels are never needed; each output pixel depends
+ * only on its own coefficients, so this is exact). dst receives crop_w*crop_h*3 bytes. The crop window must lie
+ * inside the resized image. Returns a CIC_* code. */
 int cic_resize_crop_rgb8(const uint8_t *src, uint32_t src_w, uint32_t src_h, uint32_t out_w, uint32_t out_h,
                          uint32_t crop_x, uint32_t crop_y, uint32_t crop_w, uint32_t crop_h, int filter,
-                         uint8_t *dst);
+                         int pass_order, uint8_t *dst);
 
 /* HWC uint8 RGB -> CHW float32 ((v/255) - mean[c]) / std[c], computed in float32 as torchvision's
  * ToTensor + Normalize. */
