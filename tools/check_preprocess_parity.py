@@ -44,9 +44,7 @@ def main():
     files = list_images(args.folder)
     if args.limit:
         files = files[: args.limit]
-    names = [os.path.splitext(os.path.basename(f))[0] for f in files]
-    if len(set(names)) != len(names):
-        sys.exit("file base names must be unique")
+    names = ["%06d" % k for k in range(len(files))]
 
     exif_counts = {}
     for f in files:

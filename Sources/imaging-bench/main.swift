@@ -3,7 +3,7 @@
 //
 //   imaging-bench FOLDER|@LISTFILE [--preset vit] [--repeat 3] [--limit N] [--dump DIR]
 //
-// --dump DIR writes, per image, NAME.u8.npy (HWC uint8 after resize+crop) and NAME.f32.npy (CHW float32 tensor),
+// --dump DIR writes, per image k (in input order), 00000k.u8.npy (HWC uint8 after resize+crop) and 00000k.f32.npy (CHW float32 tensor),
 // used by tools/check_preprocess_parity.py.
 import Foundation
 import Imaging
@@ -71,7 +71,7 @@ options.applyEXIFOrientation = spec.applyEXIFOrientation
             let crop = try Preprocessor.resizeAndCrop(img, spec: spec)
             out.withUnsafeMutableBufferPointer { Preprocessor.normalize(crop, mean: spec.mean, std: spec.std, into: $0.baseAddress!) }
             if let dump {
-                let base = dump + "/" + ((files[k] as NSString).lastPathComponent as NSString).deletingPathExtension
+                let base = dump + "/" + String(format: "%06d", k)
                 try NPY.write(crop.bytes, shape: [crop.height, crop.width, 3], to: base + ".u8.npy")
                 try NPY.write(out, shape: [3, spec.size, spec.size], to: base + ".f32.npy")
             }
