@@ -1,9 +1,11 @@
 import ArgumentParser
 
-@main
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post-training quantization of vision backbones (uniform and AdaLog) with int8 kernels.",
         subcommands: [PreprocessCommand.self]
     )
 }
+
+// main.swift is top-level code once the target has more than one file, so @main cannot be used here.
+Quantize.main()
