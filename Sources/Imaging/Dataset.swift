@@ -50,7 +50,8 @@ public struct DatasetItem: Sendable, Equatable {
 ///   (torchvision's `sorted()`), or its line in a synset labels file when one is given; files sorted within a class.
 /// - **ImageNet flat** `root/nXXXXXXXX_*.JPEG`: the class is the synset prefix's index in the labels file (one synset
 ///   per line, or `index<TAB>synset<TAB>name` lines); without a labels file the bundled ImageNet-1k list is used.
-/// - **File list**: a labels file of `filename label` lines (ImageNet `val.txt` form), paths relative to root.
+/// - **File list**: a labels file of `filename label` lines (ImageNet `val.txt` form), paths relative to root;
+///   labels below 1000 are named with the ImageNet-1k class names.
 /// - **Unlabelled**: any other flat folder of images (calibration).
 public struct ImageDataset: Sendable {
     public enum Layout: String, Sendable { case imageFolder, imagenetFlat, fileList, unlabelled }
@@ -183,7 +184,8 @@ public struct ImageDataset: Sendable {
                 maxLabel = max(maxLabel, lab)
             }
             if items.isEmpty { throw .noImages(root) }
-            let names = maxLabel + 1 == 1000 ? ImageNetClasses.names : (0...maxLabel).map { String($0) }
+            // `filename label` is ImageNet's val.txt form: labels below 1000 get the ImageNet-1k names.
+            let names = maxLabel < 1000 && !ImageNetClasses.names.isEmpty ? ImageNetClasses.names : (0...maxLabel).map { String($0) }
             return ImageDataset(root: root, layout: .fileList, items: items, classNames: names)
         }
 
