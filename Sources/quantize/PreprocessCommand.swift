@@ -22,9 +22,11 @@ struct PreprocessCommand: ParsableCommand {
 
         Examples:
           quantize preprocess photo.jpg --preset vit --out photo.npy
-          quantize preprocess photo.jpg --spec config.json --apply-exif-orientation --out photo.npy
-          quantize preprocess cat.png --size 224 --crop-pct 0.875 --interpolation bilinear \\
-              --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out cat.npy
+          quantize preprocess photo.jpg --spec config.json \\
+              --apply-exif-orientation --out photo.npy
+          quantize preprocess cat.png --size 224 --crop-pct 0.875 \\
+              --interpolation bilinear --mean 0.485,0.456,0.406 \\
+              --std 0.229,0.224,0.225 --out cat.npy
         """
     )
 
