@@ -298,3 +298,33 @@ public enum ImageNetClasses {
     /// Human-readable names (`tench`, ...) in class-index order.
     public static var names: [String] { table.names }
 }
+
+extension ImageDataset {
+    /// Decodes and preprocesses `items[range]` into one NCHW Float32 batch (`range.count * 3 * size * size` values,
+    /// image order as in the dataset) and returns it with the labels. The first unreadable image stops the batch with
+    /// its error (which names the file).
+    public func batch(_ range: Range<Int>, spec: PreprocessSpec, options: DecodeOptions = DecodeOptions())
+        throws(ImageError) -> (tensor: [Float], labels: [Int?])
+    {
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw .invalidSpec("batch range \(range) is outside the dataset's \(count) images")
+        }
+        try spec.validate()
+        let per = 3 * spec.size * spec.size
+        var tensor = [Float](repeating: 0, count: per * range.count)
+        var failure: ImageError? = nil
+        tensor.withUnsafeMutableBufferPointer { buf in
+            for (k, i) in range.enumerated() {
+                do throws(ImageError) {
+                    try Preprocessor.preprocess(fileAt: items[i].path, spec: spec, options: options,
+                                                into: buf.baseAddress! + k * per)
+                } catch {
+                    failure = error
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+        return (tensor, range.map { items[$0].label })
+    }
+}

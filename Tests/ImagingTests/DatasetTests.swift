@@ -119,3 +119,25 @@ struct NPYTests {
         #expect(v == (0..<24).map { Float($0) / 7 })
     }
 }
+
+@Suite("Dataset batches")
+struct BatchTests {
+    @Test("a batch equals the per-image tensors, and a bad file stops it with that file's error")
+    func batch() throws {
+        let root = try makeTempDir("batch")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for c in ["cat", "dog"] { try FileManager.default.createDirectory(atPath: root + "/" + c, withIntermediateDirectories: true) }
+        try writeFile(root + "/cat/1.jpg", try Fixtures.bytes("photo.jpg"))
+        try writeFile(root + "/dog/2.png", try Fixtures.bytes("portrait.png"))
+        let ds = try ImageDataset.open(root)
+        let spec = PreprocessSpec(size: 48, cropPct: 0.875, interpolation: .bicubic, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
+        let (t, labels) = try ds.batch(0..<2, spec: spec)
+        #expect(labels == [0, 1])
+        let one = try Preprocessor.tensor(fileAt: root + "/dog/2.png", spec: spec)
+        #expect(Array(t[(3 * 48 * 48)...]) == one)
+        try writeFile(root + "/dog/2.png", [1, 2, 3])
+        #expect(throws: ImageError.unknownFormat(path: root + "/dog/2.png", firstBytes: [1, 2, 3])) {
+            try ds.batch(0..<2, spec: spec)
+        }
+    }
+}
