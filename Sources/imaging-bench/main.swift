@@ -1,7 +1,7 @@
 // imaging-bench: decode + preprocess every image of a folder (or a list of files) on one thread and print images/s.
 // Not a test: bench/decode_vs_pillow.py runs this and Pillow on the same files and prints the ratio.
 //
-//   imaging-bench FOLDER|@LISTFILE [--preset vit] [--repeat 3] [--limit N] [--dump DIR]
+//   imaging-bench FOLDER|@LISTFILE [--preset vit] [--repeat 3] [--limit N] [--dump DIR] [--decode-only]
 //
 // --dump DIR writes, per image k (in input order), 00000k.u8.npy (HWC uint8 after resize+crop) and 00000k.f32.npy (CHW float32 tensor),
 // used by tools/check_preprocess_parity.py.
@@ -19,6 +19,7 @@ var repeats = 3
 var limit = Int.max
 var dumpDir: String? = nil
 var exif = false
+var decodeOnly = false
 var source: String? = nil
 var i = 0
 while i < args.count {
@@ -30,8 +31,9 @@ while i < args.count {
     case "--limit": limit = Int(value()) ?? Int.max
     case "--dump": dumpDir = value()
     case "--apply-exif-orientation": exif = true
+    case "--decode-only": decodeOnly = true
     case "-h", "--help":
-        print("usage: imaging-bench FOLDER|@LISTFILE [--preset vit|imagenet|cifar10|efficientnet-lite0] [--repeat N] [--limit N] [--dump DIR] [--apply-exif-orientation]")
+        print("usage: imaging-bench FOLDER|@LISTFILE [--preset vit|imagenet|cifar10|efficientnet-lite0] [--repeat N] [--limit N] [--dump DIR] [--apply-exif-orientation] [--decode-only]")
         exit(0)
     default:
         if a.hasPrefix("--") { fail("unknown option \(a)") }
@@ -68,6 +70,7 @@ options.applyEXIFOrientation = spec.applyEXIFOrientation
     for (k, blob) in blobs.enumerated() {
         do {
             let img = try ImageDecoder.decode(data: blob, name: files[k], options: options)
+            if decodeOnly { continue }
             let crop = try Preprocessor.resizeAndCrop(img, spec: spec)
             out.withUnsafeMutableBufferPointer { Preprocessor.normalize(crop, mean: spec.mean, std: spec.std, into: $0.baseAddress!) }
             if let dump {
@@ -88,4 +91,4 @@ if let dumpDir {
 }
 var best = Double.infinity
 for _ in 0..<max(1, repeats) { best = min(best, runOnce(dump: nil)) }
-print(String(format: "imaging-bench: %d images, preset %@, best of %d: %.3f s, %.1f images/s", files.count, presetName, max(1, repeats), best, Double(files.count) / best))
+print(String(format: "imaging-bench%@: %d images, preset %@, best of %d: %.3f s, %.1f images/s", decodeOnly ? " (decode only)" : "", files.count, presetName, max(1, repeats), best, Double(files.count) / best))
