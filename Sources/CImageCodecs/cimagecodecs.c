@@ -175,7 +175,6 @@ static void cic_jpeg_emit(j_common_ptr c, int level) {
     if (e->strict) {
         set_err(e->err, e->errlen, buf);
         e->code = classify_jpeg_code(c->err->msg_code);
-        if (e->code == CIC_ERR_CORRUPT && c->err->msg_code != JWRN_JPEG_EOF) e->code = CIC_ERR_CORRUPT;
         longjmp(e->jb, 1);
     }
     if (e->warnings == 0) set_err(e->err, e->errlen, buf);

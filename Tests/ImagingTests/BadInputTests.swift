@@ -143,3 +143,33 @@ struct BadInputTests {
         }
     }
 }
+
+@Suite("Damaged files never crash")
+struct FuzzTests {
+    @Test("random byte damage to JPEG and PNG files: every outcome is a decoded image or a thrown ImageError",
+          arguments: ["photo.jpg", "photo_progressive.jpg", "portrait.png", "palette_trns.png"])
+    func randomDamage(file: String) throws {
+        let good = try Fixtures.bytes(file)
+        var rng = SplitMix64(seed: 42)
+        var thrown = 0, decoded = 0
+        for round in 0..<60 {
+            var bad = good
+            let flips = 1 + Int(rng.next() % 8)
+            for _ in 0..<flips {
+                let at = Int(rng.next() % UInt64(bad.count))
+                bad[at] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            if round % 3 == 0 { bad = Array(bad.prefix(Int(rng.next() % UInt64(bad.count)))) }
+            do {
+                let img = try ImageDecoder.decode(data: bad, name: "\(file)#\(round)")
+                #expect(img.bytes.count == img.width * img.height * 3)
+                decoded += 1
+            } catch {
+                #expect(error.description.contains("\(file)#\(round)"))
+                thrown += 1
+            }
+        }
+        #expect(thrown > 0, "no damaged variant of \(file) was rejected")
+        #expect(thrown + decoded == 60)
+    }
+}
