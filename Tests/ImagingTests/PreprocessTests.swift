@@ -1,3 +1,4 @@
+import CImageCodecs
 import Foundation
 import Testing
 @testable import Imaging
@@ -150,6 +151,25 @@ struct SpecTests {
         do { _ = try PreprocessSpec.parse(json: Array(json.utf8), name: "cfg.json"); Issue.record("accepted \(json)") } catch {
             guard case let .invalidSpec(msg) = error else { Issue.record("wrong error \(error)"); return }
             #expect(!msg.isEmpty)
+        }
+    }
+}
+
+@Suite("Resample ISA paths")
+struct ISATests {
+    @Test("the portable and the AVX2 loops give identical bytes")
+    func portableEqualsDispatched() throws {
+        var bytes = [UInt8](repeating: 0, count: 97 * 61 * 3)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: (i &* 2654435761) >> 11) }
+        let img = try #require(RGBImage(width: 97, height: 61, bytes: bytes))
+        for (ow, oh) in [(40, 30), (130, 20), (50, 90), (97, 20)] {
+            for f in Interpolation.allCases {
+                let auto = try Preprocessor.resample(img, to: ow, oh, crop: (0, 0, ow, oh), filter: f)
+                cic_resample_set_portable(1)
+                let portable = try Preprocessor.resample(img, to: ow, oh, crop: (0, 0, ow, oh), filter: f)
+                cic_resample_set_portable(0)
+                #expect(auto.bytes == portable.bytes, "\(ow)x\(oh) \(f)")
+            }
         }
     }
 }

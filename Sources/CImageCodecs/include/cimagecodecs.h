@@ -84,6 +84,10 @@ int cic_resize_crop_rgb8(const uint8_t *src, uint32_t src_w, uint32_t src_h, uin
                          uint32_t crop_x, uint32_t crop_y, uint32_t crop_w, uint32_t crop_h, int filter,
                          int pass_order, uint8_t *dst);
 
+/* Resampling uses an AVX2 build of its loops when the CPU has AVX2 (identical results). 1 forces the portable loops
+ * (for tests and comparisons), 0 restores automatic selection. */
+void cic_resample_set_portable(int portable_only);
+
 /* HWC uint8 RGB -> CHW float32 ((v/255) - mean[c]) / std[c], computed in float32 as torchvision's
  * ToTensor + Normalize. */
 void cic_normalize_chw(const uint8_t *src, size_t pixels, const float mean[3], const float std[3], float *dst);
