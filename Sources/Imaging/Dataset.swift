@@ -54,14 +54,17 @@ public struct DatasetItem: Sendable, Equatable {
 ///   labels below 1000 are named with the ImageNet-1k class names.
 /// - **Unlabelled**: any other flat folder of images (calibration).
 public struct ImageDataset: Sendable {
+    /// Which on-disk layout was detected (see the type's documentation).
     public enum Layout: String, Sendable { case imageFolder, imagenetFlat, fileList, unlabelled }
 
+    /// The folder the dataset was opened from.
     public let root: String
     public let layout: Layout
     public private(set) var items: [DatasetItem]
     /// Class names in class-index order (empty for unlabelled datasets).
     public let classNames: [String]
 
+    /// Number of images.
     public var count: Int { items.count }
     public var isLabelled: Bool { layout != .unlabelled }
 
