@@ -35,7 +35,7 @@ let package = Package(
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "CImageCodecs", dependencies: ["CLibPNG", "CLibJPEG"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        .target(name: "Imaging", dependencies: ["CImageCodecs"], resources: [.copy("Resources/imagenet-synsets.txt")]),
 
         // MARK: Model graph and float execution
         .target(name: "OnnxProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -61,6 +61,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
+        .executableTarget(name: "imaging-bench", dependencies: ["Imaging"]),
 
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),

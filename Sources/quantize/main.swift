@@ -3,7 +3,7 @@ import ArgumentParser
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post-training quantization of vision backbones (uniform and AdaLog) with int8 kernels.",
-        subcommands: [Inspect.self, RunRaw.self]
+        subcommands: [PreprocessCommand.self, Inspect.self, RunRaw.self, Infer.self, Eval.self]
     )
 }
 
