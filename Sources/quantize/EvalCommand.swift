@@ -38,6 +38,7 @@ struct Eval: ParsableCommand {
         let start = Date()
         var top1 = 0, top5 = 0, counted = 0
         var i = 0
+        var lastReport = Date.distantPast
         while i < n {
             let r = i..<min(i + b, n)
             var (x, labs) = try ds.batch(r, spec: spec)
@@ -54,6 +55,8 @@ struct Eval: ParsableCommand {
             }
             i = r.upperBound
             let el = Date().timeIntervalSince(start)
+            if Date().timeIntervalSince(lastReport) < 1 && i < n { continue }
+            lastReport = Date()
             FileHandle.standardError.write(String(format: "\reval %d/%d  top1 %.1f%%  top5 %.1f%%  %.1f s", i, n,
                                                   Double(top1) * 100 / Double(max(counted, 1)), Double(top5) * 100 / Double(max(counted, 1)), el).data(using: .utf8)!)
         }
