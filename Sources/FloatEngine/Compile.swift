@@ -43,10 +43,19 @@ extension ExecutionPlan {
         func bad(_ r: String) -> ONNXError { .badNode(node: node.displayName, op: node.opType, reason: r) }
         let opset = graph.opset
 
-        if g.count == 2 && node.opType == "Transpose" && last.opType == "MatMul" {
-            // A · Kᵀ with K read in place
+        if node.opType == "Transpose" && last.opType == "MatMul" {
+            // A · (c·Kᵀ) with K read in place (scaled into a scratch buffer when there is a Mul)
             let a = try slot(last.inputs[0], last), kk = try slot(node.inputs[0], node), y = try slot(finalOut[0], last)
-            return try batchedMatMul(last, a, kk, y, bTransposed: true)
+            guard g.count == 3 else { return try batchedMatMul(last, a, kk, y, bTransposed: true) }
+            let c = constants[g[1].inputs[1]]?.floats.first ?? 1
+            let scratch = FloatBuffer(capacity: kk.count)
+            let scaled = Slot(buffer: scratch, shape: kk.shape)
+            let mm = try batchedMatMul(last, a, scaled, y, bTransposed: true)
+            let n = kk.count
+            return Step(node: last, outputs: finalOut) {
+                for i in 0..<n { scratch.pointer[i] = kk.ptr[i] * c }
+                try mm.run()
+            }
         }
         if g.count > 1 && node.opType != "Conv" && node.opType != "MatMul" && node.opType != "Gemm" {
             // Erf-form GELU chain

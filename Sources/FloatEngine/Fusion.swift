@@ -26,24 +26,31 @@ struct FusionPlanner {
             if n.opType == "Clip" { return n.inputs.dropFirst().allSatisfy { $0.isEmpty || isConst($0) } }
             return false
         }
-        // Transpose(K) swapping the last two axes, read only by a MatMul as its right operand: the MatMul
-        // reads K with bTransposed instead. The pair runs at the MatMul's position.
-        var transposeOfMatMul: [Int: Int] = [:]
+        // Transpose(K) swapping the last two axes, read only by a MatMul as its right operand (optionally through
+        // a Mul by a constant scalar, as the SDPA export does): the MatMul reads K with bTransposed instead.
+        // The group runs at the MatMul's position.
+        var transposeOfMatMul: [Int: [Int]] = [:]
         var deferred = Set<Int>()
         for (i, n) in nodes.enumerated() where n.opType == "Transpose" && graph.constants[n.inputs[0]] == nil {
             let r = graph.shapes[n.inputs[0]]?.count ?? 0
             guard r >= 2, let perm = n.ints("perm"), perm == Array(0..<(r - 2)) + [r - 1, r - 2],
-                  let j = soleConsumer(n.outputs[0]), nodes[j].opType == "MatMul", nodes[j].inputs.count == 2,
-                  nodes[j].inputs[1] == n.outputs[0], nodes[j].inputs[0] != n.outputs[0],
-                  (graph.shapes[nodes[j].inputs[0]]?.count ?? 0) >= 2 else { continue }
-            transposeOfMatMul[j] = i
-            deferred.insert(i)
+                  var j = soleConsumer(n.outputs[0]) else { continue }
+            var chain = [i]
+            var operand = n.outputs[0]
+            if nodes[j].opType == "Mul", nodes[j].inputs.count == 2, nodes[j].inputs[0] == operand,
+               constScalar(nodes[j].inputs[1]) != nil, let k = soleConsumer(nodes[j].outputs[0]) {
+                chain.append(j); operand = nodes[j].outputs[0]; j = k
+            }
+            guard nodes[j].opType == "MatMul", nodes[j].inputs.count == 2, nodes[j].inputs[1] == operand,
+                  nodes[j].inputs[0] != operand, (graph.shapes[nodes[j].inputs[0]]?.count ?? 0) >= 2 else { continue }
+            transposeOfMatMul[j] = chain
+            deferred.formUnion(chain)
         }
         var used = Set<Int>()
         var result: [[Node]] = []
         for (i, n) in nodes.enumerated() where !used.contains(i) && !deferred.contains(i) {
-            if let t = transposeOfMatMul[i] {
-                result.append([nodes[t], n]); used.insert(i); used.insert(t)
+            if let chain = transposeOfMatMul[i] {
+                result.append(chain.map { nodes[$0] } + [n]); used.insert(i); used.formUnion(chain)
                 continue
             }
             var group = [n]

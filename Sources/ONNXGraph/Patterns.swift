@@ -60,7 +60,8 @@ public struct AttentionPattern: Sendable, Equatable {
     public var kTransposed: String
     /// K before the Transpose feeding the MatMul, if there is one.
     public var k: String?
-    /// Constant factor applied to the scores between the MatMul and Softmax (1 if none).
+    /// Total constant factor on the scores: between the MatMul and Softmax, and on the operands
+    /// (scalar Muls on q and kᵀ, as the SDPA export emits) — 1 if none.
     public var scale: Float
     /// Added bias/mask tensors (Swin relative-position bias, window masks).
     public var scoreAdds: [String]
@@ -218,8 +219,15 @@ public struct ModelPatterns: Sendable {
                     break
                 }
                 guard let av else { continue }
+                // scalar factors applied to the operands (the SDPA export scales q and kᵀ by √scale each)
+                func unscaled(_ t: String) -> String {
+                    if let p = prod(t), p.opType == "Mul", p.inputs.count == 2, let c = scalar(p.inputs[1]) { scale *= c; return p.inputs[0] }
+                    return t
+                }
+                _ = unscaled(qk.inputs[0])
+                let kT = unscaled(qk.inputs[1])
                 var kPre: String? = nil
-                if let tr = prod(qk.inputs[1]), tr.opType == "Transpose" { kPre = tr.inputs[0] }
+                if let tr = prod(kT), tr.opType == "Transpose" { kPre = tr.inputs[0] }
                 attentions.append(AttentionPattern(qkMatMul: qk.name, q: qk.inputs[0], kTransposed: qk.inputs[1], k: kPre,
                                                    scale: scale, scoreAdds: adds, softmax: n.name, softmaxInput: n.inputs[0],
                                                    probabilities: n.outputs[0], avMatMul: av.name, v: av.inputs[1], output: av.outputs[0]))

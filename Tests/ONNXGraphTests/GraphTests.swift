@@ -24,7 +24,7 @@ import Testing
         #expect(p.geluBeforeLinear.count == 2)
         for a in p.attentions {
             #expect(g.shapes[a.probabilities] == [1, 2, 17, 17])
-            #expect(abs(a.scale - 1 / Float(16).squareRoot()) < 1e-6 || a.scale == 1)
+            #expect(abs(a.scale - 1 / Float(16).squareRoot()) < 1e-6)  // head dim 16
         }
         for l in p.linears where p.geluBeforeLinear[l.node] != nil { #expect(l.inFeatures == 64 && l.outFeatures == 32) }
     }
