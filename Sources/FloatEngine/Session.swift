@@ -33,6 +33,31 @@ public struct SessionOptions: Sendable {
 ///    every consumer downstream then reads the transformed values.
 /// Weights: `substituteConstants(_:)` swaps initializers (e.g. quantized-dequantized weights) and
 /// repacks only the affected layers; `restoreConstants()` goes back to the model's own.
+///
+/// Which tensors hooks see: graph inputs and every node output, except intermediates fused away
+/// (MatMul before its bias Add, Conv before its Relu/Clip, the inside of an Erf-GELU chain, a Kᵀ
+/// Transpose read by Q·Kᵀ). Keep them with `SessionOptions(keep:)` or turn fusion off.
+/// The tensors the quantizer cares about (`ModelPatterns`: linear/conv inputs and outputs, LayerNorm and
+/// GELU outputs, Q, K, V, softmax probabilities) are all materialised with default options except conv
+/// outputs followed by an activation and Kᵀ (K itself is materialised).
+///
+/// ```swift
+/// let model = try ONNXModel(contentsOf: "vit.onnx")
+/// let session = try FloatSession(graph: model.graph, batch: 8)
+/// let patterns = try ModelPatterns(graph: session.graph)
+/// var maxAbs: [String: Float] = [:]
+/// session.observer = { t in                       // calibration statistics
+///     maxAbs[t.name] = max(maxAbs[t.name] ?? 0, t.values.map(abs).max() ?? 0)
+/// }
+/// session.transform = { name, _, v in             // fake-quantize the softmax outputs
+///     guard patterns.attentions.contains(where: { $0.probabilities == name }) else { return }
+///     for i in v.indices { v[i] = (v[i] * 255).rounded() / 255 }
+/// }
+/// try session.substituteConstants([fc.weight: dequantizedWeight])   // quantized weights
+/// let logits = try session.run(images)
+/// ```
+///
+/// A session is not thread-safe: run it from one thread at a time (kernels use 2 threads inside).
 public final class FloatSession {
     public let graph: StaticGraph
     public let options: SessionOptions
