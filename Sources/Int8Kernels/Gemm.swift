@@ -1,0 +1,101 @@
+import CInt8Kernels
+
+/// How the activation matrix A is stored.
+public enum ActivationType: Sendable, Equatable {
+    /// uint8 with zero point `z` (8-bit asymmetric; `−z·Σ_k W` is folded into the bias).
+    case uint8(zeroPoint: Int32)
+    /// int8 with zero point `z` (0 for the folded low-bit form of adalog.md §4.1).
+    case int8(zeroPoint: Int32)
+
+    var isSigned: Bool { if case .int8 = self { true } else { false } }
+    /// The zero the kernel has to fold: kernels see int8 input as `a ^ 0x80` = a + 128.
+    var kernelZero: Int32 {
+        switch self {
+        case let .uint8(z): z
+        case let .int8(z): z &+ 128
+        }
+    }
+}
+
+/// Integer GEMM `A[M×K] · B[K×N] → int32` with a fused output stage.
+public enum Int8GEMM {
+    /// Computes `out[m][n] = stage(Σ_k (A[m][k] − z_A)·B[k][n] + bias[n])`.
+    /// - a: M×K activations (row stride `lda` bytes); dst: M×N outputs (row stride `ldd` elements of the stage's type).
+    /// - Threads split the output-column panels (or the rows when there are too few panels).
+    public static func run(a: UnsafePointer<UInt8>, lda: Int, m: Int, activation: ActivationType,
+                           weights: PackedInt8Weights, bias: [Int32]? = nil, output: OutputStage,
+                           dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        guard lda >= weights.k, ldd >= weights.n else { throw .invalidArgument("lda \(lda) < K \(weights.k) or ldd \(ldd) < N \(weights.n)") }
+        if m == 0 { return }
+        let params = try OutputParams(stage: output, n: weights.n, bias: bias, aZero: activation.kernelZero, colsum: weights.columnSums)
+        runRaw(a: a, lda: lda, m: m, signed: activation.isSigned, weights: weights, params: params,
+               dst: dst, ldd: ldd, elementSize: output.elementSize, isa: isa, threads: threads)
+    }
+
+    static func runRaw(a: UnsafePointer<UInt8>, lda: Int, m: Int, signed: Bool, weights: PackedInt8Weights,
+                       params: OutputParams, dst: UnsafeMutableRawPointer, ldd: Int, elementSize: Int,
+                       isa: KernelISA, threads: Int) {
+        let panels = weights.geometry.panels
+        let k = weights.k
+        let seven: Int32 = weights.sevenBit ? 1 : 0
+        nonisolated(unsafe) let a = a
+        nonisolated(unsafe) let dst = dst
+        weights.data.withUnsafeBufferPointer { wb in
+            nonisolated(unsafe) let base = wb.baseAddress!
+            withUnsafePointer(to: &params.raw) { op in
+                nonisolated(unsafe) let op = op
+                let work = workSplit(panels: panels.count, m: m, threads: threads)
+                parallelFor(work.count, threads: threads) { t in
+                    let (pr, mr) = work[t]
+                    for pi in pr {
+                        let p = panels[pi]
+                        i8k_gemm_u8_panel(isa.rawValue, a + mr.lowerBound * lda, lda, mr.count, signed ? 1 : 0,
+                                          base + p.offset, k, p.width, p.nr, seven, op, p.n0,
+                                          dst + (mr.lowerBound * ldd + p.n0) * elementSize, ldd)
+                    }
+                }
+            }
+        }
+    }
+
+    /// int16 × int16 → int32 GEMM (AdaLog table values against widened int8 weights), same output stages.
+    public static func runInt16(a: UnsafePointer<Int16>, lda: Int, m: Int, weights: PackedInt16Weights,
+                                bias: [Int32]? = nil, output: OutputStage, dst: UnsafeMutableRawPointer, ldd: Int,
+                                isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        guard lda >= weights.k, ldd >= weights.n else { throw .invalidArgument("lda \(lda) < K \(weights.k) or ldd \(ldd) < N \(weights.n)") }
+        if m == 0 { return }
+        let params = try OutputParams(stage: output, n: weights.n, bias: bias, aZero: 0, colsum: nil)
+        let panels = weights.geometry.panels
+        let k = weights.k
+        let es = output.elementSize
+        nonisolated(unsafe) let a = a
+        nonisolated(unsafe) let dst = dst
+        weights.data.withUnsafeBufferPointer { wb in
+            nonisolated(unsafe) let base = wb.baseAddress!
+            withUnsafePointer(to: &params.raw) { op in
+                nonisolated(unsafe) let op = op
+                let work = workSplit(panels: panels.count, m: m, threads: threads)
+                parallelFor(work.count, threads: threads) { t in
+                    let (pr, mr) = work[t]
+                    for pi in pr {
+                        let p = panels[pi]
+                        i8k_gemm_s16_panel(isa.rawValue, a + mr.lowerBound * lda, lda, mr.count, base + p.offset, k,
+                                           p.width, p.nr, op, p.n0, dst + (mr.lowerBound * ldd + p.n0) * es, ldd)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Work items: split panels when there are enough of them, else rows (in multiples of 8).
+    static func workSplit(panels: Int, m: Int, threads: Int) -> [(Range<Int>, Range<Int>)] {
+        if threads <= 1 { return [(0..<panels, 0..<m)] }
+        if panels >= 2 * threads || m < 16 * threads {
+            return splitRange(panels, parts: threads).map { ($0, 0..<m) }
+        }
+        let blocks = (m + 7) / 8
+        return splitRange(blocks, parts: threads).map { r in (0..<panels, (r.lowerBound * 8)..<min(m, r.upperBound * 8)) }
+    }
+}
