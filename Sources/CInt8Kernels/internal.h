@@ -14,7 +14,13 @@
 #define I8K_INLINE static inline __attribute__((always_inline))
 
 static inline int32_t i8k_load_u32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
-static inline int32_t i8k_load_tail(const void *p, size_t nbytes) { int32_t v = 0; memcpy(&v, p, nbytes); return v; }
+/* little-endian load of nbytes < 4 bytes, zero-padded (no memcpy call: keeps accumulators in registers) */
+static inline int32_t i8k_load_tail(const void *p, size_t nbytes) {
+    const uint8_t *b = (const uint8_t *)p;
+    uint32_t v = 0;
+    for (size_t i = 0; i < nbytes && i < 4; i++) v |= (uint32_t)b[i] << (8 * i);
+    return (int32_t)v;
+}
 
 /* v = acc + bias - a_zero*colsum (wrapping) */
 static inline int32_t i8k_out_pre(const i8k_output *o, int32_t acc, size_t n) {

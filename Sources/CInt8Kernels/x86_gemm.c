@@ -154,7 +154,8 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
 #define K512_BODY(LOADA, DOT)                                                                                         \
     __m512i acc[8][3];                                                                                                \
     for (int i = 0; i < MR; i++)                                                                                      \
-        for (int j = 0; j < NV; j++) acc[i][j] = _mm512_setzero_si512();                                              \
+        for (int j = 0; j < NV; j++)                                                                                  \
+            acc[i][j] = INIT ? _mm512_loadu_si512(C + i * I8K_NR + j * 16) : _mm512_setzero_si512();                 \
     const int8_t *b = (const int8_t *)B;                                                                              \
     const size_t step = pw * 4;                                                                                       \
     for (size_t g = 0; g < KG; g++, b += step) {                                                                      \
@@ -186,7 +187,7 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
 #define DOT_WSSD(c, a, b) _mm512_dpwssd_epi32(c, a, b)
 
 /* u8: KG = K/4 groups, KR = K%4 tail bytes; XR: flip sign bit of A (int8 input) */
-I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const uint8_t *A, size_t lda, const int8_t *B,
+I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const int INIT, const uint8_t *A, size_t lda, const int8_t *B,
                              size_t KG, size_t KR, size_t pw, int32_t *C) {
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
 #define LOADA(i, g) (XR ? _mm512_xor_si512(_mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))), flip) \
@@ -199,7 +200,7 @@ I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const uin
 }
 
 /* s16: KG = K/2 pairs, KR = K%2 */
-I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int16_t *A, size_t lda, const int16_t *B, size_t KG,
+I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const int16_t *A, size_t lda, const int16_t *B, size_t KG,
                               size_t KR, size_t pw, int32_t *C) {
 #define LOADA(i, g) _mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 2 * (g)))
 #define LOADTAIL(i) _mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 2 * KG, 2 * KR))
@@ -220,25 +221,50 @@ I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int16_t *A, size
         NV_SWITCH(CALL, 5) NV_SWITCH(CALL, 6) NV_SWITCH(CALL, 7) NV_SWITCH(CALL, 8)                                  \
     }
 
+/* K is processed in slices of KC (the B slice, KC x 48 bytes, stays in L1); partial sums of all m rows are kept
+ * in an int32 buffer (m <= I8K_MC) between slices, then the output stage runs once. */
+#define I8K_KC 512
+#define I8K_MC 256
 T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel,
                                    size_t K, size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst,
                                    size_t ldd) {
-    int32_t tile[I8K_MR * I8K_NR] __attribute__((aligned(64)));
+    int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
     const int nv = (int)((nr + 15) / 16);
-    const size_t KG = K / 4, KR = K % 4, es = i8k_out_elsize(out);
-    for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
-        const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
-        const uint8_t *a = A + m0 * lda;
-        if (a_signed) {
-#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, a, lda, panel, KG, KR, pw, tile)
-            MR_SWITCH8(CALL)
+    const size_t es = i8k_out_elsize(out);
+    for (size_t mb = 0; mb < m; mb += I8K_MC) {
+        const size_t mm = m - mb < I8K_MC ? m - mb : I8K_MC;
+        for (size_t k0 = 0; k0 < K; k0 += I8K_KC) {
+            const size_t kc = K - k0 < I8K_KC ? K - k0 : I8K_KC;
+            const size_t KG = kc / 4, KR = kc % 4;
+            const int8_t *bp = panel + (k0 / 4) * pw * 4;
+            for (size_t m0 = 0; m0 < mm; m0 += I8K_MR) {
+                const int mr = (int)(mm - m0 < I8K_MR ? mm - m0 : I8K_MR);
+                const uint8_t *a = A + (mb + m0) * lda + k0;
+                int32_t *tile = buf + m0 * I8K_NR;
+                if (k0 == 0) {
+                    if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 0, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
 #undef CALL
-        } else {
-#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, a, lda, panel, KG, KR, pw, tile)
-            MR_SWITCH8(CALL)
+                    } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 0, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
 #undef CALL
+                    }
+                } else {
+                    if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 1, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 1, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    }
+                }
+            }
         }
-        i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
     }
 }
 
@@ -250,7 +276,7 @@ T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, cons
     for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
         const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
         const int16_t *a = A + m0 * lda;
-#define CALL(MRV, NVV) k512_s16(MRV, NVV, a, lda, panel, KG, KR, pw, tile)
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, panel, KG, KR, pw, tile)
         MR_SWITCH8(CALL)
 #undef CALL
         i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
