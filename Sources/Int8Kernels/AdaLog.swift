@@ -28,7 +28,7 @@ public struct AdaLogTable: Sendable, Equatable {
 
     /// Builds the tables. `fractionBits` defaults to the largest F with D·2^F ≤ 32767 (int16 table).
     public init(q: Int, bits: Int, r: Int = 37, fractionBits: Int? = nil) throws(Int8KernelError) {
-        guard (1...8).contains(bits) else { throw .invalidArgument("AdaLog bits \(bits) must be in 1...8") }
+        guard (1...7).contains(bits) else { throw .invalidArgument("AdaLog bits \(bits) must be in 1...7 (2^b + 1 code states must fit a byte)") }
         guard q > 0, r > 0 else { throw .invalidArgument("AdaLog q \(q) and r \(r) must be positive") }
         let d = (1 << (bits + 1)) - 2
         var f = 0

@@ -56,7 +56,7 @@ public enum Elementwise {
     public static func adalogEncode(_ u: UnsafePointer<Float>, count: Int, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
                                     isa: KernelISA = .best) throws(Int8KernelError) {
         try checkISA(isa)
-        guard !thresholds.isEmpty, thresholds.count <= 256 else { throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...256") }
+        guard !thresholds.isEmpty, thresholds.count <= 255 else { throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255 (codes are bytes)") }
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
     }
 }
