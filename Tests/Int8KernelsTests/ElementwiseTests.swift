@@ -21,19 +21,19 @@ struct ElementwiseTests {
                 var a = [UInt8](repeating: 0, count: cnt), b = a
                 try Elementwise.quantize(x, count: cnt, scale: 0.5, zeroPoint: z, qmin: lo, qmax: hi, unsigned: unsigned, dst: &a, isa: isa)
                 try Elementwise.quantize(x, count: cnt, scale: 0.5, zeroPoint: z, qmin: lo, qmax: hi, unsigned: unsigned, dst: &b, isa: .portable)
-                #expect(a == b, "quantize isa \(isa) n \(n)")
+                #expect(firstDifference(a, b) == nil, "quantize isa \(isa) n \(n)")
                 var fa = [Float](repeating: 0, count: cnt), fb = fa
                 try Elementwise.dequantize(a, count: cnt, unsigned: unsigned, scale: 0.37, zeroPoint: z, dst: &fa, isa: isa)
                 try Elementwise.dequantize(a, count: cnt, unsigned: unsigned, scale: 0.37, zeroPoint: z, dst: &fb, isa: .portable)
-                #expect(fa.map(\.bitPattern) == fb.map(\.bitPattern))
+                #expect(firstDifference(fa.map(\.bitPattern), fb.map(\.bitPattern)) == nil)
             }
             var s1 = [Float](repeating: 0, count: cnt), s2 = s1
             try Elementwise.add(x, y, count: cnt, dst: &s1, isa: isa)
             try Elementwise.add(x, y, count: cnt, dst: &s2, isa: .portable)
-            #expect(s1.map(\.bitPattern) == s2.map(\.bitPattern))
+            #expect(firstDifference(s1.map(\.bitPattern), s2.map(\.bitPattern)) == nil)
             try Elementwise.gelu(x, count: cnt, dst: &s1, isa: isa)
             try Elementwise.gelu(x, count: cnt, dst: &s2, isa: .portable)
-            #expect(s1.map(\.bitPattern) == s2.map(\.bitPattern), "gelu isa \(isa)")
+            #expect(firstDifference(s1.map(\.bitPattern), s2.map(\.bitPattern)) == nil, "gelu isa \(isa)")
         }
     }
 
@@ -73,14 +73,14 @@ struct ElementwiseTests {
             var p1 = [Float](repeating: 0, count: c), p2 = p1
             try Elementwise.softmax(x, count: c, dst: &p1, isa: isa)
             try Elementwise.softmax(x, count: c, dst: &p2, isa: .portable)
-            #expect(p1.map(\.bitPattern) == p2.map(\.bitPattern), "softmax isa \(isa) n \(c)")
+            #expect(firstDifference(p1.map(\.bitPattern), p2.map(\.bitPattern)) == nil, "softmax isa \(isa) n \(c)")
             let gamma = (0..<c).map { _ in Float.random(in: 0.5...2, using: &g) }, beta = (0..<c).map { _ in Float.random(in: -1...1, using: &g) }
             var q1 = [UInt8](repeating: 0, count: rows * (c + 3)), q2 = q1
             try Elementwise.layerNormQuantize(x, rows: rows, channels: c, gamma: gamma, beta: beta, epsilon: 1e-6, scale: 0.05, zeroPoint: 0,
                                               qmin: -8, qmax: 7, unsigned: false, dst: &q1, ldd: c + 3, isa: isa)
             try Elementwise.layerNormQuantize(x, rows: rows, channels: c, gamma: gamma, beta: beta, epsilon: 1e-6, scale: 0.05, zeroPoint: 0,
                                               qmin: -8, qmax: 7, unsigned: false, dst: &q2, ldd: c + 3, isa: .portable)
-            #expect(q1 == q2, "layernorm isa \(isa) C \(c)")
+            #expect(firstDifference(q1, q2) == nil, "layernorm isa \(isa) C \(c)")
             // close to a double-precision LayerNorm
             if c >= 16 {
                 let r = Array(x[0..<c]).map(Double.init)

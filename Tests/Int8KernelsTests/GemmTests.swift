@@ -50,7 +50,7 @@ struct GemmTests {
                 for (name, stage) in stages(n: n, &g) {
                     let ref = referenceGEMM(a: a, m: m, k: k, n: n, activation: activation, wKN: wKN, bias: bias, stage: stage)
                     let got = try runGEMM(a: a, m: m, k: k, n: n, activation: activation, packed: packed, bias: bias, stage: stage, isa: isa)
-                    #expect(got == ref, "isa \(isa) shape \(m)x\(n)x\(k) \(activation) \(name)")
+                    #expect(firstDifference(got, ref) == nil, "isa \(isa) shape \(m)x\(n)x\(k) \(activation) \(name)")
                 }
             }
         }
@@ -73,7 +73,7 @@ struct GemmTests {
             for act in [ActivationType.uint8(zeroPoint: 0), .uint8(zeroPoint: 255), .int8(zeroPoint: 0), .int8(zeroPoint: -128)] {
                 let ref = referenceGEMM(a: a, m: m, k: k, n: n, activation: act, wKN: wKN, bias: nil, stage: .int32)
                 let got = try runGEMM(a: a, m: m, k: k, n: n, activation: act, packed: packed, bias: nil, stage: .int32, isa: isa)
-                #expect(got == ref, "isa \(isa) \(act) a0=\(a[0]) w0=\(w[0])")
+                #expect(firstDifference(got, ref) == nil, "isa \(isa) \(act) a0=\(a[0]) w0=\(w[0])")
             }
         }
         // explicit value: 255 * -128 * 1000 = -32_640_000 per output
@@ -95,7 +95,7 @@ struct GemmTests {
             let st = stages(n: n, &g)[1].1
             let one = try runGEMM(a: a, m: m, k: k, n: n, activation: .uint8(zeroPoint: 3), packed: packed, bias: nil, stage: st, isa: isa, threads: 1)
             let two = try runGEMM(a: a, m: m, k: k, n: n, activation: .uint8(zeroPoint: 3), packed: packed, bias: nil, stage: st, isa: isa, threads: 2)
-            #expect(one == two)
+            #expect(firstDifference(one, two) == nil)
         }
     }
 
@@ -117,7 +117,7 @@ struct GemmTests {
                 try got.withUnsafeMutableBytes { ob in
                     try Int8GEMM.runInt16(a: a, lda: k, m: m, weights: packed, output: stage, dst: ob.baseAddress!, ldd: n, isa: isa)
                 }
-                #expect(got == ref, "isa \(isa) \(m)x\(n)x\(k) \(name)")
+                #expect(firstDifference(got, ref) == nil, "isa \(isa) \(m)x\(n)x\(k) \(name)")
             }
         }
     }
@@ -131,7 +131,7 @@ struct GemmTests {
         for o in 0..<n { for kk in 0..<k { wKN[kk * n + o] = wNK[o * k + kk] } }
         let a = try PackedInt8Weights(weights: wNK, k: k, n: n, layout: .outputMajor)
         let b = try PackedInt8Weights(weights: wKN, k: k, n: n, layout: .inputMajor)
-        #expect(a.data == b.data)
+        #expect(firstDifference(a.data, b.data) == nil)
         #expect(a.columnSums == b.columnSums)
         #expect(a.geometry.panels.map(\.width) == [48, 32])
         #expect(throws: Int8KernelError.self) { try PackedInt8Weights(weights: wNK, k: k + 1, n: n, layout: .outputMajor) }

@@ -45,3 +45,14 @@ func withRawOutput<R>(_ stage: OutputStage, n: Int, bias: [Int32]?, _ body: (Uns
 
 /// Output buffer compared as raw bytes.
 func outputBytes(_ stage: OutputStage, count: Int) -> [UInt8] { [UInt8](repeating: 0xAB, count: count * stage.elementSize) }
+
+/// nil when equal, else a short description of the first difference (cheap to render on failure).
+func firstDifference<T: Equatable>(_ a: [T], _ b: [T]) -> String? {
+    if a.count != b.count { return "sizes \(a.count) vs \(b.count)" }
+    var count = 0, first = -1
+    for i in 0..<a.count where a[i] != b[i] {
+        count += 1
+        if first < 0 { first = i }
+    }
+    return count == 0 ? nil : "\(count) of \(a.count) differ; first at \(first): \(a[first]) vs \(b[first])"
+}
