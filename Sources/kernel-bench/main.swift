@@ -113,3 +113,111 @@ for isa in opts.isas {
         }
     }
 }
+
+// ---------------- convolution ----------------
+struct ConvCase { let name: String; let g: ConvGeometry }
+let convCases: [ConvCase] = [
+    ConvCase(name: "r50 56x56x64->64 3x3", g: ConvGeometry(inH: 56, inW: 56, inC: 64, outC: 64, kernelH: 3, kernelW: 3, stride: 1, pad: 1)),
+    ConvCase(name: "r50 56x56x64->256 1x1", g: ConvGeometry(inH: 56, inW: 56, inC: 64, outC: 256, kernelH: 1, kernelW: 1)),
+    ConvCase(name: "r50 56x56x256->64 1x1", g: ConvGeometry(inH: 56, inW: 56, inC: 256, outC: 64, kernelH: 1, kernelW: 1)),
+    ConvCase(name: "r50 28x28x128 3x3", g: ConvGeometry(inH: 28, inW: 28, inC: 128, outC: 128, kernelH: 3, kernelW: 3, stride: 1, pad: 1)),
+    ConvCase(name: "r50 14x14x256 3x3", g: ConvGeometry(inH: 14, inW: 14, inC: 256, outC: 256, kernelH: 3, kernelW: 3, stride: 1, pad: 1)),
+    ConvCase(name: "r50 7x7x512 3x3", g: ConvGeometry(inH: 7, inW: 7, inC: 512, outC: 512, kernelH: 3, kernelW: 3, stride: 1, pad: 1)),
+    ConvCase(name: "r50 stem 224x224x3->64 7x7s2", g: ConvGeometry(inH: 224, inW: 224, inC: 3, outC: 64, kernelH: 7, kernelW: 7, stride: 2, pad: 3)),
+]
+
+func convGOPS(_ c: ConvGeometry, isa: KernelISA, threads: Int) -> Double {
+    let w = randomInt8(c.outC * c.kernelH * c.kernelW * c.inC / c.groups)
+    let conv = try! Conv2DInt8(geometry: c, weights: w)
+    let input = randomBytes(c.inH * c.inW * c.inC)
+    let mults = [try! QuantizedMultiplier(0.0005)]
+    let stage = OutputStage.requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: 0, qmin: 0, qmax: 255, unsigned: true)
+    var out = [UInt8](repeating: 0, count: c.outH * c.outW * c.outC)
+    let bias = [Int32](repeating: 100, count: c.outC)
+    let t = input.withUnsafeBufferPointer { ib in
+        out.withUnsafeMutableBytes { ob in
+            bestTime(minTime: minTime) {
+                try! conv.run(input: ib.baseAddress!, activation: .uint8(zeroPoint: 128), bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+            }
+        }
+    }
+    return 2.0 * Double(c.macs) / t / 1e9
+}
+
+func dwGOPS(_ c: ConvGeometry, isa: KernelISA, threads: Int) -> Double {
+    let dw = try! DepthwiseConv2DInt8(geometry: c, weights: randomInt8(c.kernelH * c.kernelW * c.inC))
+    let input = randomBytes(c.inH * c.inW * c.inC)
+    let stage = OutputStage.requantize(multipliers: [try! QuantizedMultiplier(0.001)], rounding: .doubleRounding, zeroPoint: 0, qmin: 0, qmax: 255, unsigned: true)
+    var out = [UInt8](repeating: 0, count: c.outH * c.outW * c.outC)
+    let t = input.withUnsafeBufferPointer { ib in
+        out.withUnsafeMutableBytes { ob in
+            bestTime(minTime: minTime) {
+                try! dw.run(input: ib.baseAddress!, activation: .uint8(zeroPoint: 128), output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+            }
+        }
+    }
+    return 2.0 * Double(c.macs) / t / 1e9
+}
+
+func attentionGOPS(tokens t: Int, heads h: Int, headDim d: Int, isa: KernelISA, threads: Int) -> Double {
+    let qkv = randomInt8(t * 3 * h * d, -20...20)
+    let table = try! AdaLogTable(q: 20, bits: 4)
+    var out = [Int8](repeating: 0, count: t * h * d)
+    let stage = OutputStage.requantize(multipliers: [try! QuantizedMultiplier(0.0001)], rounding: .doubleRounding, zeroPoint: 0, qmin: -128, qmax: 127, unsigned: false)
+    let tm = qkv.withUnsafeBufferPointer { qb in
+        out.withUnsafeMutableBytes { ob in
+            bestTime(minTime: minTime) {
+                try! AttentionInt8.multiHead(qkv: qb.baseAddress!, tokens: t, heads: h, headDim: d, logitScales: Array(repeating: 0.01, count: h),
+                                             table: table, outputs: Array(repeating: stage, count: h), dst: ob.baseAddress!, isa: isa, threads: threads)
+            }
+        }
+    }
+    return 2.0 * Double(2 * t * t * d * h) / tm / 1e9
+}
+
+func fc2GOPS(m: Int, k: Int, n: Int, isa: KernelISA, threads: Int) -> Double {
+    let table = try! AdaLogTable(q: 20, bits: 4)
+    let layer = try! AdaLogLinear(weights: randomInt8(n * k, -7...7), inFeatures: k, outFeatures: n, table: table)
+    let codes = (0..<(m * k)).map { _ in UInt8.random(in: 0...16) }
+    var out = [Float](repeating: 0, count: m * n)
+    let stage = OutputStage.dequantize(scales: [1e-6], floatBias: nil)
+    let t = codes.withUnsafeBufferPointer { cb in
+        out.withUnsafeMutableBytes { ob in
+            bestTime(minTime: minTime) {
+                try! layer.run(codes: cb.baseAddress!, ldc: k, m: m, output: stage, dst: ob.baseAddress!, ldd: n, isa: isa, threads: threads)
+            }
+        }
+    }
+    return 2.0 * Double(m * n * k) / t / 1e9
+}
+
+for isa in opts.isas {
+    for threads in opts.threads {
+        let peak = (want("conv") || want("dwconv") || want("attention") || want("fc2"))
+            ? gemmGOPS(m: 1024, k: 1024, n: 1024, isa: isa, threads: threads) : 0
+        if want("conv") {
+            for c in convCases {
+                emit(kernel: "conv", shape: "\(c.name)", isa: isa, threads: threads, gops: convGOPS(c.g, isa: isa, threads: threads), peak: peak)
+            }
+        }
+        if want("dwconv") {
+            for (name, g) in [("mbv2 112x112x32 dw3x3", ConvGeometry(inH: 112, inW: 112, inC: 32, outC: 32, kernelH: 3, kernelW: 3, stride: 1, pad: 1, groups: 32)),
+                              ("mbv2 56x56x144 dw3x3s2", ConvGeometry(inH: 56, inW: 56, inC: 144, outC: 144, kernelH: 3, kernelW: 3, stride: 2, pad: 1, groups: 144)),
+                              ("effnet 14x14x480 dw5x5", ConvGeometry(inH: 14, inW: 14, inC: 480, outC: 480, kernelH: 5, kernelW: 5, stride: 1, pad: 2, groups: 480))] {
+                emit(kernel: "dwconv", shape: name, isa: isa, threads: threads, gops: dwGOPS(g, isa: isa, threads: threads), peak: peak)
+            }
+        }
+        if want("attention") {
+            for (name, h) in [("vit-t", 3), ("deit-s", 6), ("vit-b", 12)] {
+                emit(kernel: "attention", shape: "197 tok \(h)x64 \(name)", isa: isa, threads: threads,
+                     gops: attentionGOPS(tokens: 197, heads: h, headDim: 64, isa: isa, threads: threads), peak: peak)
+            }
+        }
+        if want("fc2") {
+            for (name, k, n) in [("vit-t fc2", 768, 192), ("deit-s fc2", 1536, 384), ("vit-b fc2", 3072, 768)] {
+                emit(kernel: "adalog-fc2", shape: "197x\(k)x\(n) \(name)", isa: isa, threads: threads,
+                     gops: fc2GOPS(m: 197, k: k, n: n, isa: isa, threads: threads), peak: peak)
+            }
+        }
+    }
+}
