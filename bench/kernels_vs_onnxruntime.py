@@ -96,8 +96,8 @@ def main():
 
     ours = {}
     for t in threads:
-        for only in ("gemm", "conv"):
-            cmd = [args.bench, "--json", "--threads", str(t), "--only", only] + (["--quick"] if args.quick else [])
+        for only, extra in (("gemm", []), ("gemm", ["--int32"]), ("conv", [])):
+            cmd = [args.bench, "--json", "--threads", str(t), "--only", only] + extra + (["--quick"] if args.quick else [])
             if args.isa:
                 cmd += ["--isa", args.isa]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -106,8 +106,10 @@ def main():
                 ours[(r["kernel"], r["shape"], r["isa"], r["threads"])] = r
     isas = sorted({k[2] for k in ours})
 
-    print(f"onnxruntime {ort.__version__}; GOPS = 2*MACs/best time; ours = kernel-bench (requantized u8 out)")
-    hdr = f"{'kernel':6} {'shape':34} {'isa':11} {'thr':>3} {'MMAC':>6} {'ours':>8} {'ort':>8} {'ours/ort':>8} {'ours/peak':>9} {'2t/1t':>6}"
+    print(f"onnxruntime {ort.__version__}; GOPS = 2*MACs/best time. gemm: ours = int32 out (like MatMulInteger), "
+          f"'+rq' = ours with fused bias + per-channel requant to uint8; conv: both requantize to uint8")
+    hdr = (f"{'kernel':6} {'shape':34} {'isa':11} {'thr':>3} {'MMAC':>6} {'ours':>8} {'+rq':>8} {'ort':>8} {'ours/ort':>8} "
+           f"{'ours/peak':>9} {'2t/1t':>6}")
     print(hdr)
     print("-" * len(hdr))
     summary = {"peak": [], "ort": [], "scale": []}
@@ -115,14 +117,15 @@ def main():
         for t in threads:
             for name, k, n in VIT:
                 shape = f"197x{k}x{n} {name}"
-                r = ours.get(("gemm", shape, isa, t))
-                if r is None:
+                r = ours.get(("gemm-i32", shape, isa, t))
+                rq = ours.get(("gemm", shape, isa, t))
+                if r is None or rq is None:
                     continue
                 o = ort_matmul(197, k, n, t, min_time, rng)
-                one = ours.get(("gemm", shape, isa, 1))
+                one = ours.get(("gemm-i32", shape, isa, 1))
                 macs = 197 * k * n / 1e6
                 scale = r["gops"] / one["gops"] if (one and t == 2) else None
-                print(f"{'gemm':6} {shape:34} {isa:11} {t:>3} {macs:6.1f} {r['gops']:8.1f} {o:8.1f} {r['gops'] / o:8.2f} "
+                print(f"{'gemm':6} {shape:34} {isa:11} {t:>3} {macs:6.1f} {r['gops']:8.1f} {rq['gops']:8.1f} {o:8.1f} {r['gops'] / o:8.2f} "
                       f"{r['gops'] / r['peak_gops']:9.2f} {'' if scale is None else f'{scale:.2f}':>6}")
                 if t == 1:
                     summary["peak"].append(r["gops"] / r["peak_gops"])
@@ -138,9 +141,14 @@ def main():
                 oh = (hw + 2 * pad - ksz) // stride + 1
                 macs = oh * oh * cout * cin * ksz * ksz / 1e6
                 scale = r["gops"] / one["gops"] if (one and t == 2) else None
-                print(f"{'conv':6} {name:34} {isa:11} {t:>3} {macs:6.1f} {r['gops']:8.1f} {o:8.1f} {r['gops'] / o:8.2f} "
+                print(f"{'conv':6} {name:34} {isa:11} {t:>3} {macs:6.1f} {r['gops']:8.1f} {'':>8} {o:8.1f} {r['gops'] / o:8.2f} "
                       f"{r['gops'] / r['peak_gops']:9.2f} {'' if scale is None else f'{scale:.2f}':>6}")
-    for key, label in (("peak", "1-thread ViT GEMM ours/peak"), ("ort", "1-thread ViT GEMM ours/ort"),
+    for isa in isas:
+        for t in threads:
+            for key in (("peak", "1024x1024x1024", isa, t), ("peak", "256x1024x1024", isa, t)):
+                if key in ours:
+                    print(f"peak {key[1]} {isa} t={t}: {ours[key]['gops']:.1f} GOPS")
+    for key, label in (("peak", "1-thread ViT GEMM (int32 out) ours/peak"), ("ort", "1-thread ViT GEMM (int32 out) ours/ort"),
                        ("scale", "ViT GEMM 2t/1t (>= 50 M MACs)")):
         v = summary[key]
         if v:

@@ -89,9 +89,15 @@ public enum Int8GEMM {
         }
     }
 
-    /// Work items: split panels when there are enough of them, else rows (in multiples of 8).
+    /// Rows per M block: the A block (mc × K bytes) stays in L2 while every panel of B streams past it.
+    static let mc = 256
+
+    /// Work items (panel range, row range) in execution order: M blocks of `mc` rows outermost, then panels;
+    /// with several threads, panels are split when there are enough of them, else rows (multiples of 8).
     static func workSplit(panels: Int, m: Int, threads: Int) -> [(Range<Int>, Range<Int>)] {
-        if threads <= 1 { return [(0..<panels, 0..<m)] }
+        if threads <= 1 {
+            return stride(from: 0, to: m, by: mc).map { (0..<panels, $0..<min(m, $0 + mc)) }
+        }
         if panels >= 2 * threads || m < 16 * threads {
             return splitRange(panels, parts: threads).map { ($0, 0..<m) }
         }

@@ -10,6 +10,8 @@ struct Options {
     var isas: [KernelISA] = KernelISA.supported.filter { $0 != .portable }
     var quick = false
     var only: String? = nil
+    var int32Out = false
+    var peak = (1024, 1024, 1024)
 }
 
 func parseOptions() -> Options {
@@ -25,10 +27,17 @@ func parseOptions() -> Options {
             if let v = args.next() {
                 o.isas = KernelISA.allCases.filter { $0.description == v && $0.isSupported }
             }
+        case "--peak":
+            if let v = args.next() {
+                let p = v.split(separator: "x").compactMap { Int($0) }
+                if p.count == 3 { o.peak = (p[0], p[1], p[2]) }
+            }
+        case "--int32":
+            o.int32Out = true
         case "--only":
             o.only = args.next()
         case "-h", "--help":
-            print("kernel-bench [--json] [--threads N] [--isa portable|avx2|avxvnni|avx512vnni|neondot] [--only gemm|conv|dwconv|attention|fc2] [--quick]")
+            print("kernel-bench [--json] [--threads N] [--isa portable|avx2|avxvnni|avx512vnni|neondot] [--only gemm|conv|dwconv|attention|fc2] [--int32 (GEMM writes raw int32 like MatMulInteger)] [--quick]")
             exit(0)
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -78,8 +87,9 @@ func gemmGOPS(m: Int, k: Int, n: Int, isa: KernelISA, threads: Int) -> Double {
     let w = try! PackedInt8Weights(weights: randomInt8(k * n), k: k, n: n, layout: .outputMajor)
     let bias = (0..<n).map { _ in Int32.random(in: -5000...5000) }
     let mults = (0..<n).map { _ in try! QuantizedMultiplier(Double.random(in: 0.0001...0.001)) }
-    let stage = OutputStage.requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: 3, qmin: 0, qmax: 255, unsigned: true)
-    var out = [UInt8](repeating: 0, count: m * n)
+    let stage = opts.int32Out ? OutputStage.int32
+        : OutputStage.requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: 3, qmin: 0, qmax: 255, unsigned: true)
+    var out = [UInt8](repeating: 0, count: m * n * stage.elementSize)
     let t = a.withUnsafeBufferPointer { ab in
         out.withUnsafeMutableBytes { ob in
             bestTime(minTime: minTime) {
@@ -101,14 +111,19 @@ func want(_ s: String) -> Bool { opts.only == nil || opts.only == s }
 
 for isa in opts.isas {
     for threads in opts.threads {
-        let peak = gemmGOPS(m: 1024, k: 1024, n: 1024, isa: isa, threads: threads)
+        // practical peak: the same microkernel on large GEMMs; the best of 1024x1024x1024 and 256x1024x1024
+        // (the 1024-row case runs slower on this VM for a cache reason not yet understood; both are printed)
+        let square = gemmGOPS(m: opts.peak.0, k: opts.peak.1, n: opts.peak.2, isa: isa, threads: threads)
+        let wide = gemmGOPS(m: 256, k: 1024, n: 1024, isa: isa, threads: threads)
+        let peak = max(square, wide)
         if want("gemm") || want("peak") {
-            emit(kernel: "gemm", shape: "1024x1024x1024", isa: isa, threads: threads, gops: peak, peak: peak)
+            emit(kernel: "peak", shape: "\(opts.peak.0)x\(opts.peak.1)x\(opts.peak.2)", isa: isa, threads: threads, gops: square, peak: peak)
+            emit(kernel: "peak", shape: "256x1024x1024", isa: isa, threads: threads, gops: wide, peak: peak)
         }
         if want("gemm") {
             for (name, k, n) in vitShapes {
                 let g = gemmGOPS(m: 197, k: k, n: n, isa: isa, threads: threads)
-                emit(kernel: "gemm", shape: "197x\(k)x\(n) \(name)", isa: isa, threads: threads, gops: g, peak: peak)
+                emit(kernel: opts.int32Out ? "gemm-i32" : "gemm", shape: "197x\(k)x\(n) \(name)", isa: isa, threads: threads, gops: g, peak: peak)
             }
         }
     }
@@ -194,7 +209,7 @@ func fc2GOPS(m: Int, k: Int, n: Int, isa: KernelISA, threads: Int) -> Double {
 for isa in opts.isas {
     for threads in opts.threads {
         let peak = (want("conv") || want("dwconv") || want("attention") || want("fc2"))
-            ? gemmGOPS(m: 1024, k: 1024, n: 1024, isa: isa, threads: threads) : 0
+            ? gemmGOPS(m: opts.peak.0, k: opts.peak.1, n: opts.peak.2, isa: isa, threads: threads) : 0
         if want("conv") {
             for c in convCases {
                 emit(kernel: "conv", shape: "\(c.name)", isa: isa, threads: threads, gops: convGOPS(c.g, isa: isa, threads: threads), peak: peak)
