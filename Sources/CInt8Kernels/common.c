@@ -290,3 +290,39 @@ void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, si
             i8k_output_scalar_block(acc, 0, 1, cn, &o, c0, (char *)dst + (ox * C + c0) * i8k_out_elsize(&o), 0);
         }
 }
+
+/* ---------------- packing (layout decided by the Swift PanelGeometry: panels of 48 columns, the last
+ * rounded up to 16; k grouped by 4 (int8) or 2 (int16); zero padding) ---------------- */
+void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit) {
+    size_t kg = (k + 3) / 4, off = 0;
+    int seven = 1;
+    for (size_t j = 0; j < n; j++) colsum[j] = 0;
+    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {
+        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;
+        memset(dst + off, 0, kg * pw * 4);
+        for (size_t j = 0; j < nr; j++) {
+            int32_t s = 0;
+            for (size_t kk = 0; kk < k; kk++) {
+                int8_t v = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j];
+                dst[off + (kk >> 2) * pw * 4 + j * 4 + (kk & 3)] = v;
+                s += v;
+                if (v < -64 || v > 63) seven = 0;
+            }
+            colsum[n0 + j] = s;
+        }
+        off += kg * pw * 4;
+    }
+    *seven_bit = seven;
+}
+
+void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst) {
+    size_t kg = (k + 1) / 2, off = 0;
+    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {
+        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;
+        memset(dst + off, 0, kg * pw * 2 * sizeof(int16_t));
+        for (size_t j = 0; j < nr; j++)
+            for (size_t kk = 0; kk < k; kk++)
+                dst[off + (kk >> 1) * pw * 2 + j * 2 + (kk & 1)] = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j];
+        off += kg * pw * 2;
+    }
+}

@@ -279,17 +279,24 @@ void i8k_softmax_row(int isa, const float *x, size_t n, float *p) {
 T512 static void encode512(const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
     /* branchless binary search over the descending thresholds; gathers from tau */
     const __m512i ntv = _mm512_set1_epi32(nt);
+    /* up to 32 thresholds live in two registers (vpermt2ps instead of gathers) */
+    const int small = nt <= 32;
+    float tpad[32] = {0};
+    for (int32_t j = 0; j < nt && j < 32; j++) tpad[j] = tau[j];
+    const __m512 t_lo = _mm512_loadu_ps(tpad), t_hi = _mm512_loadu_ps(tpad + 16);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
         __m512 x = _mm512_maskz_loadu_ps(mk, u + i);
         __m512i k = _mm512_setzero_si512();
+#define TAU_AT(idx) (small ? _mm512_permutex2var_ps(t_lo, (idx), t_hi) : _mm512_i32gather_ps((idx), tau, 4))
         for (int32_t s = nt >> 1; s >= 1; s >>= 1) {
             __m512i idx = _mm512_add_epi32(k, _mm512_set1_epi32(s - 1));
-            __m512 t = _mm512_i32gather_ps(idx, tau, 4);
+            __m512 t = TAU_AT(idx);
             __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
             k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(s));
         }
-        __m512 t = _mm512_i32gather_ps(k, tau, 4);
+        __m512 t = TAU_AT(k);
+#undef TAU_AT
         __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
         k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(1));
         k = _mm512_mask_mov_epi32(k, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), ntv);

@@ -532,17 +532,25 @@ T512 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero,
                                 size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
     i8k_output o = *out;
     o.a_zero = 0;
-    int32_t acc[1024] __attribute__((aligned(64)));
+    enum { CAP = 8192 };
+    int32_t acc[CAP] __attribute__((aligned(64)));
     const size_t es = i8k_out_elsize(&o);
-    for (size_t ox = 0; ox < OW; ox++) {
-        for (size_t cb = 0; cb < C; cb += 1024) {
-            size_t ce = C - cb < 1024 ? C : cb + 1024;
-#define DWCALL(KHV, KWV) dw_pixel512(KHV, KWV, in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox, cb, ce, acc)
-            if (KH == 3 && KW == 3) DWCALL(3, 3);
-            else if (KH == 5 && KW == 5) DWCALL(5, 5);
-            else DWCALL(0, 0);
+    /* channel chunks of at most CAP; pixels batched so one output-stage call covers px x cn values */
+    for (size_t cb = 0; cb < C; cb += CAP) {
+        const size_t ce = C - cb < CAP ? C : cb + CAP, cn = ce - cb;
+        const size_t px = CAP / cn;
+        for (size_t ox0 = 0; ox0 < OW; ox0 += px) {
+            const size_t np = OW - ox0 < px ? OW - ox0 : px;
+            for (size_t p = 0; p < np; p++) {
+                int32_t *a = acc + p * cn;
+                const size_t ox = ox0 + p;
+#define DWCALL(KHV, KWV) dw_pixel512(KHV, KWV, in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox, cb, ce, a)
+                if (KH == 3 && KW == 3) DWCALL(3, 3);
+                else if (KH == 5 && KW == 5) DWCALL(5, 5);
+                else DWCALL(0, 0);
 #undef DWCALL
-            i8k_output_avx512(acc, 0, 1, ce - cb, &o, cb, (char *)dst + (ox * C + cb) * es, 0);
+            }
+            i8k_output_avx512(acc, cn, np, cn, &o, cb, (char *)dst + (ox0 * C + cb) * es, C);
         }
     }
 }

@@ -16,10 +16,12 @@ public enum AttentionInt8 {
         // Kᵀ as packed weights: B[kk = channel][n = token j] = K[j][kk]
         var kMat = [Int8](repeating: 0, count: t * d)
         var vMat = [Int8](repeating: 0, count: t * d)
-        for j in 0..<t {
-            for c in 0..<d {
-                kMat[j * d + c] = k[j * ldk + c]
-                vMat[j * d + c] = v[j * ldv + c]
+        kMat.withUnsafeMutableBufferPointer { kb in
+            vMat.withUnsafeMutableBufferPointer { vb in
+                for j in 0..<t {
+                    (kb.baseAddress! + j * d).update(from: k + j * ldk, count: d)
+                    (vb.baseAddress! + j * d).update(from: v + j * ldv, count: d)
+                }
             }
         }
         let kp = try PackedInt8Weights(weights: kMat, k: d, n: t, layout: .outputMajor)

@@ -39,7 +39,7 @@ public struct PanelGeometry: Sendable, Equatable {
     }
 }
 
-/// Int8 weights pre-packed once into the microkernel layout (k grouped by 4, panels of 48 columns),
+/// Int8 weights pre-packed once (C packing loop, geometry decided here) into the microkernel layout (k grouped by 4, panels of 48 columns),
 /// with per-column sums for the activation zero-point fold (adalog.md §4.1).
 public struct PackedInt8Weights: Sendable {
     public let geometry: PanelGeometry
@@ -59,19 +59,9 @@ public struct PackedInt8Weights: Sendable {
         let g = PanelGeometry(k: k, n: n, groupSize: 4)
         var d = [Int8](repeating: 0, count: g.totalElements)
         var sums = [Int32](repeating: 0, count: n)
-        var seven = true
-        for p in g.panels {
-            for kk in 0..<k {
-                let base = p.offset + (kk >> 2) * p.width * 4 + (kk & 3)
-                for j in 0..<p.nr {
-                    let col = p.n0 + j
-                    let w = layout == .outputMajor ? weights[col * k + kk] : weights[kk * n + col]
-                    d[base + j * 4] = w
-                    sums[col] &+= Int32(w)
-                    if w < -64 || w > 63 { seven = false }
-                }
-            }
-        }
+        var seven7: Int32 = 0
+        i8k_pack_s8(weights, k, n, layout == .outputMajor ? 1 : 0, &d, &sums, &seven7)
+        let seven = seven7 != 0
         geometry = g
         data = d
         columnSums = sums
@@ -92,17 +82,7 @@ public struct PackedInt16Weights: Sendable {
         guard weights.count == k * n else { throw .sizeMismatch(what: "weights (k=\(k), n=\(n))", expected: k * n, got: weights.count) }
         let g = PanelGeometry(k: k, n: n, groupSize: 2)
         var d = [Int16](repeating: 0, count: g.totalElements)
-        weights.withUnsafeBufferPointer { w in
-            for p in g.panels {
-                for kk in 0..<k {
-                    let base = p.offset + (kk >> 1) * p.width * 2 + (kk & 1)
-                    for j in 0..<p.nr {
-                        let col = p.n0 + j
-                        d[base + j * 2] = Int16(layout == .outputMajor ? w[col * k + kk] : w[kk * n + col])
-                    }
-                }
-            }
-        }
+        i8k_pack_s16(weights, k, n, layout == .outputMajor ? 1 : 0, &d)
         geometry = g
         data = d
     }

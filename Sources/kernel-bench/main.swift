@@ -67,8 +67,25 @@ func bestTime(minTime: Double, _ body: () -> Void) -> Double {
     return best
 }
 
-func randomBytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8.random(in: 0...255) } }
-func randomInt8(_ n: Int, _ r: ClosedRange<Int8> = -128...127) -> [Int8] { (0..<n).map { _ in Int8.random(in: r) } }
+/// Fast deterministic bench data (SplitMix64); SystemRandomNumberGenerator costs a syscall per value.
+struct FastRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+func randomBytes(_ n: Int) -> [UInt8] {
+    var g = FastRandom(state: UInt64(n))
+    return (0..<n).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+}
+func randomInt8(_ n: Int, _ r: ClosedRange<Int8> = -128...127) -> [Int8] {
+    var g = FastRandom(state: UInt64(n) &* 31)
+    return (0..<n).map { _ in Int8.random(in: r, using: &g) }
+}
 
 func emit(kernel: String, shape: String, isa: KernelISA, threads: Int, gops: Double, peak: Double) {
     if opts.json {
@@ -193,7 +210,7 @@ func attentionGOPS(tokens t: Int, heads h: Int, headDim d: Int, isa: KernelISA, 
 func fc2GOPS(m: Int, k: Int, n: Int, isa: KernelISA, threads: Int) -> Double {
     let table = try! AdaLogTable(q: 20, bits: 4)
     let layer = try! AdaLogLinear(weights: randomInt8(n * k, -7...7), inFeatures: k, outFeatures: n, table: table)
-    let codes = (0..<(m * k)).map { _ in UInt8.random(in: 0...16) }
+    let codes = randomBytes(m * k).map { $0 % 17 }
     var out = [Float](repeating: 0, count: m * n)
     let stage = OutputStage.dequantize(scales: [1e-6], floatBias: nil)
     let t = codes.withUnsafeBufferPointer { cb in

@@ -82,6 +82,10 @@ void i8k_gemm_s16_panel(int isa, const int16_t *A, size_t lda, size_t m,
                         const int16_t *panel, size_t K, size_t pw, size_t nr,
                         const i8k_output *out, size_t n0, void *dst, size_t ldd);
 
+/* Packing into the panel layout (see top of file). w is N x K (output_major) or K x N. */
+void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit);
+void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst);
+
 /* Naive references on unpacked data. B is K x N row-major (ldb). Output stage as above, with the
  * u8 form computing sum_k (A - a_zero_raw) * B directly (a_signed: A is int8). */
 void i8k_ref_gemm_u8(const uint8_t *A, size_t lda, int a_signed, const int8_t *B, size_t ldb,
