@@ -67,7 +67,7 @@ public enum AttentionInt8 {
         nonisolated(unsafe) let dst = dst
         final class ErrBox: @unchecked Sendable { var error: Int8KernelError? }
         let box = ErrBox()
-        let parts = splitRange(heads, parts: max(1, threads))
+        let parts = threads <= 1 ? [0..<heads] : (0..<heads).map { $0..<($0 + 1) }
         parallelFor(parts.count, threads: threads) { pi in
             for h in parts[pi] {
                 do {

@@ -84,12 +84,13 @@ public struct Conv2DInt8: Sendable {
                 continue
             }
             // implicit GEMM: im2col a block of output pixels at a time (stays in L2), then all panels over it.
-            let block = max(8, min(rows, (192 * 1024 / max(k, 1)) / 8 * 8))
+            let block = max(8, min(threads > 1 ? (rows + 4 * threads - 1) / (4 * threads) + 7 : rows, (192 * 1024 / max(k, 1))) / 8 * 8)
             let nBlocks = (rows + block - 1) / block
             nonisolated(unsafe) let input = input
             nonisolated(unsafe) let out = outBase
             let w = packed[gi]
-            let chunks = splitRange(nBlocks, parts: max(1, threads))
+            // one item per block, handed out dynamically (balanced even when a core is shared)
+            let chunks = threads <= 1 ? [0..<nBlocks] : (0..<nBlocks).map { $0..<($0 + 1) }
             parallelFor(chunks.count, threads: threads) { t in
                 let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: block * k)
                 defer { scratch.deallocate() }
@@ -148,7 +149,7 @@ public struct DepthwiseConv2DInt8: Sendable {
         let rowBytes = g.outW * g.outC * es
         nonisolated(unsafe) let input = input
         nonisolated(unsafe) let dst = dst
-        let rows = splitRange(g.outH, parts: max(1, threads))
+        let rows = threads <= 1 ? [0..<g.outH] : (0..<g.outH).map { $0..<($0 + 1) }
         weights.withUnsafeBufferPointer { wb in
             nonisolated(unsafe) let w = wb.baseAddress!
             withUnsafePointer(to: &params.raw) { op in

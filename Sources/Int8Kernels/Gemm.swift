@@ -92,16 +92,22 @@ public enum Int8GEMM {
     /// Rows per M block: the A block (mc × K bytes) stays in L2 while every panel of B streams past it.
     static let mc = 256
 
-    /// Work items (panel range, row range) in execution order: M blocks of `mc` rows outermost, then panels;
-    /// with several threads, panels are split when there are enough of them, else rows (multiples of 8).
+    /// Work items (panel range, row range) in execution order: M blocks of `mc` rows outermost, then panels.
+    /// With several threads the grid is cut into about 8 items per thread, which concurrentPerform hands out
+    /// dynamically: a thread whose core is shared with another process simply takes fewer items.
     static func workSplit(panels: Int, m: Int, threads: Int) -> [(Range<Int>, Range<Int>)] {
         if threads <= 1 {
             return stride(from: 0, to: m, by: mc).map { (0..<panels, $0..<min(m, $0 + mc)) }
         }
-        if panels >= 2 * threads || m < 16 * threads {
-            return splitRange(panels, parts: threads).map { ($0, 0..<m) }
+        let target = 8 * threads
+        let pChunks = min(panels, target)
+        let rowTiles = (m + 7) / 8
+        let rChunks = max(1, min(rowTiles, (target + pChunks - 1) / pChunks))
+        var items: [(Range<Int>, Range<Int>)] = []
+        for r in splitRange(rowTiles, parts: rChunks) {
+            let rows = (r.lowerBound * 8)..<min(m, r.upperBound * 8)
+            for p in splitRange(panels, parts: pChunks) { items.append((p, rows)) }
         }
-        let blocks = (m + 7) / 8
-        return splitRange(blocks, parts: threads).map { r in (0..<panels, (r.lowerBound * 8)..<min(m, r.upperBound * 8)) }
+        return items
     }
 }
