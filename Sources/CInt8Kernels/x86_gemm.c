@@ -5,15 +5,17 @@
 #include <limits.h>
 
 /* ======================= output stages ======================= */
-T512 static inline __m512i srdhm512(__m512i x, __m512i m) {
+/* m_min: lanes where the multiplier is INT32_MIN (only those can hit the single SRDHM overflow case) */
+T512 static inline __m512i srdhm512(__m512i x, __m512i m, __m512i mo, __mmask16 m_min) {
     const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
     __m512i pe = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
-    __m512i po = _mm512_srai_epi64(
-        _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)), nudge), 31);
+    __m512i po = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), mo), nudge), 31);
     __m512i r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
-    __mmask16 sat = _mm512_cmpeq_epi32_mask(x, _mm512_set1_epi32(INT32_MIN)) &
-                    _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
-    return _mm512_mask_mov_epi32(r, sat, _mm512_set1_epi32(INT32_MAX));
+    if (m_min) {
+        __mmask16 sat = _mm512_mask_cmpeq_epi32_mask(m_min, x, _mm512_set1_epi32(INT32_MIN));
+        r = _mm512_mask_mov_epi32(r, sat, _mm512_set1_epi32(INT32_MAX));
+    }
+    return r;
 }
 
 T512 static inline __m512i rdpot512(__m512i x, __m512i e) {
@@ -74,11 +76,14 @@ T512 void i8k_output_avx512(const int32_t *src, size_t lds, size_t rows, size_t 
             __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
             __m512i lo = _mm512_set1_epi32(o->qmin - o->out_zero), hi = _mm512_set1_epi32(o->qmax - o->out_zero);
             __m512i zp = _mm512_set1_epi32(o->out_zero);
+            __m512i mo = _mm512_srli_epi64(m, 32);
+            const __mmask16 m_min = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
+            const int any_left = _mm512_cmpgt_epi32_mask(left, zero) != 0;
             for (size_t i = 0; i < rows; i++) {
                 __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
                 __m512i r;
                 if (o->rounding == I8K_ROUND_SINGLE) r = single512(v, m, sh);
-                else r = rdpot512(srdhm512(_mm512_sllv_epi32(v, left), m), right);
+                else r = rdpot512(srdhm512(any_left ? _mm512_sllv_epi32(v, left) : v, m, mo, m_min), right);
                 r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi), zp);
                 _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + i * ldd + j, mk, r);
             }
@@ -223,7 +228,7 @@ I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const 
 
 /* K is processed in slices of KC (the B slice, KC x 48 bytes, stays in L1); partial sums of all m rows are kept
  * in an int32 buffer (m <= I8K_MC) between slices, then the output stage runs once. */
-#define I8K_KC 512
+#define I8K_KC 1024
 #define I8K_MC 256
 T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel,
                                    size_t K, size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst,
@@ -231,6 +236,26 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
     int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
     const int nv = (int)((nr + 15) / 16);
     const size_t es = i8k_out_elsize(out);
+    if (K <= I8K_KC) {
+        /* single K slice: each 8-row tile goes straight through the output stage while it is in L1 */
+        const size_t KG = K / 4, KR = K % 4;
+        for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+            const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
+            const uint8_t *a = A + m0 * lda;
+            int32_t *tile = buf;
+            if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, tile)
+                MR_SWITCH8(CALL)
+#undef CALL
+            } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, tile)
+                MR_SWITCH8(CALL)
+#undef CALL
+            }
+            i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        }
+        return;
+    }
     for (size_t mb = 0; mb < m; mb += I8K_MC) {
         const size_t mm = m - mb < I8K_MC ? m - mb : I8K_MC;
         for (size_t k0 = 0; k0 < K; k0 += I8K_KC) {
