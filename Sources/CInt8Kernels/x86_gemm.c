@@ -293,18 +293,47 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
     }
 }
 
+/* int16: same blocking; K slices of I8K_KC16 elements (k pairs x 48 columns x 4 bytes = 48 KB of B) */
+#define I8K_KC16 512
 T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
                                     size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
-    int32_t tile[I8K_MR * I8K_NR] __attribute__((aligned(64)));
+    int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
     const int nv = (int)((nr + 15) / 16);
-    const size_t KG = K / 2, KR = K % 2, es = i8k_out_elsize(out);
-    for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
-        const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
-        const int16_t *a = A + m0 * lda;
-#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, panel, KG, KR, pw, tile)
-        MR_SWITCH8(CALL)
+    const size_t es = i8k_out_elsize(out);
+    if (K <= I8K_KC16) {
+        const size_t KG = K / 2, KR = K % 2;
+        for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+            const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
+            const int16_t *a = A + m0 * lda;
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, panel, KG, KR, pw, buf)
+            MR_SWITCH8(CALL)
 #undef CALL
-        i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+            i8k_output_avx512(buf, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        }
+        return;
+    }
+    for (size_t mb = 0; mb < m; mb += I8K_MC) {
+        const size_t mm = m - mb < I8K_MC ? m - mb : I8K_MC;
+        for (size_t k0 = 0; k0 < K; k0 += I8K_KC16) {
+            const size_t kc = K - k0 < I8K_KC16 ? K - k0 : I8K_KC16;
+            const size_t KG = kc / 2, KR = kc % 2;
+            const int16_t *bp = panel + (k0 / 2) * pw * 2;
+            for (size_t m0 = 0; m0 < mm; m0 += I8K_MR) {
+                const int mr = (int)(mm - m0 < I8K_MR ? mm - m0 : I8K_MR);
+                const int16_t *a = A + (mb + m0) * lda + k0;
+                int32_t *tile = buf + m0 * I8K_NR;
+                if (k0 == 0) {
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, bp, KG, KR, pw, tile)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 1, a, lda, bp, KG, KR, pw, tile)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                }
+            }
+        }
+        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
     }
 }
 

@@ -33,7 +33,7 @@ func runGEMM(a: [UInt8], m: Int, k: Int, n: Int, activation: ActivationType, pac
 struct GemmTests {
     static let shapes: [(Int, Int, Int)] = [
         (1, 1, 1), (3, 17, 63), (17, 3, 1), (63, 63, 17), (197, 17, 3), (1, 1000, 3), (3, 63, 1000), (17, 197, 63),
-        (9, 48, 4), (8, 49, 5), (197, 96, 197), (63, 1, 600),
+        (9, 48, 4), (8, 49, 5), (197, 96, 197), (63, 1, 600), (9, 50, 2051), (260, 20, 1500),
     ]
 
     @Test("u8 and s8 activations, all output stages", arguments: testISAs)
@@ -102,7 +102,7 @@ struct GemmTests {
     @Test("int16 x int16 GEMM (AdaLog table values) bit-exact", arguments: testISAs)
     func int16(isa: KernelISA) throws {
         var g = SplitMix(99)
-        for (m, n, k) in [(1, 1, 1), (3, 17, 63), (17, 64, 197), (197, 64, 197), (5, 50, 1001)] {
+        for (m, n, k) in [(1, 1, 1), (3, 17, 63), (17, 64, 197), (197, 64, 197), (5, 50, 1001), (260, 20, 1300)] {
             let w = randomS8(n * k, &g)
             var wKN = [Int16](repeating: 0, count: k * n)
             for o in 0..<n { for kk in 0..<k { wKN[kk * n + o] = Int16(w[o * k + kk]) } }
