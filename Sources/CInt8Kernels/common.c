@@ -217,8 +217,14 @@ void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0,
             long iy = (long)(oy * sh + ky * dh) - (long)ph;
             for (size_t kx = 0; kx < KW; kx++) {
                 long ix = (long)(ox * sw + kx * dw) - (long)pw;
-                if (iy < 0 || iy >= (long)H || ix < 0 || ix >= (long)W) memset(d, pad_value, cg);
-                else memcpy(d, in + ((size_t)iy * W + (size_t)ix) * C + c0, cg);
+                if (iy < 0 || iy >= (long)H || ix < 0 || ix >= (long)W) {
+                    if (cg < 16) for (size_t c = 0; c < cg; c++) d[c] = pad_value;
+                    else memset(d, pad_value, cg);
+                } else {
+                    const uint8_t *sp = in + ((size_t)iy * W + (size_t)ix) * C + c0;
+                    if (cg < 16) for (size_t c = 0; c < cg; c++) d[c] = sp[c]; /* few channels (stem): no call */
+                    else memcpy(d, sp, cg);
+                }
                 d += cg;
             }
         }
