@@ -1,3 +1,140 @@
-/* CInt8Kernels: placeholder until its issue lands. */
+/* CInt8Kernels: ISA-specific integer inner loops for Int8Kernels.
+ *
+ * Implementation detail of the Swift `Int8Kernels` module: the Swift side packs, tiles and threads;
+ * this C target owns the microkernels (AVX-512 VNNI, AVX-VNNI, AVX2, NEON dot-product, portable C),
+ * vectorised output stages and element-wise pieces, each selected at run time by an `isa` argument.
+ *
+ * Packed weight layout (shared by every ISA): panels of at most I8K_NR = 48 output columns; the last
+ * panel is rounded up to a multiple of 16 columns. Inside a panel of width W, k is grouped by 4 (int8)
+ * or 2 (int16): byte offset of (kgroup g, column j, element e) = g*W*4 + j*4 + e*elsize.
+ */
 #pragma once
-int cint8kernels_placeholder(void);
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define I8K_NR 48
+#define I8K_MR 8
+
+enum {
+    I8K_ISA_PORTABLE = 0,
+    I8K_ISA_AVX2 = 1,
+    I8K_ISA_AVXVNNI = 2,
+    I8K_ISA_AVX512VNNI = 3,
+    I8K_ISA_NEONDOT = 4,
+    I8K_ISA_COUNT = 5
+};
+
+/* 1 when the running CPU (and this build) can execute `isa`. */
+int i8k_isa_supported(int isa);
+/* The fastest supported ISA. */
+int i8k_isa_best(void);
+
+enum { I8K_OUT_INT32 = 0, I8K_OUT_INT8 = 1, I8K_OUT_UINT8 = 2, I8K_OUT_FLOAT = 3 };
+enum { I8K_ROUND_DOUBLE = 0, I8K_ROUND_SINGLE = 1 };
+
+/* Output stage applied to each int32 accumulator acc[m][n] (n is the absolute output column):
+ *   v = acc + bias[n] - a_zero * colsum[n]                      (int32, wrapping)
+ *   INT32: v
+ *   INT8/UINT8: clamp(out_zero + requant(v, mult[n], shift[n]), qmin, qmax), computed without overflow
+ *     DOUBLE (TFLite default / gemmlowp): RDPOT(SRDHM(v * 2^max(shift,0) [wrapping], mult), max(-shift,0))
+ *     SINGLE (TFLITE_SINGLE_ROUNDING): (v * mult + 2^(30-shift)) >> (31-shift), saturated to int32
+ *   FLOAT: (float)v * scale[n] (+ fbias[n])          (separate multiply and add, no FMA) */
+typedef struct {
+    int32_t kind;
+    int32_t rounding;
+    int32_t a_zero;
+    int32_t out_zero;
+    int32_t qmin;
+    int32_t qmax;
+    const int32_t *colsum; /* may be NULL when a_zero == 0 */
+    const int32_t *bias;   /* may be NULL */
+    const int32_t *mult;   /* INT8/UINT8 */
+    const int32_t *shift;  /* INT8/UINT8, TFLite convention: positive = left shift */
+    const float *scale;    /* FLOAT */
+    const float *fbias;    /* FLOAT, may be NULL */
+} i8k_output;
+
+/* Scalar definitions (the pinned reference semantics). */
+int32_t i8k_srdhm(int32_t a, int32_t b);
+int32_t i8k_rdpot(int32_t x, int32_t exponent);
+int32_t i8k_requant(int32_t v, int32_t mult, int32_t shift, int32_t rounding);
+
+/* Applies the output stage to rows x cols int32 values src (row stride lds) for columns n0.. into dst
+ * (row stride ldd elements of the output type). */
+void i8k_output_apply(int isa, const int32_t *src, size_t lds, size_t rows, size_t cols,
+                      const i8k_output *out, size_t n0, void *dst, size_t ldd);
+
+/* GEMM on one packed panel: for rows [0, m) of A (row stride lda) against the panel (width pw, valid
+ * columns nr <= pw) over K; result columns n0 .. n0+nr-1 through the output stage into dst.
+ * u8 form: A is uint8; a_signed=1 means A holds int8 (the kernel flips the sign bit: u = a ^ 0x80, the
+ * caller then uses a_zero = z + 128). `seven_bit` = all weights in [-64, 63] (AVX2 may use vpmaddubsw). */
+void i8k_gemm_u8_panel(int isa, const uint8_t *A, size_t lda, size_t m, int a_signed,
+                       const int8_t *panel, size_t K, size_t pw, size_t nr, int seven_bit,
+                       const i8k_output *out, size_t n0, void *dst, size_t ldd);
+
+/* int16 x int16 -> int32 GEMM on one packed int16 panel (k grouped by 2). Used for AdaLog table values
+ * (P.V, fc2) against int8 weights widened to int16 at pack time. */
+void i8k_gemm_s16_panel(int isa, const int16_t *A, size_t lda, size_t m,
+                        const int16_t *panel, size_t K, size_t pw, size_t nr,
+                        const i8k_output *out, size_t n0, void *dst, size_t ldd);
+
+/* Packing into the panel layout (see top of file). w is N x K (output_major) or K x N. */
+void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit);
+void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst);
+
+/* Naive references on unpacked data. B is K x N row-major (ldb). Output stage as above, with the
+ * u8 form computing sum_k (A - a_zero_raw) * B directly (a_signed: A is int8). */
+void i8k_ref_gemm_u8(const uint8_t *A, size_t lda, int a_signed, const int8_t *B, size_t ldb,
+                     size_t M, size_t N, size_t K, int32_t a_zero_raw, const i8k_output *out,
+                     void *dst, size_t ldd);
+void i8k_ref_gemm_s16(const int16_t *A, size_t lda, const int16_t *B, size_t ldb, size_t M, size_t N,
+                      size_t K, const i8k_output *out, void *dst, size_t ldd);
+
+/* Depthwise conv, NHWC, one output row oy: input H x W x C (uint8 or int8 via a_signed), weights
+ * KH x KW x C int8 (channel multiplier 1), accumulates sum over in-bounds taps of (x - a_zero) * w
+ * (padding equals the zero point and contributes 0), then the output stage (a_zero in `out` unused). */
+void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                    const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                    size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                        const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                        size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+
+/* im2col for NHWC input into rows [r0, r1) of the patch matrix (row = output pixel oy*OW+ox,
+ * columns ordered (ky, kx, c) over channels [c0, c0+cg)); padding bytes = pad_value. Portable C. */
+void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0, size_t cg,
+                     size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw,
+                     size_t OW, size_t r0, size_t r1, uint8_t pad_value, uint8_t *dst, size_t ldd);
+
+/* Element-wise (all bit-exact across ISAs; float op order pinned, no FMA). */
+/* q = clamp(rint(x / scale) + zero, qmin, qmax), rint = round half to even; NaN -> qmin. */
+void i8k_quantize(int isa, const float *x, size_t n, float scale, int32_t zero, int32_t qmin, int32_t qmax,
+                  int out_unsigned, void *dst);
+/* x = (float)(q - zero) * scale. */
+void i8k_dequantize(int isa, const void *q, int in_unsigned, size_t n, float scale, int32_t zero, float *dst);
+/* y = a + b. */
+void i8k_add(int isa, const float *a, const float *b, size_t n, float *dst);
+/* GELU, erf form with a pinned rational erf (A&S 7.1.28, |err| < 3e-7). */
+void i8k_gelu(int isa, const float *x, size_t n, float *dst);
+/* LayerNorm of `rows` rows of length C (16-lane pinned summation order), y = ((x-mean)*rstd)*gamma+beta,
+ * then quantized like i8k_quantize. */
+void i8k_layernorm_quant(int isa, const float *x, size_t rows, size_t C, const float *gamma, const float *beta,
+                         float eps, float scale, int32_t zero, int32_t qmin, int32_t qmax, int out_unsigned,
+                         void *dst, size_t ldd);
+/* Pinned exp (Cephes-style polynomial), used by the softmax. */
+float i8k_expf(float x);
+/* Row softmax of n logits (float) into p (16-lane pinned order). */
+void i8k_softmax_row(int isa, const float *x, size_t n, float *p);
+/* AdaLog code: count of thresholds tau[0..nt-1] (descending) with u < tau[j]; nt = 2^b; nt is the zero
+ * code; NaN -> zero code. */
+void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes);
+/* codes -> int16 via table (nt+1 entries); codes > nt map to 0. */
+void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,334 @@
+/* Dispatch, pinned scalar semantics, portable paths and naive references. */
+#include "internal.h"
+#include <limits.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+int i8k_isa_supported(int isa) {
+    switch (isa) {
+    case I8K_ISA_PORTABLE: return 1;
+#ifdef I8K_X86
+    case I8K_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case I8K_ISA_AVXVNNI:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avxvnni");
+    case I8K_ISA_AVX512VNNI:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__aarch64__)
+    case I8K_ISA_NEONDOT: return i8k_neon_dot_available();
+#endif
+    default: return 0;
+    }
+}
+
+int i8k_isa_best(void) {
+    static const int order[] = {I8K_ISA_AVX512VNNI, I8K_ISA_AVXVNNI, I8K_ISA_AVX2, I8K_ISA_NEONDOT};
+    for (int i = 0; i < 4; i++)
+        if (i8k_isa_supported(order[i])) return order[i];
+    return I8K_ISA_PORTABLE;
+}
+
+/* ---------------- pinned requantization ---------------- */
+int32_t i8k_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    /* == gemmlowp: (ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31 with truncating division */
+    return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+}
+
+int32_t i8k_rdpot(int32_t x, int32_t exponent) {
+    int32_t mask = (int32_t)((((int64_t)1) << exponent) - 1);
+    int32_t rem = x & mask;
+    int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (rem > thr ? 1 : 0);
+}
+
+int32_t i8k_requant(int32_t v, int32_t mult, int32_t shift, int32_t rounding) {
+    if (rounding == I8K_ROUND_SINGLE) {
+        int32_t total = 31 - shift;
+        int64_t r = ((int64_t)v * (int64_t)mult + ((int64_t)1 << (total - 1))) >> total;
+        if (r > INT32_MAX) r = INT32_MAX;
+        if (r < INT32_MIN) r = INT32_MIN;
+        return (int32_t)r;
+    }
+    int32_t left = shift > 0 ? shift : 0;
+    int32_t right = shift > 0 ? 0 : -shift;
+    int32_t x = (int32_t)((uint32_t)v << left);
+    return i8k_rdpot(i8k_srdhm(x, mult), right);
+}
+
+size_t i8k_out_elsize(const i8k_output *o) {
+    return (o->kind == I8K_OUT_INT8 || o->kind == I8K_OUT_UINT8) ? 1 : 4;
+}
+
+void i8k_out_scalar(const i8k_output *o, int32_t acc, size_t n, void *dst, size_t idx) {
+    int32_t v = i8k_out_pre(o, acc, n);
+    switch (o->kind) {
+    case I8K_OUT_INT32: ((int32_t *)dst)[idx] = v; break;
+    case I8K_OUT_FLOAT: {
+        float f = (float)v * o->scale[n];
+        if (o->fbias) f = f + o->fbias[n];
+        ((float *)dst)[idx] = f;
+        break;
+    }
+    default: {
+        int64_t r = (int64_t)i8k_requant(v, o->mult[n], o->shift[n], o->rounding) + o->out_zero;
+        if (r < o->qmin) r = o->qmin;
+        if (r > o->qmax) r = o->qmax;
+        if (o->kind == I8K_OUT_INT8) ((int8_t *)dst)[idx] = (int8_t)r;
+        else ((uint8_t *)dst)[idx] = (uint8_t)r;
+    }
+    }
+}
+
+void i8k_output_scalar_block(const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *out,
+                             size_t n0, void *dst, size_t ldd) {
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) i8k_out_scalar(out, src[i * lds + j], n0 + j, dst, i * ldd + j);
+}
+
+void i8k_output_apply(int isa, const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *out,
+                      size_t n0, void *dst, size_t ldd) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { i8k_output_avx512(src, lds, rows, cols, out, n0, dst, ldd); return; }
+    if (isa == I8K_ISA_AVX2 || isa == I8K_ISA_AVXVNNI) { i8k_output_avx2(src, lds, rows, cols, out, n0, dst, ldd); return; }
+#endif
+    (void)isa;
+    i8k_output_scalar_block(src, lds, rows, cols, out, n0, dst, ldd);
+}
+
+/* ---------------- portable GEMM panels ---------------- */
+static void gemm_u8_panel_portable(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel,
+                                   size_t K, size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst,
+                                   size_t ldd) {
+    int32_t tile[I8K_MR * I8K_NR];
+    const uint8_t flip = a_signed ? 0x80 : 0;
+    size_t es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+        size_t mr = m - m0 < I8K_MR ? m - m0 : I8K_MR;
+        for (size_t i = 0; i < mr; i++) {
+            const uint8_t *a = A + (m0 + i) * lda;
+            int32_t *t = tile + i * I8K_NR;
+            for (size_t j = 0; j < nr; j++) t[j] = 0;
+            for (size_t k = 0; k < K; k++) {
+                int32_t u = (int32_t)(uint8_t)(a[k] ^ flip);
+                const int8_t *b = panel + (k >> 2) * pw * 4 + (k & 3);
+                for (size_t j = 0; j < nr; j++) t[j] += u * (int32_t)b[j * 4];
+            }
+        }
+        i8k_output_scalar_block(tile, I8K_NR, mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+static void gemm_s16_panel_portable(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K,
+                                    size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    int32_t tile[I8K_MR * I8K_NR];
+    size_t es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+        size_t mr = m - m0 < I8K_MR ? m - m0 : I8K_MR;
+        for (size_t i = 0; i < mr; i++) {
+            const int16_t *a = A + (m0 + i) * lda;
+            int32_t *t = tile + i * I8K_NR;
+            for (size_t j = 0; j < nr; j++) t[j] = 0;
+            for (size_t k = 0; k < K; k++) {
+                int32_t u = a[k];
+                const int16_t *b = panel + (k >> 1) * pw * 2 + (k & 1);
+                for (size_t j = 0; j < nr; j++) t[j] += u * (int32_t)b[j * 2];
+            }
+        }
+        i8k_output_scalar_block(tile, I8K_NR, mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+void i8k_gemm_u8_panel(int isa, const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel, size_t K,
+                       size_t pw, size_t nr, int seven_bit, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    (void)seven_bit;
+    switch (isa) {
+#ifdef I8K_X86
+    case I8K_ISA_AVX512VNNI: i8k_gemm_u8_panel_avx512(A, lda, m, a_signed, panel, K, pw, nr, out, n0, dst, ldd); return;
+    case I8K_ISA_AVXVNNI: i8k_gemm_u8_panel_avxvnni(A, lda, m, a_signed, panel, K, pw, nr, out, n0, dst, ldd); return;
+    case I8K_ISA_AVX2:
+        i8k_gemm_u8_panel_avx2(A, lda, m, a_signed, panel, K, pw, nr, seven_bit, out, n0, dst, ldd);
+        return;
+#endif
+#if defined(__aarch64__)
+    case I8K_ISA_NEONDOT: i8k_gemm_u8_panel_neon(A, lda, m, a_signed, panel, K, pw, nr, out, n0, dst, ldd); return;
+#endif
+    default: gemm_u8_panel_portable(A, lda, m, a_signed, panel, K, pw, nr, out, n0, dst, ldd);
+    }
+}
+
+void i8k_gemm_s16_panel(int isa, const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
+                        size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    switch (isa) {
+#ifdef I8K_X86
+    case I8K_ISA_AVX512VNNI: i8k_gemm_s16_panel_avx512(A, lda, m, panel, K, pw, nr, out, n0, dst, ldd); return;
+    case I8K_ISA_AVXVNNI: i8k_gemm_s16_panel_avxvnni(A, lda, m, panel, K, pw, nr, out, n0, dst, ldd); return;
+    case I8K_ISA_AVX2: i8k_gemm_s16_panel_avx2(A, lda, m, panel, K, pw, nr, out, n0, dst, ldd); return;
+#endif
+#if defined(__aarch64__)
+    case I8K_ISA_NEONDOT: i8k_gemm_s16_panel_neon(A, lda, m, panel, K, pw, nr, out, n0, dst, ldd); return;
+#endif
+    default: gemm_s16_panel_portable(A, lda, m, panel, K, pw, nr, out, n0, dst, ldd);
+    }
+}
+
+/* ---------------- naive references ---------------- */
+void i8k_ref_gemm_u8(const uint8_t *A, size_t lda, int a_signed, const int8_t *B, size_t ldb, size_t M, size_t N,
+                     size_t K, int32_t a_zero_raw, const i8k_output *out, void *dst, size_t ldd) {
+    i8k_output o = *out;
+    o.a_zero = 0; /* the reference subtracts the zero point directly */
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            int64_t s = 0;
+            for (size_t k = 0; k < K; k++) {
+                int32_t a = a_signed ? (int32_t)(int8_t)A[i * lda + k] : (int32_t)A[i * lda + k];
+                s += (int64_t)(a - a_zero_raw) * B[k * ldb + j];
+            }
+            i8k_out_scalar(&o, (int32_t)(uint32_t)(uint64_t)s, j, dst, i * ldd + j);
+        }
+}
+
+void i8k_ref_gemm_s16(const int16_t *A, size_t lda, const int16_t *B, size_t ldb, size_t M, size_t N, size_t K,
+                      const i8k_output *out, void *dst, size_t ldd) {
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            int64_t s = 0;
+            for (size_t k = 0; k < K; k++) s += (int64_t)A[i * lda + k] * B[k * ldb + j];
+            i8k_out_scalar(out, (int32_t)(uint32_t)(uint64_t)s, j, dst, i * ldd + j);
+        }
+}
+
+/* ---------------- im2col ---------------- */
+void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0, size_t cg, size_t KH, size_t KW,
+                     size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t OW, size_t r0, size_t r1,
+                     uint8_t pad_value, uint8_t *dst, size_t ldd) {
+    for (size_t r = r0; r < r1; r++) {
+        size_t oy = r / OW, ox = r % OW;
+        uint8_t *d = dst + (r - r0) * ldd;
+        for (size_t ky = 0; ky < KH; ky++) {
+            long iy = (long)(oy * sh + ky * dh) - (long)ph;
+            for (size_t kx = 0; kx < KW; kx++) {
+                long ix = (long)(ox * sw + kx * dw) - (long)pw;
+                if (iy < 0 || iy >= (long)H || ix < 0 || ix >= (long)W) {
+                    if (cg < 16) for (size_t c = 0; c < cg; c++) d[c] = pad_value;
+                    else memset(d, pad_value, cg);
+                } else {
+                    const uint8_t *sp = in + ((size_t)iy * W + (size_t)ix) * C + c0;
+                    if (cg < 16) for (size_t c = 0; c < cg; c++) d[c] = sp[c]; /* few channels (stem): no call */
+                    else memcpy(d, sp, cg);
+                }
+                d += cg;
+            }
+        }
+    }
+}
+
+/* ---------------- depthwise ---------------- */
+void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, const int8_t *w,
+                        size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw,
+                        size_t OW, size_t oy, const i8k_output *out, void *dst) {
+    i8k_output o = *out;
+    o.a_zero = 0;
+    for (size_t ox = 0; ox < OW; ox++)
+        for (size_t c = 0; c < C; c++) {
+            int32_t s = 0;
+            for (size_t ky = 0; ky < KH; ky++) {
+                long iy = (long)(oy * sh + ky * dh) - (long)ph;
+                if (iy < 0 || iy >= (long)H) continue;
+                for (size_t kx = 0; kx < KW; kx++) {
+                    long ix = (long)(ox * sw + kx * dw) - (long)pw;
+                    if (ix < 0 || ix >= (long)W) continue;
+                    uint8_t raw = in[((size_t)iy * W + (size_t)ix) * C + c];
+                    int32_t x = a_signed ? (int32_t)(int8_t)raw : (int32_t)raw;
+                    s += (x - a_zero) * (int32_t)w[(ky * KW + kx) * C + c];
+                }
+            }
+            i8k_out_scalar(&o, s, c, dst, ox * C + c);
+        }
+}
+
+#ifdef I8K_X86
+void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                           const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                           size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+#endif
+
+void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                    const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                    size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) {
+        i8k_dwconv_row_avx512(in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, OW, oy, out, dst);
+        return;
+    }
+#endif
+    (void)isa;
+    /* portable: per pixel, int32 channel accumulators then the output stage */
+    i8k_output o = *out;
+    o.a_zero = 0;
+    int32_t acc[256];
+    for (size_t ox = 0; ox < OW; ox++)
+        for (size_t c0 = 0; c0 < C; c0 += 256) {
+            size_t cn = C - c0 < 256 ? C - c0 : 256;
+            for (size_t c = 0; c < cn; c++) acc[c] = 0;
+            for (size_t ky = 0; ky < KH; ky++) {
+                long iy = (long)(oy * sh + ky * dh) - (long)ph;
+                if (iy < 0 || iy >= (long)H) continue;
+                for (size_t kx = 0; kx < KW; kx++) {
+                    long ix = (long)(ox * sw + kx * dw) - (long)pw;
+                    if (ix < 0 || ix >= (long)W) continue;
+                    const uint8_t *x = in + ((size_t)iy * W + (size_t)ix) * C + c0;
+                    const int8_t *wk = w + (ky * KW + kx) * C + c0;
+                    if (a_signed)
+                        for (size_t c = 0; c < cn; c++) acc[c] += ((int32_t)(int8_t)x[c] - a_zero) * wk[c];
+                    else
+                        for (size_t c = 0; c < cn; c++) acc[c] += ((int32_t)x[c] - a_zero) * wk[c];
+                }
+            }
+            i8k_output_scalar_block(acc, 0, 1, cn, &o, c0, (char *)dst + (ox * C + c0) * i8k_out_elsize(&o), 0);
+        }
+}
+
+/* ---------------- packing (layout decided by the Swift PanelGeometry: panels of 48 columns, the last
+ * rounded up to 16; k grouped by 4 (int8) or 2 (int16); zero padding) ---------------- */
+void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit) {
+    size_t kg = (k + 3) / 4, off = 0;
+    int seven = 1;
+    for (size_t j = 0; j < n; j++) colsum[j] = 0;
+    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {
+        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;
+        memset(dst + off, 0, kg * pw * 4);
+        for (size_t j = 0; j < nr; j++) {
+            int32_t s = 0;
+            for (size_t kk = 0; kk < k; kk++) {
+                int8_t v = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j];
+                dst[off + (kk >> 2) * pw * 4 + j * 4 + (kk & 3)] = v;
+                s += v;
+                if (v < -64 || v > 63) seven = 0;
+            }
+            colsum[n0 + j] = s;
+        }
+        off += kg * pw * 4;
+    }
+    *seven_bit = seven;
+}
+
+void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst) {
+    size_t kg = (k + 1) / 2, off = 0;
+    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {
+        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;
+        memset(dst + off, 0, kg * pw * 2 * sizeof(int16_t));
+        for (size_t j = 0; j < nr; j++)
+            for (size_t kk = 0; kk < k; kk++)
+                dst[off + (kk >> 1) * pw * 2 + j * 2 + (kk & 1)] = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j];
+        off += kg * pw * 2;
+    }
+}

@@ -1,0 +1,341 @@
+/* Element-wise and normalisation pieces. Every ISA path reproduces the portable one bit for bit:
+ * float operations are done in the same order (16-lane strided partial sums, pinned trees), no FMA. */
+#include "internal.h"
+#include <math.h>
+#ifdef I8K_X86
+#include <immintrin.h>
+#endif
+
+/* ---------------- scalar pinned pieces ---------------- */
+static inline int32_t quant1(float x, float scale, int32_t zero, int32_t qmin, int32_t qmax) {
+    float r = rintf(x / scale) + (float)zero;
+    if (!(r >= (float)qmin)) r = (float)qmin; /* NaN -> qmin */
+    if (r > (float)qmax) r = (float)qmax;
+    return (int32_t)r;
+}
+
+static const float EXP_HI = 88.3762626647949f, EXP_LO = -87.3365447504019f;
+static const float LOG2E = 1.44269504088896341f, C1 = 0.693359375f, C2 = -2.12194440e-4f;
+static const float P0 = 1.9875691500E-4f, P1 = 1.3981999507E-3f, P2 = 8.3334519073E-3f, P3 = 4.1665795894E-2f,
+                   P4 = 1.6666665459E-1f, P5 = 5.0000001201E-1f;
+
+float i8k_expf(float x) {
+    if (x != x) return x;
+    if (x > EXP_HI) x = EXP_HI;
+    if (x < EXP_LO) x = EXP_LO;
+    float n = rintf(x * LOG2E);
+    float r = (x - n * C1) - n * C2;
+    float z = r * r;
+    float y = (((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5);
+    y = ((y * z) + r) + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float sc;
+    memcpy(&sc, &e, 4);
+    return y * sc;
+}
+
+static const float E1 = 0.0705230784f, E2 = 0.0422820123f, E3 = 0.0092705272f, E4 = 0.0001520143f,
+                   E5 = 0.0002765672f, E6 = 0.0000430638f;
+static inline float gelu1(float x) {
+    float t = x * 0.70710678118654752f;
+    float a = fabsf(t);
+    float d = 1.0f + a * (E1 + a * (E2 + a * (E3 + a * (E4 + a * (E5 + a * E6)))));
+    d = d * d; d = d * d; d = d * d; d = d * d;
+    float e = 1.0f - 1.0f / d;
+    if (t < 0) e = -e;
+    return (0.5f * x) * (1.0f + e);
+}
+
+/* 16-lane strided sum with the pinned tree s[j] += s[j+8], +4, +2, +1 */
+static float sum16(const float *x, size_t n) {
+    float s[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) s[j] = s[j] + x[i + j];
+    if (i < n)
+        for (int j = 0; j < 16; j++) s[j] = s[j] + (i + j < n ? x[i + j] : 0.0f);
+    for (int w = 8; w >= 1; w >>= 1)
+        for (int j = 0; j < w; j++) s[j] = s[j] + s[j + w];
+    return s[0];
+}
+
+#ifdef I8K_X86
+T512 static inline float hsum512(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    __m128 d = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
+    return _mm_cvtss_f32(d);
+}
+T512 static inline __m512i quant512(__m512 x, __m512 sc, __m512 z, __m512 lo, __m512 hi) {
+    __m512 r = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(x, sc), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+    r = _mm512_min_ps(_mm512_max_ps(r, lo), hi); /* max(NaN, lo) = lo */
+    return _mm512_cvtps_epi32(r);
+}
+T512 static inline __m512 exp512(__m512 x) {
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(EXP_HI)), _mm512_set1_ps(EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(C1))), _mm512_mul_ps(n, _mm512_set1_ps(C2)));
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(P0), r), _mm512_set1_ps(P1));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P2));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P3));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P4));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P5));
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mask_mov_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(e)), nan, x);
+}
+T512 static inline __m512 gelu512(__m512 x) {
+    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+    __m512 a = _mm512_abs_ps(t);
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(E5), _mm512_mul_ps(a, _mm512_set1_ps(E6)));
+    d = _mm512_add_ps(_mm512_set1_ps(E4), _mm512_mul_ps(a, d));
+    d = _mm512_add_ps(_mm512_set1_ps(E3), _mm512_mul_ps(a, d));
+    d = _mm512_add_ps(_mm512_set1_ps(E2), _mm512_mul_ps(a, d));
+    d = _mm512_add_ps(_mm512_set1_ps(E1), _mm512_mul_ps(a, d));
+    d = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(a, d));
+    d = _mm512_mul_ps(d, d); d = _mm512_mul_ps(d, d); d = _mm512_mul_ps(d, d); d = _mm512_mul_ps(d, d);
+    __m512 e = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(1.0f), d));
+    __mmask16 neg = _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ);
+    e = _mm512_mask_sub_ps(e, neg, _mm512_setzero_ps(), e);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+#define MASK16(n) ((__mmask16)((n) >= 16 ? 0xFFFF : ((1u << (n)) - 1)))
+#endif
+
+/* ---------------- quantize / dequantize / add / gelu ---------------- */
+void i8k_quantize(int isa, const float *x, size_t n, float scale, int32_t zero, int32_t qmin, int32_t qmax,
+                  int out_unsigned, void *dst);
+#ifdef I8K_X86
+T512 static void quantize512(const float *x, size_t n, float scale, int32_t zero, int32_t qmin, int32_t qmax,
+                             void *dst) {
+    __m512 sc = _mm512_set1_ps(scale), z = _mm512_set1_ps((float)zero), lo = _mm512_set1_ps((float)qmin),
+           hi = _mm512_set1_ps((float)qmax);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512i q = quant512(_mm512_maskz_loadu_ps(mk, x + i), sc, z, lo, hi);
+        _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + i, mk, q);
+    }
+}
+T512 static void dequantize512(const void *q, int in_unsigned, size_t n, float scale, int32_t zero, float *dst) {
+    __m512 sc = _mm512_set1_ps(scale);
+    __m512i z = _mm512_set1_epi32(zero);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m128i r = _mm_maskz_loadu_epi8(mk, (const uint8_t *)q + i);
+        __m512i v = in_unsigned ? _mm512_cvtepu8_epi32(r) : _mm512_cvtepi8_epi32(r);
+        _mm512_mask_storeu_ps(dst + i, mk, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, z)), sc));
+    }
+}
+T512 static void add512(const float *a, const float *b, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_storeu_ps(dst + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i)));
+    }
+}
+T512 static void gelu512_arr(const float *x, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_storeu_ps(dst + i, mk, gelu512(_mm512_maskz_loadu_ps(mk, x + i)));
+    }
+}
+#endif
+
+void i8k_quantize(int isa, const float *x, size_t n, float scale, int32_t zero, int32_t qmin, int32_t qmax,
+                  int out_unsigned, void *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { quantize512(x, n, scale, zero, qmin, qmax, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) {
+        int32_t q = quant1(x[i], scale, zero, qmin, qmax);
+        if (out_unsigned) ((uint8_t *)dst)[i] = (uint8_t)q;
+        else ((int8_t *)dst)[i] = (int8_t)q;
+    }
+}
+
+void i8k_dequantize(int isa, const void *q, int in_unsigned, size_t n, float scale, int32_t zero, float *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { dequantize512(q, in_unsigned, n, scale, zero, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) {
+        int32_t v = in_unsigned ? (int32_t)((const uint8_t *)q)[i] : (int32_t)((const int8_t *)q)[i];
+        dst[i] = (float)(v - zero) * scale;
+    }
+}
+
+void i8k_add(int isa, const float *a, const float *b, size_t n, float *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { add512(a, b, n, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) dst[i] = a[i] + b[i];
+}
+
+void i8k_gelu(int isa, const float *x, size_t n, float *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { gelu512_arr(x, n, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) dst[i] = gelu1(x[i]);
+}
+
+/* ---------------- LayerNorm + quantize ---------------- */
+#ifdef I8K_X86
+T512 static void ln512(const float *x, size_t C, const float *g, const float *b, float eps, float scale, int32_t zero,
+                       int32_t qmin, int32_t qmax, uint8_t *dst) {
+    __m512 s = _mm512_setzero_ps();
+    for (size_t i = 0; i < C; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(MASK16(C - i), x + i));
+    float mean = hsum512(s) / (float)C;
+    __m512 mv = _mm512_set1_ps(mean);
+    s = _mm512_setzero_ps();
+    for (size_t i = 0; i < C; i += 16) {
+        __mmask16 mk = MASK16(C - i);
+        __m512 d = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, x + i), mv);
+        s = _mm512_add_ps(s, _mm512_mul_ps(d, d));
+    }
+    float var = hsum512(s) / (float)C;
+    float rstd = 1.0f / sqrtf(var + eps);
+    __m512 rv = _mm512_set1_ps(rstd);
+    __m512 sc = _mm512_set1_ps(scale), z = _mm512_set1_ps((float)zero), lo = _mm512_set1_ps((float)qmin),
+           hi = _mm512_set1_ps((float)qmax);
+    for (size_t i = 0; i < C; i += 16) {
+        __mmask16 mk = MASK16(C - i);
+        __m512 y = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv), rv);
+        y = _mm512_add_ps(_mm512_mul_ps(y, _mm512_maskz_loadu_ps(mk, g + i)), _mm512_maskz_loadu_ps(mk, b + i));
+        _mm512_mask_cvtepi32_storeu_epi8(dst + i, mk, quant512(y, sc, z, lo, hi));
+    }
+}
+#endif
+
+void i8k_layernorm_quant(int isa, const float *x, size_t rows, size_t C, const float *gamma, const float *beta,
+                         float eps, float scale, int32_t zero, int32_t qmin, int32_t qmax, int out_unsigned, void *dst,
+                         size_t ldd) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        uint8_t *d = (uint8_t *)dst + r * ldd;
+#ifdef I8K_X86
+        if (isa == I8K_ISA_AVX512VNNI) { ln512(xr, C, gamma, beta, eps, scale, zero, qmin, qmax, d); continue; }
+#endif
+        float mean = sum16(xr, C) / (float)C;
+        float s[16] = {0};
+        for (size_t i = 0; i < C; i += 16)
+            for (int j = 0; j < 16; j++) {
+                float dd = (i + j < C) ? xr[i + j] - mean : 0.0f;
+                s[j] = s[j] + dd * dd;
+            }
+        for (int w = 8; w >= 1; w >>= 1)
+            for (int j = 0; j < w; j++) s[j] = s[j] + s[j + w];
+        float var = s[0] / (float)C;
+        float rstd = 1.0f / sqrtf(var + eps);
+        for (size_t i = 0; i < C; i++) {
+            float y = (xr[i] - mean) * rstd;
+            y = y * gamma[i] + beta[i];
+            int32_t q = quant1(y, scale, zero, qmin, qmax);
+            if (out_unsigned) d[i] = (uint8_t)q;
+            else ((int8_t *)d)[i] = (int8_t)q;
+        }
+    }
+}
+
+/* ---------------- softmax ---------------- */
+#ifdef I8K_X86
+T512 static void softmax512(const float *x, size_t n, float *p) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), MASK16(n - i), x + i));
+    float mx = _mm512_reduce_max_ps(m);
+    __m512 mv = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv)));
+        s = _mm512_add_ps(s, e);
+        _mm512_mask_storeu_ps(p + i, mk, e);
+    }
+    __m512 sv = _mm512_set1_ps(hsum512(s));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_storeu_ps(p + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, p + i), sv));
+    }
+}
+#endif
+
+void i8k_softmax_row(int isa, const float *x, size_t n, float *p) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { softmax512(x, n, p); return; }
+#endif
+    (void)isa;
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (size_t i = 0; i < n; i++) p[i] = i8k_expf(x[i] - mx);
+    float s = sum16(p, n);
+    for (size_t i = 0; i < n; i++) p[i] = p[i] / s;
+}
+
+/* ---------------- AdaLog codes ---------------- */
+#ifdef I8K_X86
+T512 static void encode512(const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
+    /* branchless binary search over the descending thresholds; gathers from tau */
+    const __m512i ntv = _mm512_set1_epi32(nt);
+    /* up to 32 thresholds live in two registers (vpermt2ps instead of gathers) */
+    const int small = nt <= 32;
+    float tpad[32] = {0};
+    for (int32_t j = 0; j < nt && j < 32; j++) tpad[j] = tau[j];
+    const __m512 t_lo = _mm512_loadu_ps(tpad), t_hi = _mm512_loadu_ps(tpad + 16);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(mk, u + i);
+        __m512i k = _mm512_setzero_si512();
+#define TAU_AT(idx) (small ? _mm512_permutex2var_ps(t_lo, (idx), t_hi) : _mm512_i32gather_ps((idx), tau, 4))
+        for (int32_t s = nt >> 1; s >= 1; s >>= 1) {
+            __m512i idx = _mm512_add_epi32(k, _mm512_set1_epi32(s - 1));
+            __m512 t = TAU_AT(idx);
+            __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
+            k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(s));
+        }
+        __m512 t = TAU_AT(k);
+#undef TAU_AT
+        __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
+        k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(1));
+        k = _mm512_mask_mov_epi32(k, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), ntv);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, k);
+    }
+}
+T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
+    int32_t t32[258];
+    for (int32_t j = 0; j <= nt; j++) t32[j] = table[j];
+    t32[nt + 1] = 0;
+    const __m512i lim = _mm512_set1_epi32(nt + 1);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512i c = _mm512_min_epu32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, codes + i)), lim);
+        __m512i v = _mm512_i32gather_epi32(c, t32, 4);
+        _mm512_mask_cvtepi32_storeu_epi16(dst + i, mk, v);
+    }
+}
+#endif
+
+void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && nt >= 1 && (nt & (nt - 1)) == 0) { encode512(u, n, tau, nt, codes); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) {
+        float x = u[i];
+        int32_t c = 0;
+        if (x != x) c = nt;
+        else
+            for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
+        codes[i] = (uint8_t)c;
+    }
+}
+
+void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && nt <= 256) { codes512(codes, n, table, nt, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) dst[i] = codes[i] <= nt ? table[codes[i]] : 0;
+}

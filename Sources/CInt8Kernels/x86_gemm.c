@@ -1,0 +1,611 @@
+/* x86 microkernels: AVX-512 VNNI (8x48, 24 zmm accumulators), AVX-VNNI (6x16 ymm), AVX2. */
+#include "internal.h"
+#ifdef I8K_X86
+#include <immintrin.h>
+#include <limits.h>
+
+/* ======================= output stages ======================= */
+/* m_min: lanes where the multiplier is INT32_MIN (only those can hit the single SRDHM overflow case) */
+T512 static inline __m512i srdhm512(__m512i x, __m512i m, __m512i mo, __mmask16 m_min) {
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i pe = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
+    __m512i po = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), mo), nudge), 31);
+    __m512i r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+    if (m_min) {
+        __mmask16 sat = _mm512_mask_cmpeq_epi32_mask(m_min, x, _mm512_set1_epi32(INT32_MIN));
+        r = _mm512_mask_mov_epi32(r, sat, _mm512_set1_epi32(INT32_MAX));
+    }
+    return r;
+}
+
+T512 static inline __m512i rdpot512(__m512i x, __m512i e) {
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, e), one);
+    __m512i rem = _mm512_and_si512(x, mask);
+    __m512i thr = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(x, 31));
+    __m512i r = _mm512_srav_epi32(x, e);
+    return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
+}
+
+T512 static inline __m512i single512(__m512i v, __m512i m, __m512i shift) {
+    const __m512i one64 = _mm512_set1_epi64(1);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFFLL);
+    __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
+    __m512i te = _mm512_and_si512(total, lo32), to = _mm512_srli_epi64(total, 32);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, m), _mm512_sllv_epi64(one64, _mm512_sub_epi64(te, one64)));
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(m, 32)),
+                                  _mm512_sllv_epi64(one64, _mm512_sub_epi64(to, one64)));
+    pe = _mm512_srav_epi64(pe, te);
+    po = _mm512_srav_epi64(po, to);
+    const __m512i mx = _mm512_set1_epi64(INT32_MAX), mn = _mm512_set1_epi64(INT32_MIN);
+    pe = _mm512_max_epi64(_mm512_min_epi64(pe, mx), mn);
+    po = _mm512_max_epi64(_mm512_min_epi64(po, mx), mn);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+
+T512 void i8k_output_avx512(const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *o, size_t n0,
+                            void *dst, size_t ldd) {
+    const int kind = o->kind;
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i az = _mm512_set1_epi32(o->a_zero);
+    const int use_cs = o->a_zero != 0 && o->colsum != NULL;
+    for (size_t j = 0; j < cols; j += 16) {
+        size_t cn = cols - j < 16 ? cols - j : 16;
+        __mmask16 mk = (__mmask16)((1u << cn) - 1);
+        size_t n = n0 + j;
+        __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
+        if (use_cs) add = _mm512_sub_epi32(add, _mm512_mullo_epi32(az, _mm512_maskz_loadu_epi32(mk, o->colsum + n)));
+        if (kind == I8K_OUT_INT32) {
+            for (size_t i = 0; i < rows; i++) {
+                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                _mm512_mask_storeu_epi32((int32_t *)dst + i * ldd + j, mk, v);
+            }
+        } else if (kind == I8K_OUT_FLOAT) {
+            __m512 sc = _mm512_maskz_loadu_ps(mk, o->scale + n);
+            __m512 fb = o->fbias ? _mm512_maskz_loadu_ps(mk, o->fbias + n) : _mm512_setzero_ps();
+            for (size_t i = 0; i < rows; i++) {
+                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), sc);
+                if (o->fbias) f = _mm512_add_ps(f, fb);
+                _mm512_mask_storeu_ps((float *)dst + i * ldd + j, mk, f);
+            }
+        } else {
+            __m512i m = _mm512_maskz_loadu_epi32(mk, o->mult + n);
+            __m512i sh = _mm512_maskz_loadu_epi32(mk, o->shift + n);
+            __m512i left = _mm512_max_epi32(sh, zero);
+            __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
+            __m512i lo = _mm512_set1_epi32(o->qmin - o->out_zero), hi = _mm512_set1_epi32(o->qmax - o->out_zero);
+            __m512i zp = _mm512_set1_epi32(o->out_zero);
+            __m512i mo = _mm512_srli_epi64(m, 32);
+            const __mmask16 m_min = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
+            const int any_left = _mm512_cmpgt_epi32_mask(left, zero) != 0;
+            for (size_t i = 0; i < rows; i++) {
+                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                __m512i r;
+                if (o->rounding == I8K_ROUND_SINGLE) r = single512(v, m, sh);
+                else r = rdpot512(srdhm512(any_left ? _mm512_sllv_epi32(v, left) : v, m, mo, m_min), right);
+                r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi), zp);
+                _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + i * ldd + j, mk, r);
+            }
+        }
+    }
+}
+
+TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *o, size_t n0,
+                           void *dst, size_t ldd) {
+    const int kind = o->kind;
+    if ((kind == I8K_OUT_INT8 || kind == I8K_OUT_UINT8) && o->rounding == I8K_ROUND_SINGLE) {
+        i8k_output_scalar_block(src, lds, rows, cols, o, n0, dst, ldd);
+        return;
+    }
+    const int use_cs = o->a_zero != 0 && o->colsum != NULL;
+    const __m256i az = _mm256_set1_epi32(o->a_zero);
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+    size_t j = 0;
+    for (; j + 8 <= cols; j += 8) {
+        size_t n = n0 + j;
+        __m256i add = o->bias ? _mm256_loadu_si256((const __m256i *)(o->bias + n)) : zero;
+        if (use_cs) add = _mm256_sub_epi32(add, _mm256_mullo_epi32(az, _mm256_loadu_si256((const __m256i *)(o->colsum + n))));
+        if (kind == I8K_OUT_INT32) {
+            for (size_t i = 0; i < rows; i++) {
+                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                _mm256_storeu_si256((__m256i *)((int32_t *)dst + i * ldd + j), v);
+            }
+        } else if (kind == I8K_OUT_FLOAT) {
+            __m256 sc = _mm256_loadu_ps(o->scale + n);
+            __m256 fb = o->fbias ? _mm256_loadu_ps(o->fbias + n) : _mm256_setzero_ps();
+            for (size_t i = 0; i < rows; i++) {
+                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
+                if (o->fbias) f = _mm256_add_ps(f, fb);
+                _mm256_storeu_ps((float *)dst + i * ldd + j, f);
+            }
+        } else {
+            __m256i m = _mm256_loadu_si256((const __m256i *)(o->mult + n));
+            __m256i sh = _mm256_loadu_si256((const __m256i *)(o->shift + n));
+            __m256i left = _mm256_max_epi32(sh, zero);
+            __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero);
+            __m256i lo = _mm256_set1_epi32(o->qmin - o->out_zero), hi = _mm256_set1_epi32(o->qmax - o->out_zero);
+            __m256i zp = _mm256_set1_epi32(o->out_zero);
+            const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+            __m256i mo = _mm256_srli_epi64(m, 32);
+            __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+            __m256i thr0 = _mm256_srai_epi32(mask, 1);
+            for (size_t i = 0; i < rows; i++) {
+                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                __m256i x = _mm256_sllv_epi32(v, left);
+                __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), nudge), 31);
+                __m256i po = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), mo), nudge), 31);
+                __m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+                __m256i sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, _mm256_set1_epi32(INT32_MIN)),
+                                               _mm256_cmpeq_epi32(m, _mm256_set1_epi32(INT32_MIN)));
+                r = _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), sat);
+                __m256i rem = _mm256_and_si256(r, mask);
+                __m256i thr = _mm256_add_epi32(thr0, _mm256_srli_epi32(r, 31));
+                r = _mm256_sub_epi32(_mm256_srav_epi32(r, right), _mm256_cmpgt_epi32(rem, thr));
+                r = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r, lo), hi), zp);
+                /* pack 8 int32 (already in byte range) to bytes */
+                __m256i p16 = _mm256_packs_epi32(r, r);           /* lanes: r0..3 r0..3 | r4..7 r4..7 */
+                __m128i p = _mm_unpacklo_epi64(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+                __m128i b = kind == I8K_OUT_INT8 ? _mm_packs_epi16(p, p) : _mm_packus_epi16(p, p);
+                _mm_storel_epi64((__m128i *)((uint8_t *)dst + i * ldd + j), b);
+            }
+        }
+    }
+    if (j < cols) i8k_output_scalar_block(src + j, lds, rows, cols - j, o, n0 + j, (char *)dst + j * i8k_out_elsize(o), ldd);
+}
+
+/* ======================= AVX-512 VNNI GEMM ======================= */
+#define K512_BODY(LOADA, DOT)                                                                                         \
+    __m512i acc[8][3];                                                                                                \
+    for (int i = 0; i < MR; i++)                                                                                      \
+        for (int j = 0; j < NV; j++)                                                                                  \
+            acc[i][j] = INIT ? _mm512_loadu_si512(C + i * I8K_NR + j * 16) : _mm512_setzero_si512();                 \
+    const int8_t *b = (const int8_t *)B;                                                                              \
+    const size_t step = pw * 4;                                                                                       \
+    for (size_t g = 0; g < KG; g++, b += step) {                                                                      \
+        __m512i b0 = _mm512_loadu_si512(b), b1 = b0, b2 = b0;                                                         \
+        if (NV > 1) b1 = _mm512_loadu_si512(b + 64);                                                                  \
+        if (NV > 2) b2 = _mm512_loadu_si512(b + 128);                                                                 \
+        for (int i = 0; i < MR; i++) {                                                                                \
+            __m512i a = LOADA(i, g);                                                                                  \
+            acc[i][0] = DOT(acc[i][0], a, b0);                                                                        \
+            if (NV > 1) acc[i][1] = DOT(acc[i][1], a, b1);                                                            \
+            if (NV > 2) acc[i][2] = DOT(acc[i][2], a, b2);                                                            \
+        }                                                                                                             \
+    }                                                                                                                 \
+    if (KR) {                                                                                                         \
+        __m512i b0 = _mm512_loadu_si512(b), b1 = b0, b2 = b0;                                                         \
+        if (NV > 1) b1 = _mm512_loadu_si512(b + 64);                                                                  \
+        if (NV > 2) b2 = _mm512_loadu_si512(b + 128);                                                                 \
+        for (int i = 0; i < MR; i++) {                                                                                \
+            __m512i a = LOADTAIL(i);                                                                                  \
+            acc[i][0] = DOT(acc[i][0], a, b0);                                                                        \
+            if (NV > 1) acc[i][1] = DOT(acc[i][1], a, b1);                                                            \
+            if (NV > 2) acc[i][2] = DOT(acc[i][2], a, b2);                                                            \
+        }                                                                                                             \
+    }                                                                                                                 \
+    for (int i = 0; i < MR; i++)                                                                                      \
+        for (int j = 0; j < NV; j++) _mm512_storeu_si512(C + i * I8K_NR + j * 16, acc[i][j]);
+
+#define DOT_BUSD(c, a, b) _mm512_dpbusd_epi32(c, a, b)
+#define DOT_WSSD(c, a, b) _mm512_dpwssd_epi32(c, a, b)
+
+/* u8: KG = K/4 groups, KR = K%4 tail bytes; XR: flip sign bit of A (int8 input) */
+I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const int INIT, const uint8_t *A, size_t lda, const int8_t *B,
+                             size_t KG, size_t KR, size_t pw, int32_t *C) {
+    const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
+#define LOADA(i, g) (XR ? _mm512_xor_si512(_mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))), flip) \
+                        : _mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))))
+#define LOADTAIL(i) (XR ? _mm512_xor_si512(_mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)), flip) \
+                        : _mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)))
+    K512_BODY(LOADA, DOT_BUSD)
+#undef LOADA
+#undef LOADTAIL
+}
+
+/* s16: KG = K/2 pairs, KR = K%2 */
+I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const int16_t *A, size_t lda, const int16_t *B, size_t KG,
+                              size_t KR, size_t pw, int32_t *C) {
+#define LOADA(i, g) _mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 2 * (g)))
+#define LOADTAIL(i) _mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 2 * KG, 2 * KR))
+    K512_BODY(LOADA, DOT_WSSD)
+#undef LOADA
+#undef LOADTAIL
+}
+
+#define NV_SWITCH(CALL_MR, MRV)                                                                                       \
+    case MRV:                                                                                                         \
+        if (nv == 3) CALL_MR(MRV, 3);                                                                                 \
+        else if (nv == 2) CALL_MR(MRV, 2);                                                                            \
+        else CALL_MR(MRV, 1);                                                                                         \
+        break;
+#define MR_SWITCH8(CALL)                                                                                              \
+    switch (mr) {                                                                                                     \
+        NV_SWITCH(CALL, 1) NV_SWITCH(CALL, 2) NV_SWITCH(CALL, 3) NV_SWITCH(CALL, 4)                                  \
+        NV_SWITCH(CALL, 5) NV_SWITCH(CALL, 6) NV_SWITCH(CALL, 7) NV_SWITCH(CALL, 8)                                  \
+    }
+
+/* K is processed in slices of KC (the B slice, KC x 48 bytes, stays in L1); partial sums of all m rows are kept
+ * in an int32 buffer (m <= I8K_MC) between slices, then the output stage runs once. */
+#define I8K_KC 1024
+#define I8K_MC 256
+T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel,
+                                   size_t K, size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst,
+                                   size_t ldd) {
+    int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
+    const int nv = (int)((nr + 15) / 16);
+    const size_t es = i8k_out_elsize(out);
+    if (K <= I8K_KC) {
+        /* single K slice: each 8-row tile goes straight through the output stage while it is in L1 */
+        const size_t KG = K / 4, KR = K % 4;
+        for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+            const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
+            const uint8_t *a = A + m0 * lda;
+            int32_t *tile = buf;
+            if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, tile)
+                MR_SWITCH8(CALL)
+#undef CALL
+            } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, tile)
+                MR_SWITCH8(CALL)
+#undef CALL
+            }
+            i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        }
+        return;
+    }
+    for (size_t mb = 0; mb < m; mb += I8K_MC) {
+        const size_t mm = m - mb < I8K_MC ? m - mb : I8K_MC;
+        for (size_t k0 = 0; k0 < K; k0 += I8K_KC) {
+            const size_t kc = K - k0 < I8K_KC ? K - k0 : I8K_KC;
+            const size_t KG = kc / 4, KR = kc % 4;
+            const int8_t *bp = panel + (k0 / 4) * pw * 4;
+            for (size_t m0 = 0; m0 < mm; m0 += I8K_MR) {
+                const int mr = (int)(mm - m0 < I8K_MR ? mm - m0 : I8K_MR);
+                const uint8_t *a = A + (mb + m0) * lda + k0;
+                int32_t *tile = buf + m0 * I8K_NR;
+                if (k0 == 0) {
+                    if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 0, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 0, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    }
+                } else {
+                    if (a_signed) {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 1, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    } else {
+#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 1, a, lda, bp, KG, KR, pw, tile)
+                        MR_SWITCH8(CALL)
+#undef CALL
+                    }
+                }
+            }
+        }
+        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
+    }
+}
+
+/* int16: same blocking; K slices of I8K_KC16 elements (k pairs x 48 columns x 4 bytes = 48 KB of B) */
+#define I8K_KC16 512
+T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
+                                    size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
+    const int nv = (int)((nr + 15) / 16);
+    const size_t es = i8k_out_elsize(out);
+    if (K <= I8K_KC16) {
+        const size_t KG = K / 2, KR = K % 2;
+        for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+            const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
+            const int16_t *a = A + m0 * lda;
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, panel, KG, KR, pw, buf)
+            MR_SWITCH8(CALL)
+#undef CALL
+            i8k_output_avx512(buf, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        }
+        return;
+    }
+    for (size_t mb = 0; mb < m; mb += I8K_MC) {
+        const size_t mm = m - mb < I8K_MC ? m - mb : I8K_MC;
+        for (size_t k0 = 0; k0 < K; k0 += I8K_KC16) {
+            const size_t kc = K - k0 < I8K_KC16 ? K - k0 : I8K_KC16;
+            const size_t KG = kc / 2, KR = kc % 2;
+            const int16_t *bp = panel + (k0 / 2) * pw * 2;
+            for (size_t m0 = 0; m0 < mm; m0 += I8K_MR) {
+                const int mr = (int)(mm - m0 < I8K_MR ? mm - m0 : I8K_MR);
+                const int16_t *a = A + (mb + m0) * lda + k0;
+                int32_t *tile = buf + m0 * I8K_NR;
+                if (k0 == 0) {
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, bp, KG, KR, pw, tile)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV, NVV) k512_s16(MRV, NVV, 1, a, lda, bp, KG, KR, pw, tile)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                }
+            }
+        }
+        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
+    }
+}
+
+/* ======================= AVX-VNNI (ymm) GEMM: 6 rows x 16 columns per microtile ======================= */
+#define K256_BODY(LOADA, LOADTAIL, DOT)                                                                              \
+    __m256i acc[6][2];                                                                                                \
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();                                      \
+    const int8_t *b = (const int8_t *)B;                                                                              \
+    const size_t step = pw * 4;                                                                                       \
+    for (size_t g = 0; g < KG; g++, b += step) {                                                                      \
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));     \
+        for (int i = 0; i < MR; i++) {                                                                                \
+            __m256i a = LOADA(i, g);                                                                                  \
+            acc[i][0] = DOT(acc[i][0], a, b0);                                                                        \
+            acc[i][1] = DOT(acc[i][1], a, b1);                                                                        \
+        }                                                                                                             \
+    }                                                                                                                 \
+    if (KR) {                                                                                                         \
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32));     \
+        for (int i = 0; i < MR; i++) {                                                                                \
+            __m256i a = LOADTAIL(i);                                                                                  \
+            acc[i][0] = DOT(acc[i][0], a, b0);                                                                        \
+            acc[i][1] = DOT(acc[i][1], a, b1);                                                                        \
+        }                                                                                                             \
+    }                                                                                                                 \
+    for (int i = 0; i < MR; i++) {                                                                                    \
+        _mm256_storeu_si256((__m256i *)(C + i * I8K_NR), acc[i][0]);                                                  \
+        _mm256_storeu_si256((__m256i *)(C + i * I8K_NR + 8), acc[i][1]);                                              \
+    }
+
+#define DOTV_BUSD(c, a, b) _mm256_dpbusd_avx_epi32(c, a, b)
+#define DOTV_WSSD(c, a, b) _mm256_dpwssd_avx_epi32(c, a, b)
+
+I8K_INLINE TVNNI void kvnni_u8(const int MR, const int XR, const uint8_t *A, size_t lda, const int8_t *B, size_t KG,
+                               size_t KR, size_t pw, int32_t *C) {
+    const __m256i flip = _mm256_set1_epi32((int32_t)0x80808080u);
+#define LOADA(i, g) (XR ? _mm256_xor_si256(_mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))), flip) \
+                        : _mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))))
+#define LOADTAIL(i) (XR ? _mm256_xor_si256(_mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)), flip) \
+                        : _mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)))
+    K256_BODY(LOADA, LOADTAIL, DOTV_BUSD)
+#undef LOADA
+#undef LOADTAIL
+}
+
+I8K_INLINE TVNNI void kvnni_s16(const int MR, const int16_t *A, size_t lda, const int16_t *B, size_t KG, size_t KR,
+                                size_t pw, int32_t *C) {
+#define LOADA(i, g) _mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 2 * (g)))
+#define LOADTAIL(i) _mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 2 * KG, 2 * KR))
+    K256_BODY(LOADA, LOADTAIL, DOTV_WSSD)
+#undef LOADA
+#undef LOADTAIL
+}
+
+#define MR_SWITCH6(CALL)                                                                                              \
+    switch (mr) {                                                                                                     \
+    case 1: CALL(1); break;                                                                                           \
+    case 2: CALL(2); break;                                                                                           \
+    case 3: CALL(3); break;                                                                                           \
+    case 4: CALL(4); break;                                                                                           \
+    case 5: CALL(5); break;                                                                                           \
+    default: CALL(6); break;                                                                                          \
+    }
+
+TVNNI void i8k_gemm_u8_panel_avxvnni(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel,
+                                     size_t K, size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst,
+                                     size_t ldd) {
+    int32_t tile[6 * I8K_NR] __attribute__((aligned(64)));
+    const size_t KG = K / 4, KR = K % 4, es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += 6) {
+        const int mr = (int)(m - m0 < 6 ? m - m0 : 6);
+        const uint8_t *a = A + m0 * lda;
+        for (size_t s = 0; s < nr; s += 16) {
+            const int8_t *bp = panel + s * 4;
+            if (a_signed) {
+#define CALL(MRV) kvnni_u8(MRV, 1, a, lda, bp, KG, KR, pw, tile + s)
+                MR_SWITCH6(CALL)
+#undef CALL
+            } else {
+#define CALL(MRV) kvnni_u8(MRV, 0, a, lda, bp, KG, KR, pw, tile + s)
+                MR_SWITCH6(CALL)
+#undef CALL
+            }
+        }
+        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+TVNNI void i8k_gemm_s16_panel_avxvnni(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K,
+                                      size_t pw, size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    int32_t tile[6 * I8K_NR] __attribute__((aligned(64)));
+    const size_t KG = K / 2, KR = K % 2, es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += 6) {
+        const int mr = (int)(m - m0 < 6 ? m - m0 : 6);
+        const int16_t *a = A + m0 * lda;
+        for (size_t s = 0; s < nr; s += 16) {
+            const int16_t *bp = panel + s * 2;
+#define CALL(MRV) kvnni_s16(MRV, a, lda, bp, KG, KR, pw, tile + s)
+            MR_SWITCH6(CALL)
+#undef CALL
+        }
+        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+/* ======================= AVX2 GEMM ======================= */
+/* vpmaddubsw path (exact only for weights in [-64, 63]): 4 rows x 16 columns */
+#define DOTV_MADDUBS(c, a, b) _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones))
+#define DOTV_MADDWD(c, a, b) _mm256_add_epi32(c, _mm256_madd_epi16(a, b))
+I8K_INLINE TAVX2 void kavx2_u8_7bit(const int MR, const int XR, const uint8_t *A, size_t lda, const int8_t *B,
+                                    size_t KG, size_t KR, size_t pw, int32_t *C) {
+    const __m256i flip = _mm256_set1_epi32((int32_t)0x80808080u);
+    const __m256i ones = _mm256_set1_epi16(1);
+#define LOADA(i, g) (XR ? _mm256_xor_si256(_mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))), flip) \
+                        : _mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))))
+#define LOADTAIL(i) (XR ? _mm256_xor_si256(_mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)), flip) \
+                        : _mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)))
+    K256_BODY(LOADA, LOADTAIL, DOTV_MADDUBS)
+#undef LOADA
+#undef LOADTAIL
+}
+
+I8K_INLINE TAVX2 void kavx2_s16(const int MR, const int16_t *A, size_t lda, const int16_t *B, size_t KG, size_t KR,
+                                size_t pw, int32_t *C) {
+#define LOADA(i, g) _mm256_set1_epi32(i8k_load_u32(A + (i) * lda + 2 * (g)))
+#define LOADTAIL(i) _mm256_set1_epi32(i8k_load_tail(A + (i) * lda + 2 * KG, 2 * KR))
+    K256_BODY(LOADA, LOADTAIL, DOTV_MADDWD)
+#undef LOADA
+#undef LOADTAIL
+}
+
+/* exact widening path for full-range int8 weights: 4 rows x 8 columns, B widened to int16 in registers */
+I8K_INLINE TAVX2 void kavx2_u8_wide(const int MR, const int XR, const uint8_t *A, size_t lda, const int8_t *B,
+                                    size_t KG, size_t KR, size_t pw, int32_t *C) {
+    __m256i lo[4], hi[4];
+    for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm256_setzero_si256();
+    const uint32_t fl = XR ? 0x80808080u : 0u;
+    const int8_t *b = B;
+    for (size_t g = 0; g <= KG; g++, b += pw * 4) {
+        if (g == KG && KR == 0) break;
+        __m256i braw = _mm256_loadu_si256((const __m256i *)b);
+        __m256i b0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(braw));
+        __m256i b1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(braw, 1));
+        for (int i = 0; i < MR; i++) {
+            uint32_t w = (uint32_t)(g < KG ? i8k_load_u32(A + i * lda + 4 * g) : i8k_load_tail(A + i * lda + 4 * KG, KR));
+            __m256i a = _mm256_cvtepu8_epi16(_mm_set1_epi32((int32_t)(w ^ fl)));
+            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(a, b0));
+            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(a, b1));
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[i], hi[i]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(C + i * I8K_NR), s);
+    }
+}
+
+#define MR_SWITCH4(CALL)                                                                                              \
+    switch (mr) {                                                                                                     \
+    case 1: CALL(1); break;                                                                                           \
+    case 2: CALL(2); break;                                                                                           \
+    case 3: CALL(3); break;                                                                                           \
+    default: CALL(4); break;                                                                                          \
+    }
+
+TAVX2 void i8k_gemm_u8_panel_avx2(const uint8_t *A, size_t lda, size_t m, int a_signed, const int8_t *panel, size_t K,
+                                  size_t pw, size_t nr, int seven_bit, const i8k_output *out, size_t n0, void *dst,
+                                  size_t ldd) {
+    int32_t tile[4 * I8K_NR] __attribute__((aligned(64)));
+    const size_t KG = K / 4, KR = K % 4, es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += 4) {
+        const int mr = (int)(m - m0 < 4 ? m - m0 : 4);
+        const uint8_t *a = A + m0 * lda;
+        if (seven_bit) {
+            for (size_t s = 0; s < nr; s += 16) {
+                const int8_t *bp = panel + s * 4;
+                if (a_signed) {
+#define CALL(MRV) kavx2_u8_7bit(MRV, 1, a, lda, bp, KG, KR, pw, tile + s)
+                    MR_SWITCH4(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV) kavx2_u8_7bit(MRV, 0, a, lda, bp, KG, KR, pw, tile + s)
+                    MR_SWITCH4(CALL)
+#undef CALL
+                }
+            }
+        } else {
+            for (size_t s = 0; s < nr; s += 8) {
+                const int8_t *bp = panel + s * 4;
+                if (a_signed) {
+#define CALL(MRV) kavx2_u8_wide(MRV, 1, a, lda, bp, KG, KR, pw, tile + s)
+                    MR_SWITCH4(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV) kavx2_u8_wide(MRV, 0, a, lda, bp, KG, KR, pw, tile + s)
+                    MR_SWITCH4(CALL)
+#undef CALL
+                }
+            }
+        }
+        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+TAVX2 void i8k_gemm_s16_panel_avx2(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
+                                   size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
+    int32_t tile[4 * I8K_NR] __attribute__((aligned(64)));
+    const size_t KG = K / 2, KR = K % 2, es = i8k_out_elsize(out);
+    for (size_t m0 = 0; m0 < m; m0 += 4) {
+        const int mr = (int)(m - m0 < 4 ? m - m0 : 4);
+        const int16_t *a = A + m0 * lda;
+        for (size_t s = 0; s < nr; s += 16) {
+            const int16_t *bp = panel + s * 2;
+#define CALL(MRV) kavx2_s16(MRV, a, lda, bp, KG, KR, pw, tile + s)
+            MR_SWITCH4(CALL)
+#undef CALL
+        }
+        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+    }
+}
+
+/* ======================= depthwise (AVX-512, channels in zmm lanes) ======================= */
+I8K_INLINE T512 void dw_pixel512(const int KHc, const int KWc, const uint8_t *in, int a_signed, int32_t a_zero,
+                                 size_t H, size_t W, size_t C, const int8_t *w, size_t KH, size_t KW, size_t sh,
+                                 size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t oy, size_t ox,
+                                 size_t cb, size_t ce, int32_t *acc) {
+    const size_t kh = KHc ? (size_t)KHc : KH, kw = KWc ? (size_t)KWc : KW;
+    const __m512i z = _mm512_set1_epi32(a_zero);
+    for (size_t c = cb; c < ce; c += 16) {
+        size_t cn = ce - c < 16 ? ce - c : 16;
+        __mmask16 mk = (__mmask16)((1u << cn) - 1);
+        __m512i s = _mm512_setzero_si512();
+        for (size_t ky = 0; ky < kh; ky++) {
+            long iy = (long)(oy * sh + ky * dh) - (long)ph;
+            if (iy < 0 || iy >= (long)H) continue;
+            for (size_t kx = 0; kx < kw; kx++) {
+                long ix = (long)(ox * sw + kx * dw) - (long)pw;
+                if (ix < 0 || ix >= (long)W) continue;
+                __m128i xr = _mm_maskz_loadu_epi8(mk, in + ((size_t)iy * W + (size_t)ix) * C + c);
+                __m128i wr = _mm_maskz_loadu_epi8(mk, w + (ky * kw + kx) * C + c);
+                __m512i x = a_signed ? _mm512_cvtepi8_epi32(xr) : _mm512_cvtepu8_epi32(xr);
+                s = _mm512_add_epi32(s, _mm512_mullo_epi32(_mm512_sub_epi32(x, z), _mm512_cvtepi8_epi32(wr)));
+            }
+        }
+        _mm512_mask_storeu_epi32(acc + (c - cb), mk, s);
+    }
+}
+
+T512 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                                const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                                size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
+    i8k_output o = *out;
+    o.a_zero = 0;
+    enum { CAP = 8192 };
+    int32_t acc[CAP] __attribute__((aligned(64)));
+    const size_t es = i8k_out_elsize(&o);
+    /* channel chunks of at most CAP; pixels batched so one output-stage call covers px x cn values */
+    for (size_t cb = 0; cb < C; cb += CAP) {
+        const size_t ce = C - cb < CAP ? C : cb + CAP, cn = ce - cb;
+        const size_t px = CAP / cn;
+        for (size_t ox0 = 0; ox0 < OW; ox0 += px) {
+            const size_t np = OW - ox0 < px ? OW - ox0 : px;
+            for (size_t p = 0; p < np; p++) {
+                int32_t *a = acc + p * cn;
+                const size_t ox = ox0 + p;
+#define DWCALL(KHV, KWV) dw_pixel512(KHV, KWV, in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox, cb, ce, a)
+                if (KH == 3 && KW == 3) DWCALL(3, 3);
+                else if (KH == 5 && KW == 5) DWCALL(5, 5);
+                else DWCALL(0, 0);
+#undef DWCALL
+            }
+            i8k_output_avx512(acc, cn, np, cn, &o, cb, (char *)dst + (ox0 * C + cb) * es, C);
+        }
+    }
+}
+#endif

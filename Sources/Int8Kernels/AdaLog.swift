@@ -1,0 +1,69 @@
+import CInt8Kernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Integer tables of one AdaLog quantizer (adalog.md §1.3, §4.4, §4.8): base β = 2^(q/r), r = 37,
+/// 2^b non-zero codes plus the zero state (code 2^b), mantissas on a 1/D grid with D = 2^(b+1) − 2.
+/// Self-contained here (the Quant room keeps its own float model of the same quantizer).
+public struct AdaLogTable: Sendable, Equatable {
+    public let q: Int
+    public let r: Int
+    public let bits: Int
+    /// Fraction bits of the integer table: `table[k] = round(M_k · 2^(F − A_k))`.
+    public let fractionBits: Int
+    /// D = 2^(b+1) − 2.
+    public let denominator: Int
+    /// A_k = floor(k·q / r), k = 0..<2^b.
+    public let shifts: [Int]
+    /// M_{ρ_k} = round(D · 2^(−ρ_k/r)), ρ_k = k·q mod r.
+    public let mantissas: [Int]
+    /// 2^b + 1 int16 entries, the last (zero state) 0; values round half to even.
+    public let table: [Int16]
+
+    /// Number of non-zero codes (2^b); also the zero code.
+    public var zeroCode: Int { 1 << bits }
+
+    /// Builds the tables. `fractionBits` defaults to the largest F with D·2^F ≤ 32767 (int16 table).
+    public init(q: Int, bits: Int, r: Int = 37, fractionBits: Int? = nil) throws(Int8KernelError) {
+        guard (1...7).contains(bits) else { throw .invalidArgument("AdaLog bits \(bits) must be in 1...7 (2^b + 1 code states must fit a byte)") }
+        guard q > 0, r > 0 else { throw .invalidArgument("AdaLog q \(q) and r \(r) must be positive") }
+        let d = (1 << (bits + 1)) - 2
+        var f = 0
+        while d << (f + 1) <= 32767 { f += 1 }
+        if let fb = fractionBits { f = fb }
+        let n = 1 << bits
+        var a: [Int] = [], m: [Int] = [], t: [Int16] = []
+        for k in 0..<n {
+            let ak = (k * q) / r, rho = (k * q) % r
+            let mk = Int((Double(d) * Double.pow2(-Double(rho) / Double(r))).rounded(.toNearestOrEven))
+            let v = (Double(mk) * pow2(f - ak)).rounded(.toNearestOrEven)
+            guard v <= 32767 else { throw .invalidArgument("AdaLog table entry \(v) for code \(k) does not fit int16; lower fractionBits (\(f))") }
+            a.append(ak); m.append(mk); t.append(Int16(v))
+        }
+        t.append(0)
+        self.q = q; self.r = r; self.bits = bits; self.fractionBits = f; denominator = d
+        shifts = a; mantissas = m; table = t
+    }
+
+    /// Thresholds τ_k = s·2^(−(k+½)q/r), k = 0..<2^b (descending; computed in double, stored as Float).
+    /// Code = number of thresholds above the value; below the last one → zero code (adalog.md §1.3, §4.3).
+    public func thresholds(scale: Double) -> [Float] {
+        (0..<zeroCode).map { k in Float(scale * Double.pow2(-(Double(k) + 0.5) * Double(q) / Double(r))) }
+    }
+
+    /// Real value of a code for scale s: s · 2^(−A_k) · M_k / D (0 for the zero code).
+    public func value(code: Int, scale: Double) -> Double {
+        guard code >= 0, code < zeroCode else { return 0 }
+        return scale * pow2(-shifts[code]) * Double(mantissas[code]) / Double(denominator)
+    }
+
+    /// Real value represented by one unit of an accumulator built from `table`: s / (D · 2^F).
+    public func accumulatorUnit(scale: Double) -> Double { scale / (Double(denominator) * pow2(fractionBits)) }
+}
+
+extension Double {
+    static func pow2(_ x: Double) -> Double { exp2(x) }
+}

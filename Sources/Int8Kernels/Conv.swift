@@ -1,0 +1,167 @@
+import CInt8Kernels
+
+/// Geometry of a 2-D convolution. Tensors are NHWC (channels innermost): the GEMM then reads contiguous
+/// channel runs, 1×1 stride-1 convs need no im2col at all, and depthwise kernels vectorise over channels.
+public struct ConvGeometry: Sendable, Equatable {
+    public var inH: Int, inW: Int, inC: Int, outC: Int
+    public var kernelH: Int, kernelW: Int
+    public var strideH: Int = 1, strideW: Int = 1
+    public var padTop: Int = 0, padLeft: Int = 0, padBottom: Int = 0, padRight: Int = 0
+    public var dilationH: Int = 1, dilationW: Int = 1
+    public var groups: Int = 1
+
+    public init(inH: Int, inW: Int, inC: Int, outC: Int, kernelH: Int, kernelW: Int, stride: Int = 1, pad: Int = 0,
+                dilation: Int = 1, groups: Int = 1) {
+        self.inH = inH; self.inW = inW; self.inC = inC; self.outC = outC
+        self.kernelH = kernelH; self.kernelW = kernelW
+        strideH = stride; strideW = stride
+        padTop = pad; padLeft = pad; padBottom = pad; padRight = pad
+        dilationH = dilation; dilationW = dilation
+        self.groups = groups
+    }
+
+    public var outH: Int { (inH + padTop + padBottom - dilationH * (kernelH - 1) - 1) / strideH + 1 }
+    public var outW: Int { (inW + padLeft + padRight - dilationW * (kernelW - 1) - 1) / strideW + 1 }
+    /// Multiply-accumulates of one image.
+    public var macs: Int { outH * outW * outC * kernelH * kernelW * (inC / max(groups, 1)) }
+
+    func validate() throws(Int8KernelError) {
+        guard inH > 0, inW > 0, inC > 0, outC > 0, kernelH > 0, kernelW > 0, strideH > 0, strideW > 0,
+              dilationH > 0, dilationW > 0, groups > 0, padTop >= 0, padLeft >= 0, padBottom >= 0, padRight >= 0
+        else { throw .invalidArgument("conv geometry has a non-positive dimension: \(self)") }
+        guard inC % groups == 0, outC % groups == 0 else { throw .invalidArgument("groups \(groups) must divide inC \(inC) and outC \(outC)") }
+        guard outH > 0, outW > 0, inH + padTop + padBottom >= dilationH * (kernelH - 1) + 1,
+              inW + padLeft + padRight >= dilationW * (kernelW - 1) + 1
+        else { throw .invalidArgument("conv kernel \(kernelH)x\(kernelW) larger than the padded input \(inH)x\(inW)") }
+    }
+}
+
+/// Dense (optionally grouped) int8 convolution as im2col + the packed GEMM, NHWC in and out.
+/// Weights are `[outC][kernelH][kernelW][inC/groups]` int8 with the zero point folded (symmetric).
+public struct Conv2DInt8: Sendable {
+    public let geometry: ConvGeometry
+    /// One packed matrix per group (K = kernelH·kernelW·inC/groups, N = outC/groups).
+    public let packed: [PackedInt8Weights]
+
+    public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
+        try g.validate()
+        let cg = g.inC / g.groups, og = g.outC / g.groups
+        let k = g.kernelH * g.kernelW * cg
+        guard weights.count == g.outC * k else { throw .sizeMismatch(what: "conv weights [O][kh][kw][C/g]", expected: g.outC * k, got: weights.count) }
+        var p: [PackedInt8Weights] = []
+        for gi in 0..<g.groups {
+            p.append(try PackedInt8Weights(weights: Array(weights[(gi * og * k)..<((gi + 1) * og * k)]), k: k, n: og, layout: .outputMajor))
+        }
+        geometry = g
+        packed = p
+    }
+
+    /// Runs one image: `input` is inH×inW×inC, `output` outH×outW×outC (element type of the stage).
+    /// Padding uses the input zero point, so it contributes exactly 0 after the zero-point fold.
+    public func run(input: UnsafePointer<UInt8>, activation: ActivationType, bias: [Int32]? = nil, output: OutputStage,
+                    dst: UnsafeMutableRawPointer, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        let g = geometry
+        let cg = g.inC / g.groups, og = g.outC / g.groups
+        let k = g.kernelH * g.kernelW * cg
+        let rows = g.outH * g.outW
+        let es = output.elementSize
+        if let bias, bias.count != g.outC { throw .sizeMismatch(what: "conv bias", expected: g.outC, got: bias.count) }
+        let padValue: UInt8 = switch activation {
+        case let .uint8(z): UInt8(clamping: z)
+        case let .int8(z): UInt8(bitPattern: Int8(clamping: z))
+        }
+        let direct = g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1 && g.strideW == 1 && g.groups == 1 &&
+            g.padTop == 0 && g.padLeft == 0 && g.padBottom == 0 && g.padRight == 0
+        for gi in 0..<g.groups {
+            let stage = try groupStage(output, gi: gi, og: og)
+            let params = try OutputParams(stage: stage, n: og, bias: bias.map { Array($0[(gi * og)..<((gi + 1) * og)]) },
+                                          aZero: activation.kernelZero, colsum: packed[gi].columnSums)
+            let outBase = dst + gi * og * es
+            if direct {
+                Int8GEMM.runRaw(a: input, lda: g.inC, m: rows, signed: activation.isSigned, weights: packed[gi], params: params,
+                                dst: outBase, ldd: g.outC, elementSize: es, isa: isa, threads: threads)
+                continue
+            }
+            // implicit GEMM: im2col a block of output pixels at a time (stays in L2), then all panels over it.
+            let block = max(8, min(threads > 1 ? (rows + 4 * threads - 1) / (4 * threads) + 7 : rows, (192 * 1024 / max(k, 1))) / 8 * 8)
+            let nBlocks = (rows + block - 1) / block
+            nonisolated(unsafe) let input = input
+            nonisolated(unsafe) let out = outBase
+            let w = packed[gi]
+            // one item per block, handed out dynamically (balanced even when a core is shared)
+            let chunks = threads <= 1 ? [0..<nBlocks] : (0..<nBlocks).map { $0..<($0 + 1) }
+            parallelFor(chunks.count, threads: threads) { t in
+                let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: block * k)
+                defer { scratch.deallocate() }
+                for b in chunks[t] {
+                    let r0 = b * block, r1 = min(rows, r0 + block)
+                    i8k_im2col_nhwc(input, g.inH, g.inW, g.inC, gi * cg, cg, g.kernelH, g.kernelW, g.strideH, g.strideW,
+                                    g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, r0, r1, padValue, scratch, k)
+                    Int8GEMM.runRaw(a: scratch, lda: k, m: r1 - r0, signed: activation.isSigned, weights: w, params: params,
+                                    dst: out + r0 * g.outC * es, ldd: g.outC, elementSize: es, isa: isa, threads: 1)
+                }
+            }
+        }
+    }
+
+    private func groupStage(_ s: OutputStage, gi: Int, og: Int) throws(Int8KernelError) -> OutputStage {
+        let n = geometry.outC
+        func slice<T>(_ a: [T], _ what: String) throws(Int8KernelError) -> [T] {
+            if a.count == 1 { return a }
+            guard a.count == n else { throw .sizeMismatch(what: what, expected: n, got: a.count) }
+            return Array(a[(gi * og)..<((gi + 1) * og)])
+        }
+        switch s {
+        case .int32: return .int32
+        case let .dequantize(scales, fb):
+            return .dequantize(scales: try slice(scales, "dequantize scales"), floatBias: try fb.map { v throws(Int8KernelError) in try slice(v, "float bias") })
+        case let .requantize(m, r, z, lo, hi, u):
+            return .requantize(multipliers: try slice(m, "requantization multipliers"), rounding: r, zeroPoint: z, qmin: lo, qmax: hi, unsigned: u)
+        }
+    }
+}
+
+/// Depthwise int8 convolution (channel multiplier 1), direct kernel over NHWC; 3×3 and 5×5 are specialised.
+/// Weights are `[kernelH][kernelW][C]` int8 (zero point folded).
+public struct DepthwiseConv2DInt8: Sendable {
+    public let geometry: ConvGeometry
+    public let weights: [Int8]
+
+    public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
+        try g.validate()
+        guard g.groups == g.inC, g.outC == g.inC else { throw .invalidArgument("depthwise conv needs groups == inC == outC (got groups \(g.groups), inC \(g.inC), outC \(g.outC))") }
+        guard weights.count == g.kernelH * g.kernelW * g.inC else { throw .sizeMismatch(what: "depthwise weights [kh][kw][C]", expected: g.kernelH * g.kernelW * g.inC, got: weights.count) }
+        geometry = g
+        self.weights = weights
+    }
+
+    public func run(input: UnsafePointer<UInt8>, activation: ActivationType, bias: [Int32]? = nil, output: OutputStage,
+                    dst: UnsafeMutableRawPointer, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        let g = geometry
+        let params = try OutputParams(stage: output, n: g.outC, bias: bias, aZero: 0, colsum: nil)
+        let (signed, z): (Int32, Int32) = switch activation {
+        case let .uint8(z): (0, z)
+        case let .int8(z): (1, z)
+        }
+        let es = output.elementSize
+        let rowBytes = g.outW * g.outC * es
+        nonisolated(unsafe) let input = input
+        nonisolated(unsafe) let dst = dst
+        let rows = threads <= 1 ? [0..<g.outH] : (0..<g.outH).map { $0..<($0 + 1) }
+        weights.withUnsafeBufferPointer { wb in
+            nonisolated(unsafe) let w = wb.baseAddress!
+            withUnsafePointer(to: &params.raw) { op in
+                nonisolated(unsafe) let op = op
+                parallelFor(rows.count, threads: threads) { t in
+                    for oy in rows[t] {
+                        i8k_dwconv_row(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, w, g.kernelH, g.kernelW,
+                                       g.strideH, g.strideW, g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, oy, op,
+                                       dst + oy * rowBytes)
+                    }
+                }
+            }
+        }
+    }
+}

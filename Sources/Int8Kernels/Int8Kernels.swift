@@ -1,1 +1,0 @@
-// Int8Kernels: see Package.swift for what this room holds.
