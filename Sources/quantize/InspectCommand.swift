@@ -80,6 +80,15 @@ struct PatternSummary {
             "runtime_nodes": p.graph.nodes.count, "linears": p.linears.count, "convs": p.convs.count,
             "layer_norms": p.layerNorms.count, "gelus": p.gelus.count, "attention_blocks": p.attentions.count,
             "conv_batchnorm": p.convBatchNorms.count, "residual_adds": p.residualAdds.count,
+            "linear_layers": p.linears.map { l -> [String: Any] in
+                var d: [String: Any] = ["node": l.node, "input": l.input, "output": l.output, "weight": l.weight,
+                                        "in_features": l.inFeatures, "out_features": l.outFeatures]
+                if let ln = p.layerNormBeforeLinear[l.node] { d["after_layernorm"] = ln }
+                if let g = p.geluBeforeLinear[l.node] { d["after_gelu"] = g }
+                return d
+            },
+            "attention": p.attentions.map { ["q": $0.q, "k_transposed": $0.kTransposed, "v": $0.v, "probabilities": $0.probabilities,
+                                             "scale": Double($0.scale), "output": $0.output] as [String: Any] },
         ]
     }
 }
