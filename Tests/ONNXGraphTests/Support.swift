@@ -52,11 +52,13 @@ struct ModelBuilder {
     }
     mutating func initializer(_ t: Onnx_TensorProto) { proto.graph.initializer.append(t) }
     mutating func node(_ op: String, _ ins: [String], _ outs: [String], name: String = "", domain: String = "",
-                       ints: [String: [Int]] = [:], int: [String: Int] = [:], float: [String: Float] = [:]) {
+                       ints: [String: [Int]] = [:], int: [String: Int] = [:], float: [String: Float] = [:],
+                       string: [String: String] = [:]) {
         var n = Onnx_NodeProto(); n.opType = op; n.input = ins; n.output = outs; n.name = name; n.domain = domain
         for (k, v) in ints { var a = Onnx_AttributeProto(); a.name = k; a.type = .ints; a.ints = v.map { Int64($0) }; n.attribute.append(a) }
         for (k, v) in int { var a = Onnx_AttributeProto(); a.name = k; a.type = .int; a.i = Int64(v); n.attribute.append(a) }
         for (k, v) in float { var a = Onnx_AttributeProto(); a.name = k; a.type = .float; a.f = v; n.attribute.append(a) }
+        for (k, v) in string { var a = Onnx_AttributeProto(); a.name = k; a.type = .string; a.s = Data(v.utf8); n.attribute.append(a) }
         proto.graph.node.append(n)
     }
     func data() throws -> Data { try proto.serializedData() }

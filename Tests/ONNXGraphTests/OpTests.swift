@@ -1,0 +1,80 @@
+import Foundation
+import OnnxProto
+import Testing
+@testable import ONNXGraph
+@testable import FloatEngine
+
+/// Attribute forms PyTorch never emits (auto_pad), checked against the equivalent explicit form.
+@Suite struct OpTests {
+    func run(_ b: ModelBuilder, _ x: [Float]) throws -> (out: [Float], shape: [Int]) {
+        let s = try FloatSession(graph: try b.model().graph, batch: 1)
+        let r = try s.run(x)
+        return (r, s.graph.outputs[0].shape)
+    }
+
+    @Test(arguments: ["SAME_UPPER", "SAME_LOWER", "VALID"], [5, 6])
+    func convAutoPadMatchesExplicitPads(mode: String, size: Int) throws {
+        let w: [Float] = (0..<36).map { (i: Int) -> Float in Float((i * 7) % 11) / 10 - 0.5 }
+        let x: [Float] = (0..<(2 * size * size)).map { (i: Int) -> Float in Float((i * 5) % 13) / 6 - 1 }
+        func model(_ attrs: (inout ModelBuilder) -> Void) -> ModelBuilder {
+            var b = ModelBuilder()
+            b.input("x", [1, 2, size, size]); b.output("y", [1, 2, "h", "w"])
+            b.floatInit("w", [2, 2, 3, 3], w)
+            attrs(&b)
+            return b
+        }
+        // expected pads: out = ceil(size/2); total = (out-1)*2 + 3 - size
+        let out = (size + 1) / 2
+        let total = max(0, (out - 1) * 2 + 3 - size)
+        let small = total / 2, big = total - small
+        let pads: [Int]
+        switch mode {
+        case "SAME_UPPER": pads = [small, small, big, big]
+        case "SAME_LOWER": pads = [big, big, small, small]
+        default: pads = [0, 0, 0, 0]
+        }
+        let auto = model { $0.node("Conv", ["x", "w"], ["y"], ints: ["strides": [2, 2]], string: ["auto_pad": mode]) }
+        let explicit = model { $0.node("Conv", ["x", "w"], ["y"], ints: ["strides": [2, 2], "pads": pads]) }
+        let a = try run(auto, x), e = try run(explicit, x)
+        #expect(a.shape == e.shape)
+        #expect(a.out == e.out)
+        if mode != "VALID" { #expect(a.shape == [1, 2, out, out]) }
+    }
+
+    @Test func maxPoolCeilModeAndPadding() throws {
+        var b = ModelBuilder()
+        b.input("x", [1, 1, 5, 5]); b.output("y", [1, 1, 3, 3])
+        b.node("MaxPool", ["x"], ["y"], ints: ["kernel_shape": [2, 2], "strides": [2, 2]], int: ["ceil_mode": 1])
+        let x = (0..<25).map { Float($0) }
+        let r = try run(b, x)
+        #expect(r.shape == [1, 1, 3, 3])
+        #expect(r.out == [6, 8, 9, 16, 18, 19, 21, 23, 24])
+    }
+
+    @Test func integerShapeArithmeticFolds() throws {
+        // y = Reshape(x, Concat(Shape(x)[0], Div(Shape(x)[1]·Shape(x)[2], 2), 2)) : integer division must stay integral
+        var b = ModelBuilder()
+        b.input("x", ["n", 3, 4]); b.output("y", ["n", 6, 2])
+        let i0 = OnnxProtoTensor.int64("i0", [0]), i1 = OnnxProtoTensor.int64("i1", [1]), i2 = OnnxProtoTensor.int64("i2", [2])
+        let two = OnnxProtoTensor.int64("two", [2]), ax = OnnxProtoTensor.int64("ax", [0])
+        for t in [i0, i1, i2, two, ax] { b.initializer(t) }
+        b.node("Shape", ["x"], ["s"])
+        b.node("Gather", ["s", "i0"], ["d0"], int: ["axis": 0])
+        b.node("Gather", ["s", "i1"], ["d1"], int: ["axis": 0])
+        b.node("Gather", ["s", "i2"], ["d2"], int: ["axis": 0])
+        b.node("Mul", ["d1", "d2"], ["p"])
+        b.node("Div", ["p", "two"], ["h"])
+        b.node("Concat", ["d0", "h", "two"], ["shape"], int: ["axis": 0])
+        b.node("Reshape", ["x", "shape"], ["y"])
+        let g = try b.model().graph.specialized(batch: 3)
+        #expect(g.nodes.map(\.opType) == ["Reshape"])
+        #expect(g.shapes["y"] == [3, 6, 2])
+    }
+}
+
+enum OnnxProtoTensor {
+    static func int64(_ name: String, _ v: [Int64]) -> OnnxProto.Onnx_TensorProto {
+        var t = OnnxProto.Onnx_TensorProto(); t.name = name; t.dims = [Int64(v.count)]; t.dataType = 7; t.int64Data = v
+        return t
+    }
+}
