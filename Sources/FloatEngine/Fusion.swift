@@ -59,7 +59,9 @@ struct FusionPlanner {
             switch n.opType {
             case "Conv", "MatMul", "Gemm":
                 let constB = n.inputs.count > 1 && isConst(n.inputs[1]) && (graph.constants[n.inputs[1]]?.rank == (n.opType == "Conv" ? 4 : 2))
-                guard constB, n.outputs.count == 1 else { break }
+                // (a MatMul with a rank-1 left operand runs as a plain batched matmul, so it takes no epilogue)
+                let aRankOK = n.opType != "MatMul" || (graph.shapes[n.inputs[0]]?.count ?? 0) >= 2
+                guard constB, aRankOK, n.outputs.count == 1 else { break }
                 // optional bias Add (MatMul, or Conv without its own bias)
                 let hasBias = n.opType == "Gemm" || (n.opType == "Conv" && n.input(2) != nil)
                 if !hasBias, let j = soleConsumer(tail), nodes[j].opType == "Add", let bias = biasOperand(nodes[j], tail, conv: n.opType == "Conv") , !bias.isEmpty {

@@ -47,7 +47,7 @@ public enum ReferenceOps {
             return [cast(try input(0), to: try input(1).dtype)]
         case "ConstantOfShape":
             let shape = try input(0).ints.map { Int($0) }
-            guard shape.allSatisfy({ $0 >= 0 }), elementCount(shape) < (1 << 31) else { throw bad("bad shape \(shape)") }
+            guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), elementCount(shape) <= ShapeInference.maxElements else { throw bad("bad shape \(shape)") }
             let v = node.tensor("value") ?? Tensor(shape: [1], floats: [0])
             let n = elementCount(shape)
             switch v.data {
@@ -60,14 +60,14 @@ public enum ReferenceOps {
                 let a = s.floats[0], b = l.floats[0], c = d.floats[0]
                 guard c != 0 else { throw bad("delta is 0") }
                 let q = ((b - a) / c).rounded(.up)
-                guard q.isFinite, q < Float(1 << 31) else { throw bad("range too long") }
+                guard q.isFinite, q <= Float(ShapeInference.maxElements) else { throw bad("range too long") }
                 let n = max(Int(q), 0)
                 return [Tensor(shape: [n], dtype: s.dtype, floats: (0..<n).map { a + Float($0) * c })]
             } else {
                 let a = s.ints[0], b = l.ints[0], c = d.ints[0]
                 guard c != 0 else { throw bad("delta is 0") }
                 let q = (Double(b) - Double(a)) / Double(c)
-                guard q.isFinite, q < Double(1 << 31) else { throw bad("range too long") }
+                guard q.isFinite, q <= Double(ShapeInference.maxElements) else { throw bad("range too long") }
                 let n = max(Int(q.rounded(.up)), 0)
                 return [Tensor(shape: [n], dtype: s.dtype, ints: (0..<n).map { a + Int64($0) * c })]
             }
@@ -129,12 +129,14 @@ public enum ReferenceOps {
         case "Expand":
             let x = try input(0)
             let target = try input(1).ints.map { Int($0) }
-            guard let shape = broadcastShape([x.shape, target]) else { throw bad("cannot expand \(x.shape) to \(target)") }
+            guard target.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), let shape = broadcastShape([x.shape, target]),
+                  elementCount(shape) <= ShapeInference.maxElements else { throw bad("cannot expand \(x.shape) to \(target)") }
             return [broadcastTo(x, shape)]
         case "Tile":
             let x = try input(0)
             let reps = try input(1).ints.map { Int($0) }
-            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else { throw bad("repeats \(reps) do not fit rank \(x.rank)") }
+            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }),
+                  elementCount(zip(x.shape, reps).map { $0 * $1 }) <= ShapeInference.maxElements else { throw bad("repeats \(reps) do not fit rank \(x.rank) or are too large") }
             return [tile(x, reps)]
         case "Where":
             let c = try input(0), a = try input(1), b = try input(2)
@@ -621,7 +623,9 @@ public enum ReferenceOps {
         guard let x = inputs.first ?? nil else { throw bad("input missing") }
         let (b, e, mode, value) = try padSpec(node, inputs, rank: x.rank, opset: opset, bad)
         let shape = (0..<x.rank).map { x.shape[$0] + b[$0] + e[$0] }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw bad("pads make a negative size") }
+        guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), elementCount(shape) <= ShapeInference.maxElements else {
+            throw bad("pads \(b) / \(e) make an invalid or too large shape")
+        }
         let f = x.floats
         var o = [Float](repeating: value, count: elementCount(shape))
         let ins = rowMajorStrides(x.shape), os = rowMajorStrides(shape)

@@ -111,6 +111,10 @@ extension Graph {
             let inTypes = node.inputs.map { $0.isEmpty ? DType.float32 : (consts[$0]?.dtype ?? dtypes[$0] ?? .float32) }
             let outs = try ShapeInference.infer(node, shapes: inShapes, dtypes: inTypes, constants: constIns, opset: opset)
             for (name, o) in zip(node.outputs, outs) where !name.isEmpty {
+                guard o.shape.allSatisfy({ $0 >= 0 }), elementCount(o.shape) <= ShapeInference.maxElements else {
+                    throw ONNXError.shapeMismatch(node: node.displayName, op: node.opType,
+                                                  reason: "output shape \(o.shape) is invalid or too large (limit \(ShapeInference.maxElements) elements)")
+                }
                 shapes[name] = o.shape
                 dtypes[name] = o.dtype
             }
@@ -169,6 +173,9 @@ extension Graph {
 
 /// Static shape inference for runtime nodes (inputs with known shapes, some inputs constant).
 public enum ShapeInference {
+    /// Largest tensor the suite will allocate (2²⁸ floats = 1 GiB); bigger shapes are reported as errors.
+    public static let maxElements = 1 << 28
+
     public static func infer(_ node: Node, shapes: [[Int]?], dtypes: [DType], constants: [Tensor?],
                              opset: Int) throws -> [(shape: [Int], dtype: DType)] {
         let op = node.opType

@@ -51,6 +51,29 @@ import Testing
         #expect(r.out == [6, 8, 9, 16, 18, 19, 21, 23, 24])
     }
 
+    @Test func hostileShapesAreErrorsNotCrashes() throws {
+        // ConstantOfShape asking for 2⁴⁰ elements
+        var b = ModelBuilder()
+        b.input("x", [1]); b.output("y", ["a", "b"])
+        b.initializer(OnnxProtoTensor.int64("big", [1 << 20, 1 << 20]))
+        b.node("ConstantOfShape", ["big"], ["c"], name: "huge")
+        b.node("Add", ["c", "x"], ["y"])
+        #expect { _ = try b.model().graph.specialized(batch: 1) } throws: { e in
+            guard case .badNode(let node, _, _)? = e as? ONNXError else { return false }
+            return node == "huge"
+        }
+        // Gather with an index out of range
+        var g = ModelBuilder()
+        g.input("x", [4, 2]); g.output("y", [1, 2])
+        g.initializer(OnnxProtoTensor.int64("idx", [7]))
+        g.node("Gather", ["x", "idx"], ["y"], name: "gather", int: ["axis": 0])
+        let s = try FloatSession(graph: try g.model().graph, batch: 1)
+        #expect { _ = try s.run([Float](repeating: 1, count: 8)) } throws: { e in
+            guard case .badNode(let node, _, let reason)? = e as? ONNXError else { return false }
+            return node == "gather" && reason.contains("out of range")
+        }
+    }
+
     @Test func integerShapeArithmeticFolds() throws {
         // y = Reshape(x, Concat(Shape(x)[0], Div(Shape(x)[1]·Shape(x)[2], 2), 2)) : integer division must stay integral
         var b = ModelBuilder()
