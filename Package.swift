@@ -45,7 +45,8 @@ let package = Package(
 
         // MARK: Calibration and quantization
         .target(name: "Calibration", dependencies: ["Imaging", "ONNXGraph", "FloatEngine"]),
-        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine"]),
+        .target(name: "CQuantKernels"),
+        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine", "CQuantKernels"]),
 
         // MARK: Integer kernels
         .target(name: "CInt8Kernels"),
