@@ -1,0 +1,74 @@
+import FloatEngine
+import CQuantKernels
+
+/// Thin wrappers over FloatKernels (row-major). All products of the searches go through these.
+enum LA {
+    static func transpose(_ a: [Float], rows: Int, cols: Int) -> [Float] {
+        var t = [Float](repeating: 0, count: a.count)
+        a.withUnsafeBufferPointer { ap in
+            t.withUnsafeMutableBufferPointer { tp in
+                let bs = 32
+                var r0 = 0
+                while r0 < rows {
+                    var c0 = 0
+                    while c0 < cols {
+                        for r in r0..<min(r0 + bs, rows) {
+                            for c in c0..<min(c0 + bs, cols) { tp[c * rows + r] = ap[r * cols + c] }
+                        }
+                        c0 += bs
+                    }
+                    r0 += bs
+                }
+            }
+        }
+        return t
+    }
+
+    /// C[m×n] = A[m×k] · B (B packed).
+    static func gemm(_ a: UnsafePointer<Float>, m: Int, _ b: PackedMatrix, _ c: UnsafeMutablePointer<Float>) {
+        FloatKernels.gemm(m: m, a: a, lda: b.k, b: b, bias: nil, c: c, ldc: b.n)
+    }
+
+    static func gemm(_ a: [Float], m: Int, _ b: PackedMatrix) -> [Float] {
+        var c = [Float](repeating: 0, count: m * b.n)
+        a.withUnsafeBufferPointer { ap in
+            c.withUnsafeMutableBufferPointer { cp in gemm(ap.baseAddress!, m: m, b, cp.baseAddress!) }
+        }
+        return c
+    }
+
+    /// C[m×n] = A[m×k] · B[k×n] (or · Bᵀ with B[n×k] when `bT`).
+    static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int, bT: Bool,
+                       _ c: UnsafeMutablePointer<Float>) {
+        FloatKernels.matmul(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: bT ? k : n, bTransposed: bT, c: c, ldc: n)
+    }
+
+    static func matmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, bT: Bool) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    matmul(ap.baseAddress!, bp.baseAddress!, m: m, n: n, k: k, bT: bT, cp.baseAddress!)
+                }
+            }
+        }
+        return c
+    }
+
+    /// AᵀA-style Gram: Aᵀ[k×n]·B[n×m]-shaped product Aᵀ·B for A[n×k], B[n×m].
+    static func atb(_ a: [Float], _ b: [Float], n: Int, k: Int, m: Int) -> [Float] {
+        let at = transpose(a, rows: n, cols: k)
+        return matmul(at, b, m: k, n: m, k: n, bT: false)
+    }
+
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double { qk_dot(a, b, n) }
+}
+
+extension Array where Element == Float {
+    /// Element-wise a − b.
+    func minus(_ b: [Float]) -> [Float] {
+        var r = self
+        for i in 0..<r.count { r[i] -= b[i] }
+        return r
+    }
+}
