@@ -62,6 +62,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
+        .executableTarget(name: "quant-bench", dependencies: ["Quant", "FloatEngine"], path: "bench/quant-bench"),
 
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),

@@ -371,3 +371,16 @@ public enum LayerSearch {
         return (try perRowQuantizer(r, bits: weightBits), stats)
     }
 }
+
+/// Counters for cost reports.
+public enum QuantCost {
+    /// Multiply-accumulates issued to FloatKernels by the searches since the last reset.
+    public static var multiplyAccumulates: Int { LA.macs }
+    public static func reset() { LA.macs = 0 }
+    /// Benchmark aid only: when true, matrix products are counted but not computed, so a run times
+    /// everything except the GEMMs (search results are then meaningless). Not thread-safe.
+    public static var countProductsOnly: Bool {
+        get { LA.dryRun }
+        set { LA.dryRun = newValue }
+    }
+}
