@@ -78,18 +78,70 @@ void qk_uniform_fq_cols(const float *x, long rows, long cols, const float *s, co
     }
 }
 
+static void adalog_portable(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
+                            int nlev, const float *levels, float s, float shift, float *out, int mode) {
+    const float fnlev = (float)nlev;
+    int idx[256];
+    for (long i0 = 0; i0 < n; i0 += 256) {
+        long m = n - i0 < 256 ? n - i0 : 256;
+        for (long j = 0; j < m; j++) {
+            float d = log2s - l[i0 + j];
+            d = d < 0.0f ? 0.0f : d;
+            d = d > dmax ? dmax : d; /* also maps +inf (l = -inf) to dmax */
+            float k = rne((d * r) / q);
+            k = k > fnlev ? fnlev : k;
+            idx[j] = (int)k;
+        }
+        for (long j = 0; j < m; j++) {
+            int k = idx[j];
+            float v = k >= nlev ? 0.0f : levels[k];
+            float xh = v * s - shift;
+            out[i0 + j] = mode == 0 ? xh : x[i0 + j] - xh;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* 16 lanes; the <= 32-entry table (b <= 4) lives in two registers and is read with vpermi2ps. */
+__attribute__((target("avx512f")))
+static void adalog_avx512(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
+                          int nlev, const float *levels, float s, float shift, float *out, int mode) {
+    float tab[32];
+    for (int i = 0; i < 32; i++) tab[i] = i < nlev ? levels[i] : 0.0f;
+    const __m512 lo = _mm512_loadu_ps(tab), hi = _mm512_loadu_ps(tab + 16);
+    const __m512 vlog2s = _mm512_set1_ps(log2s), vzero = _mm512_setzero_ps(), vdmax = _mm512_set1_ps(dmax);
+    const __m512 vr = _mm512_set1_ps(r), vq = _mm512_set1_ps(q), magic = _mm512_set1_ps(12582912.0f);
+    const __m512 vnlev = _mm512_set1_ps((float)nlev), vs = _mm512_set1_ps(s), vshift = _mm512_set1_ps(shift);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(vlog2s, _mm512_loadu_ps(l + i));
+        d = _mm512_max_ps(d, vzero);   /* d < 0 -> 0 */
+        d = _mm512_min_ps(d, vdmax);   /* d > dmax (incl. +inf) -> dmax */
+        __m512 t = _mm512_div_ps(_mm512_mul_ps(d, vr), vq);
+        __m512 k = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
+        k = _mm512_min_ps(k, vnlev);
+        __m512i ki = _mm512_cvttps_epi32(k);
+        __m512 v = _mm512_permutex2var_ps(lo, ki, hi);
+        __m512 xh = _mm512_sub_ps(_mm512_mul_ps(v, vs), vshift);
+        if (mode != 0) xh = _mm512_sub_ps(_mm512_loadu_ps(x + i), xh);
+        _mm512_storeu_ps(out + i, xh);
+    }
+    if (i < n) adalog_portable(l + i, x + i, n - i, log2s, dmax, r, q, nlev, levels, s, shift, out + i, mode);
+}
+#endif
+
 void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
                       int nlev, const float *levels, float s, float shift, float *out, int mode) {
-    const float fnlev = (float)nlev;
-    for (long i = 0; i < n; i++) {
-        float d = log2s - l[i];
-        d = d < 0.0f ? 0.0f : d;
-        d = d > dmax ? dmax : d; /* also maps +inf (l = -inf) to dmax */
-        float k = rne((d * r) / q);
-        float v = k >= fnlev ? 0.0f : levels[(int)k];
-        float xh = v * s - shift;
-        out[i] = mode == 0 ? xh : x[i] - xh;
+#if defined(__x86_64__)
+    static int has512 = -1;
+    if (has512 < 0) { __builtin_cpu_init(); has512 = __builtin_cpu_supports("avx512f") ? 1 : 0; }
+    if (has512 && nlev < 32) {
+        adalog_avx512(l, x, n, log2s, dmax, r, q, nlev, levels, s, shift, out, mode);
+        return;
     }
+#endif
+    adalog_portable(l, x, n, log2s, dmax, r, q, nlev, levels, s, shift, out, mode);
 }
 
 double qk_dot(const float *a, const float *b, long n) {

@@ -16,7 +16,7 @@ final class AttentionValuesObjective {
 
     init(p: [Float], v: [Float], slices: Int, heads: Int, tokens t: Int, headDim d: Int, bits: Int) {
         self.p = p; self.slices = slices; self.heads = heads; self.t = t; self.d = d; self.bits = bits
-        logP = p.map { log2f($0) }
+        logP = p.map { log2f(max($0, 0)) }   // u ≤ 0 → −∞ → the clamp at 1e−15
         var vt = [Float](repeating: 0, count: v.count)
         for sl in 0..<slices {
             let tr = LA.transpose(Array(v[(sl * t * d)..<((sl + 1) * t * d)]), rows: t, cols: d)
@@ -41,11 +41,14 @@ final class AttentionValuesObjective {
                             let vs = Array(v[(sl * td)..<((sl + 1) * td)])
                             let vh = Array(vHat[(sl * td)..<((sl + 1) * td)])
                             let e0 = LA.matmul(Array(p[(sl * tt)..<((sl + 1) * tt)]), vs.minus(vh), m: t, n: d, k: t, bT: false)
-                            for (c, q) in qs.enumerated() {
-                                levels[c].withUnsafeBufferPointer { lv in
-                                    qk_adalog_fq_log(lp.baseAddress! + sl * tt, pp.baseAddress! + sl * tt, tt, 0,
-                                                     adaLogMaxLog, Float(AdaLogQuantizer.r), Float(q), Int32(1 << bits),
-                                                     lv.baseAddress!, 1, 0, dp.baseAddress! + c * tt, 1)
+                            let db = dp.baseAddress!, lb = lp.baseAddress!, pb = pp.baseAddress!
+                            parallelRanges(cc, minimum: 2) { lo, hi in
+                                for c in lo..<hi {
+                                    levels[c].withUnsafeBufferPointer { lv in
+                                        qk_adalog_fq_log(lb + sl * tt, pb + sl * tt, tt, 0,
+                                                         adaLogMaxLog, Float(AdaLogQuantizer.r), Float(qs[c]), Int32(1 << bits),
+                                                         lv.baseAddress!, 1, 0, db + c * tt, 1)
+                                    }
                                 }
                             }
                             vh.withUnsafeBufferPointer { vp in
@@ -78,9 +81,11 @@ final class AttentionValuesObjective {
                         // E0ᵀ = ((P − P̂)·V)ᵀ, d × T.
                         let e0 = LA.matmul(ps.minus(ph), Array(v[(sl * td)..<((sl + 1) * td)]), m: t, n: d, k: t, bT: false)
                         let e0t = LA.transpose(e0, rows: t, cols: d)
-                        for c in 0..<cc {
-                            qk_uniform_fq(vtp.baseAddress! + sl * td, td, cands.scale(c, h), cands.zeroPoint(c, h), 0, qmax,
-                                          dp.baseAddress! + c * td, 1)
+                        let db = dp.baseAddress!, vb = vtp.baseAddress!
+                        parallelRanges(cc, minimum: 2) { lo, hi in
+                            for c in lo..<hi {
+                                qk_uniform_fq(vb + sl * td, td, cands.scale(c, h), cands.zeroPoint(c, h), 0, qmax, db + c * td, 1)
+                            }
                         }
                         // (P̂·D_c)ᵀ = D_cᵀ·P̂ᵀ for all candidates in one product.
                         ph.withUnsafeBufferPointer { php in

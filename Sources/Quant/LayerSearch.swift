@@ -129,7 +129,9 @@ public enum LayerSearch {
             let ar2 = x.withUnsafeBufferPointer { xp in
                 FPCS.uniform(grid: aGrid.candidates, delta0: aGrid.delta0, minScale: 1e-4, settings: settings) { c in
                     (0..<c.count).map { ci in
-                        aobj.loss { d in qk_uniform_fq(xp.baseAddress!, n * k, c.scales[ci], c.zeroPoints[ci], 0, qmax, d, 1) }
+                        aobj.loss { d, lo, hi in
+                            qk_uniform_fq(xp.baseAddress! + lo, hi - lo, c.scales[ci], c.zeroPoints[ci], 0, qmax, d + lo, 1)
+                        }
                     }
                 }
             }
@@ -226,7 +228,7 @@ public enum LayerSearch {
         let initScale = lo + (hi - lo) * Float(Double(eq - 2) / Double(eq - 1))
         var aq = try AdaLogQuantizer(bits: inputBits, q: AdaLogQuantizer.r, scale: max(initScale, 1e-8), shift: shift)
         // log2(x + shift), computed once for every AdaLog candidate.
-        let logU = x.map { log2f($0 + shift) }
+        let logU = x.map { log2f(max($0 + shift, 0)) }   // u ≤ 0 → −∞ → the clamp at 1e−15
         var cache = AdaLogLevelCache(bits: inputBits)
         for round in 1...max(1, settings.rounds) where settings.rounds > 0 {
             t = .now
@@ -238,10 +240,10 @@ public enum LayerSearch {
                         cands.map { cand in
                             let lv = cache.levels(cand.q)
                             return lv.withUnsafeBufferPointer { lvp in
-                                aobj.loss { d in
-                                    qk_adalog_fq_log(lp.baseAddress!, xp.baseAddress!, n * k, log2f(cand.s), adaLogMaxLog,
-                                                     Float(AdaLogQuantizer.r), Float(cand.q), Int32(1 << inputBits),
-                                                     lvp.baseAddress!, cand.s, shift, d, 1)
+                                aobj.loss { d, lo, hi in
+                                    qk_adalog_fq_log(lp.baseAddress! + lo, xp.baseAddress! + lo, hi - lo, log2f(cand.s),
+                                                     adaLogMaxLog, Float(AdaLogQuantizer.r), Float(cand.q), Int32(1 << inputBits),
+                                                     lvp.baseAddress!, cand.s, shift, d + lo, 1)
                                 }
                             }
                         }

@@ -81,3 +81,44 @@ extension Array where Element == Float {
         return r
     }
 }
+
+import Dispatch
+
+/// Runs `body(lo, hi)` over [0, n) split in two halves on two threads when n is large (the machine
+/// target has 2 cores); otherwise once on the caller's thread.
+func parallelRanges(_ n: Int, minimum: Int = 1 << 15, _ body: (Int, Int) -> Void) {
+    if n < minimum { body(0, n); return }
+    let half = n / 2
+    withoutActuallyEscaping(body) { esc in
+        // The two halves touch disjoint output ranges; the box only carries the closure across threads.
+        let box = UncheckedBox(esc)
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            if i == 0 { box.value(0, half) } else { box.value(half, n) }
+        }
+    }
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}
+
+/// Σ a·b over n values, split over two threads.
+func parallelDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
+    var parts = [0.0, 0.0]
+    parts.withUnsafeMutableBufferPointer { pp in
+        let p = pp.baseAddress!
+        parallelRanges(n) { lo, hi in p[lo == 0 ? 0 : 1] = qk_dot(a + lo, b + lo, hi - lo) }
+    }
+    return parts[0] + parts[1]
+}
+
+/// Σ (a + b)² over n values, split over two threads.
+func parallelSumSqOfSum(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
+    var parts = [0.0, 0.0]
+    parts.withUnsafeMutableBufferPointer { pp in
+        let p = pp.baseAddress!
+        parallelRanges(n) { lo, hi in p[lo == 0 ? 0 : 1] = qk_sum_sq_of_sum(a + lo, b + lo, hi - lo) }
+    }
+    return parts[0] + parts[1]
+}

@@ -33,7 +33,14 @@ func activationSelfLosses(x: [Float], rows: Int, cols: Int, bits: Int, _ cands: 
         let xb = xp.baseAddress!
         if cands.groups == 1 {
             for c in 0..<cands.count {
-                out[c] = qk_uniform_sse(xb, rows * cols, cands.scales[c], cands.zeroPoints[c], 0, qmax)
+                var parts = [0.0, 0.0]
+                parts.withUnsafeMutableBufferPointer { pp in
+                    let p = pp.baseAddress!
+                    parallelRanges(rows * cols) { lo, hi in
+                        p[lo == 0 ? 0 : 1] = qk_uniform_sse(xb + lo, hi - lo, cands.scales[c], cands.zeroPoints[c], 0, qmax)
+                    }
+                }
+                out[c] = parts[0] + parts[1]
             }
         } else {
             var acc = [Double](repeating: 0, count: cols)
@@ -182,19 +189,21 @@ public final class ActivationOutputObjective {
         d = [Float](repeating: 0, count: n * k)
     }
 
-    /// The loss of the candidate whose residual X − X̂ `fill` writes into the N×K buffer.
-    public func loss(_ fill: (UnsafeMutablePointer<Float>) -> Void) -> Double {
+    /// The loss of the candidate whose residual X − X̂ `fill(buffer, lo, hi)` writes into elements
+    /// [lo, hi) of the N×K buffer (called on two threads with disjoint ranges).
+    public func loss(_ fill: (UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Double {
         let nk = n * k
         return d.withUnsafeMutableBufferPointer { dp in
             g.withUnsafeMutableBufferPointer { gp in
-                fill(dp.baseAddress!)
-                LA.gemm(dp.baseAddress!, m: n, packed, gp.baseAddress!)
+                let db = dp.baseAddress!
+                parallelRanges(nk) { lo, hi in fill(db, lo, hi) }
+                LA.gemm(db, m: n, packed, gp.baseAddress!)
                 if useGram {
                     return v.withUnsafeBufferPointer { vp in
-                        qk_dot(gp.baseAddress!, dp.baseAddress!, nk) + 2 * qk_dot(dp.baseAddress!, vp.baseAddress!, nk) + c0
+                        parallelDot(gp.baseAddress!, db, nk) + 2 * parallelDot(db, vp.baseAddress!, nk) + c0
                     }
                 }
-                return e0.withUnsafeBufferPointer { ep in qk_sum_sq_of_sum(gp.baseAddress!, ep.baseAddress!, n * o) }
+                return e0.withUnsafeBufferPointer { ep in parallelSumSqOfSum(gp.baseAddress!, ep.baseAddress!, n * o) }
             }
         }
     }
@@ -251,9 +260,11 @@ final class ScoresOperandObjective {
                 zbuf.withUnsafeMutableBufferPointer { zp in
                     for sl in 0..<slices {
                         let h = sl % heads
-                        for c in 0..<cc {
-                            qk_uniform_fq(ap.baseAddress! + sl * sz, sz, cands.scale(c, h), cands.zeroPoint(c, h),
-                                          0, qmax, dp.baseAddress! + c * sz, 1)
+                        let db = dp.baseAddress!, ab = ap.baseAddress!
+                        parallelRanges(cc, minimum: 2) { lo, hi in
+                            for c in lo..<hi {
+                                qk_uniform_fq(ab + sl * sz, sz, cands.scale(c, h), cands.zeroPoint(c, h), 0, qmax, db + c * sz, 1)
+                            }
                         }
                         gram[sl].withUnsafeBufferPointer { gp in
                             LA.matmul(dp.baseAddress!, gp.baseAddress!, m: cc * t, n: d, k: d, bT: false, zp.baseAddress!)

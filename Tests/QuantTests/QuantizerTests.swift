@@ -149,15 +149,16 @@ import Testing
         }
     }
 
-    @Test func searchPathAgreesWithQuantizer() throws {
+    @Test(arguments: [4, 6]) func searchPathAgreesWithQuantizer(bits: Int) throws {
         var rng = SplitMix(seed: 11)
-        let x = (0..<4000).map { _ in max(rng.normal(), -0.16) }
-        let a = try AdaLogQuantizer(bits: 4, q: 29, scale: 2.5, shift: geluShift)
-        let logU = x.map { log2f($0 + geluShift) }
+        let x = (0..<4000).map { i in i % 97 == 0 ? -0.2 : max(rng.normal(), -0.16) }
+        let a = try AdaLogQuantizer(bits: bits, q: 29, scale: 2.5, shift: geluShift)
+        let logU = x.map { log2f(max($0 + geluShift, 0)) }
         let fast = LayerSearch.fastAdaLog(a, logU: logU, x: x)
         let ref = a.fakeQuantize(x)
         let mismatches = zip(fast, ref).filter { $0 != $1 }.count
         #expect(mismatches <= 4)
+        #expect(fast[0] == -geluShift)   // u < 0 → the zero state
     }
 }
 

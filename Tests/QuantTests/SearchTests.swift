@@ -129,7 +129,7 @@ import Darwin
             let aq = try UniformQuantizer(bits: 3, scales: [s], zeroPoints: [z])
             let xh = try aq.fakeQuantize(x, shape: [n, k])
             let res = x.minus(xh)
-            let l = obj.loss { d in for i in 0..<res.count { d[i] = res[i] } }
+            let l = obj.loss { d, lo, hi in for i in lo..<hi { d[i] = res[i] } }
             let direct = Self.directOutputError(x: x, xh: xh, w: w, wh: wh, n: n, k: k, o: o, row: nil)
             #expect(abs(l - direct) <= 1e-4 * max(1, direct))
         }
