@@ -14,6 +14,9 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     public var steps: Int = 6
     /// Search rounds of the layer schedules.
     public var rounds: Int = 3
+    /// Optional cost knob (not in the reference): score activation candidates of linear layers
+    /// (uniform per-tensor and AdaLog) on only the first this-many token rows. nil = all rows (exact).
+    public var activationSearchTokens: Int? = nil
 
     public init() {}
 }

@@ -124,9 +124,11 @@ public enum LayerSearch {
             stats.add("W out r\(round)", wr2.evaluations, since: t)
             t = .now
             let wh = try wq.fakeQuantize(w, shape: [o, k])
-            let aobj = ActivationOutputObjective(x: x, tokens: n, inFeatures: k, weight: w, quantizedWeight: wh, outFeatures: o)
+            let ns = min(n, max(1, settings.activationSearchTokens ?? n))
+            let xs = ns == n ? x : Array(x[0..<(ns * k)])
+            let aobj = ActivationOutputObjective(x: xs, tokens: ns, inFeatures: k, weight: w, quantizedWeight: wh, outFeatures: o)
             let qmax = Float((1 << inputBits) - 1)
-            let ar2 = x.withUnsafeBufferPointer { xp in
+            let ar2 = xs.withUnsafeBufferPointer { xp in
                 FPCS.uniform(grid: aGrid.candidates, delta0: aGrid.delta0, minScale: 1e-4, settings: settings) { c in
                     (0..<c.count).map { ci in
                         aobj.loss { d, lo, hi in
@@ -233,9 +235,11 @@ public enum LayerSearch {
         for round in 1...max(1, settings.rounds) where settings.rounds > 0 {
             t = .now
             let wh = try wq.fakeQuantize(w, shape: [o, k])
-            let aobj = ActivationOutputObjective(x: x, tokens: n, inFeatures: k, weight: w, quantizedWeight: wh, outFeatures: o)
+            let ns = min(n, max(1, settings.activationSearchTokens ?? n))
+            let xs = ns == n ? x : Array(x[0..<(ns * k)])
+            let aobj = ActivationOutputObjective(x: xs, tokens: ns, inFeatures: k, weight: w, quantizedWeight: wh, outFeatures: o)
             let ar = logU.withUnsafeBufferPointer { lp in
-                x.withUnsafeBufferPointer { xp in
+                xs.withUnsafeBufferPointer { xp in
                     FPCS.adaLog(currentScale: aq.scale, low: lo, high: hi, settings: settings) { cands in
                         cands.map { cand in
                             let lv = cache.levels(cand.q)

@@ -1,5 +1,6 @@
 // quant-bench: times each layer search of the Quant room on ViT-Tiny-sized random data.
 // usage: quant-bench [--tokens N] [--images B] [--bits b] [--only NAME] [--count-products-only]
+//                    [--activation-search-images M]
 // Defaults: 32 images × 197 tokens = 6304 tokens, W4A4, ViT-Tiny shapes (D = 192, MLP 768, 3 heads × 64).
 import Quant
 import FloatEngine
@@ -18,6 +19,9 @@ let images = opt("--images", 32), tokensPerImage = opt("--tokens", 197), bits = 
 let only: String? = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
 let n = images * tokensPerImage
 let dry = args.contains("--count-products-only")
+var settings = FPCSSettings()
+let sub = opt("--activation-search-images", 0)
+if sub > 0 { settings.activationSearchTokens = sub * tokensPerImage }
 QuantCost.countProductsOnly = dry
 
 let d = 192, mlp = 768, heads = 3, hd = 64
@@ -63,22 +67,22 @@ do {
         let x = randn(n * d), w = randn(3 * d * d, 0.05)
         let g = [Float](repeating: 1, count: d), b = [Float](repeating: 0, count: d)
         return try LayerSearch.postLayerNormLinear(x: x, tokens: n, inFeatures: d, weight: w, outFeatures: 3 * d, bias: nil,
-                                                   gamma: g, beta: b, weightBits: bits, inputBits: bits).linear.stats
+                                                   gamma: g, beta: b, weightBits: bits, inputBits: bits, settings: settings).linear.stats
     }
     try run("proj (192x192)") {
         try LayerSearch.uniformLinear(x: randn(n * d), tokens: n, inFeatures: d, weight: randn(d * d, 0.05), outFeatures: d,
-                                      weightBits: bits, inputBits: bits).stats
+                                      weightBits: bits, inputBits: bits, settings: settings).stats
     }
     try run("fc1 (post-LN, 192x768)") {
         let g = [Float](repeating: 1, count: d), b = [Float](repeating: 0, count: d)
         return try LayerSearch.postLayerNormLinear(x: randn(n * d), tokens: n, inFeatures: d, weight: randn(mlp * d, 0.05),
                                                    outFeatures: mlp, bias: nil, gamma: g, beta: b, weightBits: bits,
-                                                   inputBits: bits).linear.stats
+                                                   inputBits: bits, settings: settings).linear.stats
     }
     try run("fc2 (AdaLog in, 768x192)") {
         let x = randn(n * mlp).map { v in 0.5 * v * (1 + erff(v / 1.4142135)) }
         return try LayerSearch.geluLinear(x: x, tokens: n, inFeatures: mlp, weight: randn(d * mlp, 0.05), outFeatures: d,
-                                          bias: randn(d), weightBits: bits, inputBits: bits).stats
+                                          bias: randn(d), weightBits: bits, inputBits: bits, settings: settings).stats
     }
     try run("matmul1 (QK^T, 3 heads)") {
         try LayerSearch.attentionScores(query: randn(n * d), key: randn(n * d), batch: images, heads: heads,
