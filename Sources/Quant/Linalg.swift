@@ -36,6 +36,12 @@ enum LA {
         FloatKernels.gemm(m: m, a: a, lda: b.k, b: b, bias: nil, c: c, ldc: b.n)
     }
 
+    /// As `gemm` without touching the counter (for calls made on worker threads; the caller counts).
+    static func gemmUncounted(_ a: UnsafePointer<Float>, m: Int, _ b: PackedMatrix, _ c: UnsafeMutablePointer<Float>) {
+        if dryRun { return }
+        FloatKernels.gemm(m: m, a: a, lda: b.k, b: b, bias: nil, c: c, ldc: b.n)
+    }
+
     static func gemm(_ a: [Float], m: Int, _ b: PackedMatrix) -> [Float] {
         var c = [Float](repeating: 0, count: m * b.n)
         a.withUnsafeBufferPointer { ap in

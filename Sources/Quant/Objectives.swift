@@ -189,23 +189,45 @@ public final class ActivationOutputObjective {
         d = [Float](repeating: 0, count: n * k)
     }
 
+    /// Rows per cache block: the residual block, its product and the operands of the dots stay in L2.
+    static let blockRows = 128
+
     /// The loss of the candidate whose residual X − X̂ `fill(buffer, lo, hi)` writes into elements
-    /// [lo, hi) of the N×K buffer (called on two threads with disjoint ranges).
+    /// [lo, hi) of the N×K buffer. Work runs in row blocks (fill → GEMM on the block → partial sums),
+    /// the two halves of the rows on two threads.
     public func loss(_ fill: (UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Double {
-        let nk = n * k
-        return d.withUnsafeMutableBufferPointer { dp in
+        let cols = useGram ? k : o
+        LA.macs &+= n * k * cols
+        var parts = [0.0, 0.0]
+        d.withUnsafeMutableBufferPointer { dp in
             g.withUnsafeMutableBufferPointer { gp in
-                let db = dp.baseAddress!
-                parallelRanges(nk) { lo, hi in fill(db, lo, hi) }
-                LA.gemm(db, m: n, packed, gp.baseAddress!)
-                if useGram {
-                    return v.withUnsafeBufferPointer { vp in
-                        parallelDot(gp.baseAddress!, db, nk) + 2 * parallelDot(db, vp.baseAddress!, nk) + c0
+                v.withUnsafeBufferPointer { vp in
+                    e0.withUnsafeBufferPointer { ep in
+                        parts.withUnsafeMutableBufferPointer { pp in
+                            let db = dp.baseAddress!, gb = gp.baseAddress!, part = pp.baseAddress!
+                            let vb = vp.baseAddress, eb = ep.baseAddress
+                            let blocks = (n + Self.blockRows - 1) / Self.blockRows
+                            parallelRanges(blocks, minimum: 8) { b0, b1 in
+                                var acc = 0.0
+                                for blk in b0..<b1 {
+                                    let r0 = blk * Self.blockRows, r1 = min(n, r0 + Self.blockRows)
+                                    fill(db, r0 * k, r1 * k)
+                                    let dblk = db + r0 * k, gblk = gb + r0 * cols
+                                    LA.gemmUncounted(dblk, m: r1 - r0, packed, gblk)
+                                    if useGram, let vb {
+                                        acc += qk_dot(gblk, dblk, (r1 - r0) * k) + 2 * qk_dot(dblk, vb + r0 * k, (r1 - r0) * k)
+                                    } else if let eb {
+                                        acc += qk_sum_sq_of_sum(gblk, eb + r0 * o, (r1 - r0) * o)
+                                    }
+                                }
+                                part[b0 == 0 ? 0 : 1] = acc
+                            }
+                        }
                     }
                 }
-                return e0.withUnsafeBufferPointer { ep in parallelSumSqOfSum(gp.baseAddress!, ep.baseAddress!, n * o) }
             }
         }
+        return parts[0] + parts[1] + c0
     }
 }
 
