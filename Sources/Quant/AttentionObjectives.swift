@@ -65,6 +65,42 @@ final class AttentionValuesObjective {
         return out
     }
 
+    /// Total loss of each per-tensor uniform candidate for P (groups = 1) with V̂ fixed.
+    func uniformPLosses(_ cands: UniformCandidates, pBits: Int, vHat: [Float], v: [Float]) -> [Double] {
+        let qmax = Float((1 << pBits) - 1)
+        let tt = t * t, td = t * d, cc = cands.count
+        var out = [Double](repeating: 0, count: cc)
+        var dbuf = [Float](repeating: 0, count: cc * tt)
+        var gbuf = [Float](repeating: 0, count: cc * td)
+        p.withUnsafeBufferPointer { pp in
+            logP.withUnsafeBufferPointer { lp in
+                dbuf.withUnsafeMutableBufferPointer { dp in
+                    gbuf.withUnsafeMutableBufferPointer { gp in
+                        for sl in 0..<slices {
+                            let vs = Array(v[(sl * td)..<((sl + 1) * td)])
+                            let vh = Array(vHat[(sl * td)..<((sl + 1) * td)])
+                            let e0 = LA.matmul(Array(p[(sl * tt)..<((sl + 1) * tt)]), vs.minus(vh), m: t, n: d, k: t, bT: false)
+                            let db = dp.baseAddress!, lb = lp.baseAddress!, pb = pp.baseAddress!
+                            parallelRanges(cc, minimum: 2) { lo, hi in
+                                for c in lo..<hi {
+                                    qk_uniform_fq(pb + sl * tt, tt, cands.scales[c], cands.zeroPoints[c], 0, qmax, db + c * tt, 1)
+                                }
+                                _ = lb
+                            }
+                            vh.withUnsafeBufferPointer { vp in
+                                LA.matmul(dp.baseAddress!, vp.baseAddress!, m: cc * t, n: d, k: t, bT: false, gp.baseAddress!)
+                            }
+                            e0.withUnsafeBufferPointer { ep in
+                                for c in 0..<cc { out[c] += qk_sum_sq_of_sum(gp.baseAddress! + c * td, ep.baseAddress!, td) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Losses [candidate · heads + head] of per-head uniform V candidates with P̂ fixed.
     func vLosses(_ cands: UniformCandidates, pHat: [Float], v: [Float], vBits: Int) -> [Double] {
         let qmax = Float((1 << vBits) - 1)

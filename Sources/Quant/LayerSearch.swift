@@ -71,8 +71,27 @@ public struct AttentionScoresSearchResult: Sendable {
     public var stats: SearchStats
 }
 
+/// The quantizer chosen for the softmax output P.
+public enum ProbabilityQuantizer: Sendable, Equatable {
+    case adaLog(AdaLogQuantizer)
+    case log2(Log2Quantizer)
+    case logSqrt2(LogSqrt2Quantizer)
+    case uniform(UniformQuantizer)
+
+    public func fakeQuantize(_ p: [Float]) throws(QuantError) -> [Float] {
+        switch self {
+        case .adaLog(let q): return q.fakeQuantize(p)
+        case .log2(let q): return q.fakeQuantize(p)
+        case .logSqrt2(let q): return q.fakeQuantize(p)
+        case .uniform(let q): return try q.fakeQuantize(p, shape: [p.count])
+        }
+    }
+}
+
 public struct AttentionValuesSearchResult: Sendable {
-    public var probabilities: AdaLogQuantizer
+    /// The AdaLog quantizer when `softmax == .adalog` (kept for convenience), else the chosen one in `probabilityQuantizer`.
+    public var probabilities: AdaLogQuantizer?
+    public var probabilityQuantizer: ProbabilityQuantizer
     public var value: UniformQuantizer
     public var stats: SearchStats
 }
@@ -327,11 +346,14 @@ public enum LayerSearch {
         return AttentionScoresSearchResult(query: qq, key: kq, stats: stats)
     }
 
-    /// matmul2 (P·V), P as [batch, heads, tokens, tokens] (softmax output), V as [batch, heads, tokens, headDim]:
-    /// AdaLog on P with scale 1 (one q for all heads), V per-head uniform from grid index −2; then `rounds` ×
-    /// (exhaustive q → V FPCS) on the output error.
+    /// matmul2 (P·V), P as [batch, heads, tokens, tokens] (softmax output), V as [batch, heads, tokens, headDim].
+    /// `.adalog` (default): AdaLog on P with scale 1 (one q for all heads), V per-head uniform from grid index −2;
+    /// then `rounds` × (exhaustive q → V FPCS) on the output error. `.log2`/`.logsqrt2`: P at scale 1, not
+    /// searched, one V FPCS (the reference stops after one round). `.uniform` (not in the reference): per-tensor
+    /// P from its activation grid index −2, then `rounds` × (P FPCS → V FPCS).
     public static func attentionValues(probabilities pv: [Float], value vv: [Float], batch: Int, heads: Int, tokens t: Int,
                                        headDim d: Int, probabilityBits: Int, valueBits: Int,
+                                       softmax: SoftmaxQuantizerKind = .adalog,
                                        settings: FPCSSettings = FPCSSettings()) throws(QuantError) -> AttentionValuesSearchResult {
         let vShape = [batch, heads, t, d]
         try check(batch > 0 && heads > 0 && t > 0 && d > 0 && pv.count == batch * heads * t * t && vv.count == batch * heads * t * d,
@@ -341,23 +363,51 @@ public enum LayerSearch {
                                     granularity: .perChannel(axis: 1), eqN: settings.eqN)
         let vi = vGrid.candidate(-2)
         var vq = try perHead(vi.scales, vi.zeroPoints, bits: valueBits)
-        var pq = try AdaLogQuantizer(bits: probabilityBits, q: AdaLogQuantizer.r, scale: 1)
+        var pq: ProbabilityQuantizer
+        var pGrid: UniformGrid? = nil
+        switch softmax {
+        case .adalog: pq = .adaLog(try AdaLogQuantizer(bits: probabilityBits, q: AdaLogQuantizer.r, scale: 1))
+        case .log2: pq = .log2(try Log2Quantizer(bits: probabilityBits, scale: 1))
+        case .logsqrt2: pq = .logSqrt2(try LogSqrt2Quantizer(bits: probabilityBits, scale: 1))
+        case .uniform:
+            let g = try UniformGrid(role: .activation, bits: probabilityBits, values: pv, shape: [pv.count],
+                                    granularity: .perTensor, eqN: settings.eqN)
+            let c = g.candidate(-2)
+            pq = .uniform(try UniformQuantizer(bits: probabilityBits, scales: c.scales, zeroPoints: c.zeroPoints))
+            pGrid = g
+        }
         let obj = AttentionValuesObjective(p: pv, v: vv, slices: batch * heads, heads: heads, tokens: t, headDim: d, bits: probabilityBits)
-        for round in 1...max(1, settings.rounds) where settings.rounds > 0 {
+        let rounds = (softmax == .log2 || softmax == .logsqrt2) ? min(1, settings.rounds) : settings.rounds
+        for round in 1...max(1, rounds) where rounds > 0 {
             var t0 = ContinuousClock.now
             let vh = try vq.fakeQuantize(vv, shape: vShape)
-            let qr = FPCS.adaLogBase(scale: 1, settings: settings) { cands in obj.qLosses(cands.map { $0.q }, vHat: vh, v: vv) }
-            pq.q = qr.q
-            stats.add("q out r\(round)", qr.evaluations, since: t0)
+            switch pq {
+            case .adaLog(var a):
+                let qr = FPCS.adaLogBase(scale: 1, settings: settings) { cands in obj.qLosses(cands.map { $0.q }, vHat: vh, v: vv) }
+                a.q = qr.q
+                pq = .adaLog(a)
+                stats.add("q out r\(round)", qr.evaluations, since: t0)
+            case .uniform:
+                if let g = pGrid {
+                    let pr = FPCS.uniform(grid: g.candidates, delta0: g.delta0, minScale: 1e-4, settings: settings) { c in
+                        obj.uniformPLosses(c, pBits: probabilityBits, vHat: vh, v: vv)
+                    }
+                    pq = .uniform(try UniformQuantizer(bits: probabilityBits, scales: pr.scales, zeroPoints: pr.zeroPoints))
+                    stats.add("P out r\(round)", pr.evaluations, since: t0)
+                }
+            case .log2, .logSqrt2: break
+            }
             t0 = .now
-            let ph = pq.fakeQuantize(pv)
+            let ph = try pq.fakeQuantize(pv)
             let vr = FPCS.uniform(grid: vGrid.candidates, delta0: vGrid.delta0, settings: settings) { c in
                 obj.vLosses(c, pHat: ph, v: vv, vBits: valueBits)
             }
             vq = try perHead(vr.scales, vr.zeroPoints, bits: valueBits)
             stats.add("V out r\(round)", vr.evaluations, since: t0)
         }
-        return AttentionValuesSearchResult(probabilities: pq, value: vq, stats: stats)
+        var ada: AdaLogQuantizer? = nil
+        if case .adaLog(let a) = pq { ada = a }
+        return AttentionValuesSearchResult(probabilities: ada, probabilityQuantizer: pq, value: vq, stats: stats)
     }
 
     /// Patch-embed conv weights per output channel: grid index −2 (conv zero-point window), then one

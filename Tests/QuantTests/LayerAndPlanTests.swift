@@ -135,8 +135,17 @@ func linear(_ x: [Float], rows: Int, k: Int, w: [Float], o: Int, bias: [Float]) 
         let v = (0..<(b * h * t * d)).map { _ in rng.normal() }
         let a = try LayerSearch.attentionValues(probabilities: p, value: v, batch: b, heads: h, tokens: t, headDim: d,
                                                 probabilityBits: 4, valueBits: 4, settings: st)
-        #expect(a.probabilities.scale == 1 && AdaLogQuantizer.qRange.contains(a.probabilities.q))
+        let ada = try #require(a.probabilities)
+        #expect(ada.scale == 1 && AdaLogQuantizer.qRange.contains(ada.q))
         #expect(a.stats.evaluations == [128, 256])
+        st.rounds = 2
+        let l2 = try LayerSearch.attentionValues(probabilities: p, value: v, batch: b, heads: h, tokens: t, headDim: d,
+                                                 probabilityBits: 4, valueBits: 4, softmax: .logsqrt2, settings: st)
+        #expect(l2.stats.phases == ["V out r1"] && l2.probabilities == nil)
+        let un = try LayerSearch.attentionValues(probabilities: p, value: v, batch: b, heads: h, tokens: t, headDim: d,
+                                                 probabilityBits: 4, valueBits: 4, softmax: .uniform, settings: st)
+        #expect(un.stats.phases == ["P out r1", "V out r1", "P out r2", "V out r2"])
+        if case .uniform(let uq) = un.probabilityQuantizer { #expect(uq.scales.count == 1) } else { Issue.record("not uniform") }
         #expect(throws: QuantError.self) {
             try LayerSearch.attentionValues(probabilities: [1], value: v, batch: b, heads: h, tokens: t, headDim: d,
                                             probabilityBits: 4, valueBits: 4)

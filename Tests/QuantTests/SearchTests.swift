@@ -193,6 +193,13 @@ import Darwin
             let dd = direct(ph, vh)
             #expect(abs(qLoss[i] - (dd[0] + dd[1])) <= 1e-4 * max(1, dd[0] + dd[1]))
         }
+        let pc = UniformCandidates(count: 2, groups: 1, scales: [0.05, 0.1], zeroPoints: [0, 1])
+        let upl = av.uniformPLosses(pc, pBits: 3, vHat: vh, v: v)
+        for c in 0..<2 {
+            let uq = try UniformQuantizer(bits: 3, scales: [pc.scales[c]], zeroPoints: [pc.zeroPoints[c]])
+            let dd = direct(try uq.fakeQuantize(p, shape: [p.count]), vh)
+            #expect(abs(upl[c] - (dd[0] + dd[1])) <= 1e-4 * max(1, dd[0] + dd[1]))
+        }
         let ph = try AdaLogQuantizer(bits: 3, q: 25).fakeQuantize(p)
         let vl = av.vLosses(cands, pHat: ph, v: v, vBits: 3)
         for c in 0..<2 {
