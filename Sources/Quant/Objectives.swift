@@ -43,16 +43,21 @@ func activationSelfLosses(x: [Float], rows: Int, cols: Int, bits: Int, _ cands: 
                 out[c] = parts[0] + parts[1]
             }
         } else {
-            var acc = [Double](repeating: 0, count: cols)
+            // Two threads over row halves, each with its own per-column accumulator.
+            var acc = [Double](repeating: 0, count: 2 * cols)
             for c in 0..<cands.count {
-                for i in 0..<cols { acc[i] = 0 }
+                for i in 0..<(2 * cols) { acc[i] = 0 }
                 cands.scales.withUnsafeBufferPointer { sp in
                     cands.zeroPoints.withUnsafeBufferPointer { zp in
-                        qk_uniform_sse_cols(xb, rows, cols, sp.baseAddress! + c * cols, zp.baseAddress! + c * cols,
-                                            0, qmax, &acc)
+                        acc.withUnsafeMutableBufferPointer { ap in
+                            let a = ap.baseAddress!, s0 = sp.baseAddress! + c * cols, z0 = zp.baseAddress! + c * cols
+                            parallelRanges(rows, minimum: 256) { lo, hi in
+                                qk_uniform_sse_cols(xb + lo * cols, hi - lo, cols, s0, z0, 0, qmax, a + (lo == 0 ? 0 : cols))
+                            }
+                        }
                     }
                 }
-                for i in 0..<cols { out[c * cols + i] = acc[i] }
+                for i in 0..<cols { out[c * cols + i] = acc[i] + acc[cols + i] }
             }
         }
     }
