@@ -99,6 +99,31 @@ import Darwin
         return e
     }
 
+    @Test func selfLossesEqualDirect() throws {
+        let rows = 600, cols = 5
+        let (x, w) = Self.data(rows, cols, 3, seed: 7)
+        let cands = UniformCandidates(count: 2, groups: cols, scales: (0..<(2 * cols)).map { 0.1 + Float($0) * 0.03 },
+                                      zeroPoints: (0..<(2 * cols)).map { Float($0 % 8) })
+        let per = activationSelfLosses(x: x, rows: rows, cols: cols, bits: 3, cands)
+        let tensor = activationSelfLosses(x: x, rows: rows, cols: cols, bits: 3,
+                                          UniformCandidates(count: 1, groups: 1, scales: [0.2], zeroPoints: [3]))
+        var tot = 0.0
+        for c in 0..<2 {
+            for j in 0..<cols {
+                var e = 0.0
+                for r in 0..<rows {
+                    let v = x[r * cols + j], s = cands.scale(c, j), z = cands.zeroPoint(c, j)
+                    let q = min(max((v / s).rounded(.toNearestOrEven) + z, 0), 7)
+                    e += Double((v - (q - z) * s) * (v - (q - z) * s))
+                    if c == 0 && j == 0 { _ = w }
+                }
+                #expect(abs(per[c * cols + j] - e) <= 1e-6 * max(1, e))
+            }
+        }
+        for v in x { let q = min(max((v / 0.2).rounded(.toNearestOrEven) + 3, 0), 7); tot += Double((v - (q - 3) * 0.2) * (v - (q - 3) * 0.2)) }
+        #expect(abs(tensor[0] - tot) <= 1e-6 * max(1, tot))
+    }
+
     @Test func weightShortcutEqualsDirect() throws {
         let n = 40, k = 8, o = 5
         let (x, w) = Self.data(n, k, o, seed: 1)
