@@ -45,7 +45,8 @@ let package = Package(
 
         // MARK: Calibration and quantization
         .target(name: "Calibration", dependencies: ["Imaging", "ONNXGraph", "FloatEngine"]),
-        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine"]),
+        .target(name: "CQuantKernels"),
+        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine", "CQuantKernels"]),
 
         // MARK: Integer kernels
         .target(name: "CInt8Kernels"),
@@ -62,6 +63,7 @@ let package = Package(
         ),
         .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging"]),
+        .executableTarget(name: "quant-bench", dependencies: ["Quant", "FloatEngine"], path: "bench/quant-bench"),
 
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),

@@ -1,0 +1,40 @@
+/* CQuantKernels: element-wise inner loops of the quantizer searches (fake-quant, residuals, sums).
+ * Portable C (no ISA attributes needed: these loops are memory-bound and auto-vectorize at -O2).
+ * Rounding is ties-to-even (torch.round) via the 1.5*2^23 trick, exact for |v| <= 2^22. */
+#pragma once
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* mode 0: out = fq(x); mode 1: out = x - fq(x). fq(x) = (clamp(rne(x/s)+z, qmin, qmax) - z) * s. */
+void qk_uniform_fq(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode);
+
+/* Sum of squared fake-quant errors, sum (x - fq(x))^2, without writing. */
+double qk_uniform_sse(const float *x, long n, float s, float z, float qmin, float qmax);
+
+/* rows x cols matrix, one (s, z) per column; acc[c] += sum_r (x - fq(x))^2. */
+void qk_uniform_sse_cols(const float *x, long rows, long cols, const float *s, const float *z,
+                         float qmin, float qmax, double *acc);
+
+/* rows x cols matrix, one (s, z) per column, written to out (mode as qk_uniform_fq). */
+void qk_uniform_fq_cols(const float *x, long rows, long cols, const float *s, const float *z,
+                        float qmin, float qmax, float *out, int mode);
+
+/* AdaLog from precomputed l = log2(u) (u = x + shift): d = clamp(log2s - l, 0, dmax), k = rne(d*r/q);
+ * k >= nlev -> value 0, else levels[k]; xhat = value * s - shift.
+ * mode 0: out = xhat; mode 1: out = x - xhat (x given). */
+void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
+                      int nlev, const float *levels, float s, float shift, float *out, int mode);
+
+/* sum a[i]*b[i] in double (8 float partial sums per 512-block). */
+double qk_dot(const float *a, const float *b, long n);
+/* sum (a[i]+b[i])^2 */
+double qk_sum_sq_of_sum(const float *a, const float *b, long n);
+/* sum (a[i]-b[i])^2 */
+double qk_sse(const float *a, const float *b, long n);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,1 +1,0 @@
-// Quant: see Package.swift for what this room holds.
