@@ -25,7 +25,7 @@ public enum ArgumentCheckError: Error, CustomStringConvertible, Equatable, Senda
         case let .duplicate(o, v):
             return "\(o) lists '\(v)' twice"
         case let .unknownMethod(o, v, known, s):
-            return "\(o): unknown method '\(v)'" + (s.map { "; did you mean '\($0)'?" } ?? "")
+            return "\(o): unknown method '\(v)'" + (s.map { "; did you mean '\($0)'?" } ?? ".")
                 + " Known methods: \(known.joined(separator: ", "))"
         case let .missingFolder(o, p):
             return "\(o) \(p): no such folder"

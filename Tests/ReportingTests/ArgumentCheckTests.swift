@@ -36,7 +36,7 @@ import Testing
             _ = try ArgumentChecks.parseMethods("gptq", known: known)
             Issue.record("gptq accepted")
         } catch {
-            #expect(error.description == "--methods: unknown method 'gptq' Known methods: adalog, uniform-minmax")
+            #expect(error.description == "--methods: unknown method 'gptq'. Known methods: adalog, uniform-minmax")
         }
         #expect(throws: ArgumentCheckError.duplicate(option: "--methods", value: "adalog")) {
             try ArgumentChecks.parseMethods("adalog,ADALOG", known: known)
