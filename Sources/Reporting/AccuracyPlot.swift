@@ -276,7 +276,7 @@ public struct AccuracyPlot: Sendable {
             s += "<g class=\"legend\">\n"
             s += "<rect x=\"\(n(lx))\" y=\"\(n(ly))\" width=\"\(n(legendW))\" height=\"\(n(legendH))\" fill=\"#ffffff\" "
                 + "fill-opacity=\"0.9\" stroke=\"#cccccc\" rx=\"3\"/>\n"
-            for (i, ser) in all.enumerated() {
+            for i in all.indices {
                 let colour = pal[i % pal.count]
                 let dash = AccuracyPlot.dashes[(i / pal.count) % AccuracyPlot.dashes.count]
                 let y = ly + 6 + legendRow * (Double(i) + 0.5)

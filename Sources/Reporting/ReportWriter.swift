@@ -59,7 +59,7 @@ public struct ReportWriter: Sendable {
         if let p = m.modelPath { facts.append("Model: `\(p)`") }
         facts.append("Evaluated on \(m.evaluationImages) image\(m.evaluationImages == 1 ? "" : "s")"
                      + (m.evaluationFolder.map { " from `\($0)`" } ?? ""))
-        facts.append("calibrated on \(m.calibrationImages) image\(m.calibrationImages == 1 ? "" : "s")"
+        facts.append("Calibrated on \(m.calibrationImages) image\(m.calibrationImages == 1 ? "" : "s")"
                      + (m.calibrationFolder.map { " from `\($0)`" } ?? "") + " (sampling seed \(m.calibrationSeed))")
         out += facts.joined(separator: ". ") + ".\n\n"
         if !m.preprocessing.isEmpty {
@@ -201,7 +201,7 @@ public enum ReportCSV {
         for x in r.results {
             s += line([r.model, x.bits.description, String(x.bits.weightBits), String(x.bits.activationBits), x.method,
                        num(x.top1), num(x.top5), num(r.float.top1), num(r.float.top5),
-                       num(x.top1.map { r.float.top1 - $0 }), num(x.agreement), x.sizeBytes.map(String.init) ?? "",
+                       num(x.top1.map { ((r.float.top1 - $0) * 1e6).rounded() / 1e6 }), num(x.agreement), x.sizeBytes.map(String.init) ?? "",
                        num(x.calibrationSeconds)])
         }
         return s
@@ -232,6 +232,12 @@ public enum ReportJSON {
         return d
     }
 
+    /// Reads a `report.json` back (for re-rendering or comparing runs). Unknown keys are ignored; metadata keys that
+    /// are absent get neutral defaults.
+    public static func decode(_ data: Data) throws -> QuantReport {
+        try JSONDecoder().decode(Document.self, from: data).r
+    }
+
     static func isoDate(_ d: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
@@ -241,7 +247,7 @@ public enum ReportJSON {
 
     static func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
 
-    struct Document: Encodable {
+    struct Document: Codable {
         let r: QuantReport
         init(_ r: QuantReport) { self.r = r }
 
@@ -256,6 +262,47 @@ public enum ReportJSON {
         }
         enum LK: String, CodingKey { case name, bits, method, sqnrDB = "sqnr_db", op }
         enum CK: String, CodingKey { case images, seed, folder }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: K.self)
+            var results: [ResultRow] = []
+            var rs = try c.nestedUnkeyedContainer(forKey: .results)
+            while !rs.isAtEnd {
+                let o = try rs.nestedContainer(keyedBy: RK.self)
+                results.append(ResultRow(
+                    bits: try o.decode(BitSetting.self, forKey: .bits), method: try o.decode(String.self, forKey: .method),
+                    top1: try o.decodeIfPresent(Double.self, forKey: .top1),
+                    top5: try o.decodeIfPresent(Double.self, forKey: .top5),
+                    agreement: try o.decodeIfPresent(Double.self, forKey: .agreement),
+                    sizeBytes: try o.decodeIfPresent(Int.self, forKey: .sizeBytes),
+                    calibrationSeconds: try o.decodeIfPresent(Double.self, forKey: .calibrationSeconds)))
+            }
+            var layers: [LayerRow] = []
+            var ls = try c.nestedUnkeyedContainer(forKey: .layers)
+            while !ls.isAtEnd {
+                let o = try ls.nestedContainer(keyedBy: LK.self)
+                layers.append(LayerRow(
+                    name: try o.decode(String.self, forKey: .name), bits: try o.decode(BitSetting.self, forKey: .bits),
+                    method: try o.decode(String.self, forKey: .method),
+                    sqnrDB: try o.decodeIfPresent(Double.self, forKey: .sqnrDB),
+                    op: try o.decodeIfPresent(String.self, forKey: .op)))
+            }
+            let cal = try? c.nestedContainer(keyedBy: CK.self, forKey: .calibration)
+            let ev = try? c.nestedContainer(keyedBy: CK.self, forKey: .evaluation)
+            let date = try c.decodeIfPresent(String.self, forKey: .date).flatMap { ISO8601DateFormatter().date(from: $0) }
+            let meta = ReportMetadata(
+                toolVersion: try c.decodeIfPresent(String.self, forKey: .toolVersion) ?? "unknown",
+                date: date ?? Date(timeIntervalSince1970: 0),
+                modelPath: try c.decodeIfPresent(String.self, forKey: .modelPath),
+                preprocessing: try c.decodeIfPresent([String: ReportValue].self, forKey: .preprocessing) ?? [:],
+                calibrationImages: try cal?.decodeIfPresent(Int.self, forKey: .images) ?? 0,
+                calibrationSeed: try cal?.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0,
+                calibrationFolder: try cal?.decodeIfPresent(String.self, forKey: .folder),
+                evaluationImages: try ev?.decodeIfPresent(Int.self, forKey: .images) ?? 0,
+                evaluationFolder: try ev?.decodeIfPresent(String.self, forKey: .folder))
+            r = QuantReport(model: try c.decode(String.self, forKey: .model), float: try c.decode(Accuracy.self, forKey: .float),
+                            results: results, layers: layers, metadata: meta)
+        }
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: K.self)

@@ -241,3 +241,22 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         #expect(z.lo <= 79.4 && z.hi >= 79.9 && z.hi - z.lo <= 3)
     }
 }
+
+@Suite struct JSONRoundTripTests {
+    @Test func decodeGivesBackTheReport() throws {
+        let original = sampleReport()
+        let back = try ReportJSON.decode(try ReportJSON.encode(original))
+        #expect(back.model == original.model)
+        #expect(back.float == original.float)
+        #expect(back.results == original.results)
+        #expect(back.metadata == original.metadata)
+        // Layers come back worst first; the infinite SQNR is stored as null.
+        #expect(back.layers.map(\.name) == original.layersWorstFirst.map(\.name))
+        #expect(back.layers.first { $0.name == "patch_embed.proj" }?.sqnrDB == nil)
+    }
+
+    @Test func badBitsInJSONIsADecodingError() {
+        let json = #"{"model":"m","float":{"top1":1,"top5":2},"results":[{"bits":"W9A9","method":"x"}],"layers":[]}"#
+        #expect(throws: DecodingError.self) { try ReportJSON.decode(Data(json.utf8)) }
+    }
+}
