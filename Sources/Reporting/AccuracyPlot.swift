@@ -134,7 +134,8 @@ public struct AccuracyPlot: Sendable {
             if let f = floatTop1 {
                 for x in stride(from: pl, through: pr, by: 4) { pts.append((x, py(f))) }
                 // The float label above the line at the left.
-                for x in stride(from: pl, through: pl + 110, by: 4) { pts.append((x, py(f) - 10)) }
+                let ly = py(f) - pt >= 20 ? py(f) - 10 : py(f) + 12
+                for x in stride(from: pl, through: pl + 110, by: 4) { pts.append((x, ly)) }
             }
             return pts
         }
@@ -193,7 +194,7 @@ public struct AccuracyPlot: Sendable {
         s += "</g>\n"
         // x ticks.
         s += "<g class=\"x-axis\">\n"
-        for x in xs {
+        for x in xs where !settings.isEmpty {
             let X = px(x)
             s += "<line x1=\"\(n(X))\" y1=\"\(n(pb))\" x2=\"\(n(X))\" y2=\"\(n(pb + 5))\" stroke=\"#333333\" stroke-width=\"1\"/>\n"
             s += text(x: X, y: pb + 20, tickLabel[x] ?? formatShortest(x), size: 13, anchor: "middle")
@@ -213,7 +214,9 @@ public struct AccuracyPlot: Sendable {
             let y = py(f)
             s += "<g class=\"float-reference\">\n"
             s += "<line x1=\"\(n(pl))\" y1=\"\(n(y))\" x2=\"\(n(pr))\" y2=\"\(n(y))\" stroke=\"#444444\" stroke-width=\"1.5\" stroke-dasharray=\"7 4\"/>\n"
-            s += text(x: pl + 6, y: y - 6, "float \(formatFixed(f, 1)) %", size: 13, anchor: "start", fill: "#333333")
+            // Above the line when there is room, else just below it.
+            let labelY = y - pt >= 20 ? y - 6 : y + 17
+            s += text(x: pl + 6, y: labelY, "float \(formatFixed(f, 1)) %", size: 13, anchor: "start", fill: "#333333")
             s += "</g>\n"
         }
 
@@ -267,7 +270,7 @@ public struct AccuracyPlot: Sendable {
         }
 
         if all.allSatisfy({ $0.points.allSatisfy { $0.y == nil } }) {
-            s += text(x: (pl + pr) / 2, y: (pt + pb) / 2, all.isEmpty ? "no quantized results" : "no accuracy values (all runs failed)",
+            s += text(x: (pl + pr) / 2, y: pt + (pb - pt) * 0.75, all.isEmpty ? "no quantized results" : "no accuracy values (all runs failed)",
                       size: 14, anchor: "middle", fill: "#777777")
         }
 
