@@ -113,8 +113,10 @@ public final class ProgressBar: @unchecked Sendable {
     public let total: Int
     public let unit: String
     public let mode: Mode
-    public var minimumInterval: Double = 0.1
-    public var plainInterval: Double = 30
+    /// Seconds between in-place redraws on a terminal.
+    public let minimumInterval: Double
+    /// Seconds between plain lines when stderr is not a terminal (none before this much time has passed).
+    public let plainInterval: Double
 
     private let terminal: Terminal
     private let clock: @Sendable () -> Double
@@ -131,10 +133,15 @@ public final class ProgressBar: @unchecked Sendable {
     ///   - total: number of items; 0 or less shows a counter without percentage or ETA.
     ///   - unit: item unit for the rate ("img", "layer").
     ///   - mode: defaults to ``defaultMode(quiet:terminal:)`` with `quiet` false.
+    ///   - minimumInterval: seconds between redraws on a terminal.
+    ///   - plainInterval: seconds between plain lines in logs.
     ///   - clock: seconds from any fixed origin (injectable for tests).
     public init(label: String, total: Int, unit: String = "it", mode: Mode? = nil, terminal: Terminal = .standardError,
+                minimumInterval: Double = 0.1, plainInterval: Double = 30,
                 clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime })
     {
+        self.minimumInterval = minimumInterval
+        self.plainInterval = plainInterval
         self.label = label
         self.total = total
         self.unit = unit
