@@ -7,6 +7,7 @@
 //   Calibration    run the float model over images, collect what the searches need
 //   Quant          quantizers (uniform, log2, AdaLog), FPCS, plans, fake-quant simulation
 //   Int8Kernels    integer GEMM/conv/attention (ISA inner loops in CInt8Kernels, runtime dispatch)
+//   Reporting      accuracy-vs-bits reports (Markdown, CSV, JSON, SVG), progress bars, argument checks
 //   quantize       the command-line tool
 //
 // No unsafeFlags: ISA-specific code uses per-function target attributes and runtime dispatch.
@@ -24,6 +25,7 @@ let package = Package(
         .library(name: "Calibration", targets: ["Calibration"]),
         .library(name: "Quant", targets: ["Quant"]),
         .library(name: "Int8Kernels", targets: ["Int8Kernels"]),
+        .library(name: "Reporting", targets: ["Reporting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,11 +54,14 @@ let package = Package(
         .target(name: "CInt8Kernels"),
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
+        // MARK: Reports and terminal output (Foundation only)
+        .target(name: "Reporting"),
+
         // MARK: Executables
         .executableTarget(
             name: "quantize",
             dependencies: [
-                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels",
+                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,5 +75,6 @@ let package = Package(
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
     ]
 )
