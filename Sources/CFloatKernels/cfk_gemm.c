@@ -1,0 +1,355 @@
+/* SGEMM microkernels (AVX-512 FMA 8x48, AVX2 FMA 6x16, portable 4x16), the blocked macro kernel,
+ * B packing and the im2col-to-panels conv path. */
+#include "cfloatkernels.h"
+#include <immintrin.h>
+#include <string.h>
+#include <math.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define T256 __attribute__((target("avx2,fma")))
+#define AINL static inline __attribute__((always_inline))
+
+int cfk_isa_supported(int isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case CFK_ISA_PORTABLE: return 1;
+    case CFK_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CFK_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("fma");
+    default: return 0;
+    }
+}
+
+int cfk_best_isa(void) {
+    if (cfk_isa_supported(CFK_ISA_AVX512)) return CFK_ISA_AVX512;
+    if (cfk_isa_supported(CFK_ISA_AVX2)) return CFK_ISA_AVX2;
+    return CFK_ISA_PORTABLE;
+}
+
+size_t cfk_packed_b_size(long k, long n) {
+    return (size_t)((n + CFK_NR - 1) / CFK_NR) * (size_t)k * CFK_NR;
+}
+
+void cfk_pack_b(const float *b, long ldb, int trans, long k, long n, float *out) {
+    long np = (n + CFK_NR - 1) / CFK_NR;
+    for (long j = 0; j < np; j++) {
+        long c0 = j * CFK_NR, w = n - c0 < CFK_NR ? n - c0 : CFK_NR;
+        float *o = out + j * k * CFK_NR;
+        if (!trans) {
+            for (long p = 0; p < k; p++) {
+                const float *src = b + p * ldb + c0;
+                float *d = o + p * CFK_NR;
+                if (w == CFK_NR) memcpy(d, src, CFK_NR * sizeof(float));
+                else { long l = 0; for (; l < w; l++) d[l] = src[l]; for (; l < CFK_NR; l++) d[l] = 0; }
+            }
+        } else {
+            if (w < CFK_NR) memset(o, 0, (size_t)k * CFK_NR * sizeof(float));
+            for (long l = 0; l < w; l++) {
+                const float *src = b + (c0 + l) * ldb;
+                for (long p = 0; p < k; p++) o[p * CFK_NR + l] = src[p];
+            }
+        }
+    }
+}
+
+/* flags for the microkernels */
+#define F_LOADC 1
+#define F_EPI 2
+
+typedef struct {
+    const float *bias;     /* per column, already offset to the tile's first column */
+    const float *row_bias; /* per row, already offset to the tile's first row */
+    int act;
+    float lo, hi;
+} epi_t;
+
+/* Scalar epilogue for a tile held in tmp[mr_max][ldt]. */
+AINL void store_tile_scalar(const float *tmp, long ldt, float *c, long ldc, int mr, int nr, int flags,
+                            const epi_t *e) {
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) {
+            float x = tmp[i * ldt + j];
+            if (flags & F_LOADC) x += c[i * ldc + j];
+            if (flags & F_EPI) {
+                if (e->bias) x += e->bias[j];
+                if (e->row_bias) x += e->row_bias[i];
+                if (e->act == CFK_ACT_CLAMP) { x = x < e->lo ? e->lo : x; x = x > e->hi ? e->hi : x; }
+            }
+            c[i * ldc + j] = x;
+        }
+    }
+}
+
+/* ---------------- AVX-512: MR rows x NV*16 columns ---------------- */
+AINL T512 void k512(const int MR, const int NV, long kc, const float *a, long lda, const float *b, long bps,
+                    float *c, long ldc, int mr, int nr, int flags, const epi_t *e) {
+    __m512 acc[8][3];
+    const float *ap[8];
+    for (int i = 0; i < MR; i++) {
+        ap[i] = a + (i < mr ? i : mr - 1) * lda;
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    }
+    const float *b0 = b, *b1 = b + bps, *b2 = b + 2 * bps;
+    for (long p = 0; p < kc; p++) {
+        __m512 bv0 = _mm512_loadu_ps(b0 + p * 16);
+        __m512 bv1 = NV > 1 ? _mm512_loadu_ps(b1 + p * 16) : bv0;
+        __m512 bv2 = NV > 2 ? _mm512_loadu_ps(b2 + p * 16) : bv0;
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_set1_ps(ap[i][p]);
+            acc[i][0] = _mm512_fmadd_ps(av, bv0, acc[i][0]);
+            if (NV > 1) acc[i][1] = _mm512_fmadd_ps(av, bv1, acc[i][1]);
+            if (NV > 2) acc[i][2] = _mm512_fmadd_ps(av, bv2, acc[i][2]);
+        }
+    }
+    __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
+    for (int v = 0; v < NV; v++) {
+        int rem = nr - v * 16;
+        __mmask16 mk = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+        __m512 bvec = _mm512_setzero_ps();
+        if ((flags & F_EPI) && e->bias) bvec = _mm512_maskz_loadu_ps(mk, e->bias + v * 16);
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
+            __m512 x = acc[i][v];
+            float *cp = c + i * ldc + v * 16;
+            if (flags & F_LOADC) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, cp));
+            if (flags & F_EPI) {
+                x = _mm512_add_ps(x, bvec);
+                if (e->row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(e->row_bias[i]));
+                if (e->act == CFK_ACT_CLAMP) x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+            }
+            _mm512_mask_storeu_ps(cp, mk, x);
+        }
+    }
+}
+
+static T512 void k512_8x3(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(8, 3, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_8x2(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(8, 2, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_8x1(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(8, 1, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_4x3(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(4, 3, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_4x2(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(4, 2, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_4x1(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(4, 1, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_1x3(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(1, 3, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_1x2(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(1, 2, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+static T512 void k512_1x1(long kc, const float *a, long lda, const float *b, long bps, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k512(1, 1, kc, a, lda, b, bps, c, ldc, mr, nr, f, e); }
+
+typedef void (*kern_fn)(long, const float *, long, const float *, long, float *, long, int, int, int, const epi_t *);
+
+static T512 void macro512(long m, long n, long kc, const float *a, long lda, const float *bp, long bps,
+                          float *c, long ldc, int flags, const epi_t *e0) {
+    static const kern_fn k8[3] = {k512_8x1, k512_8x2, k512_8x3};
+    static const kern_fn k4[3] = {k512_4x1, k512_4x2, k512_4x3};
+    static const kern_fn k1[3] = {k512_1x1, k512_1x2, k512_1x3};
+    for (long j = 0; j < n; j += 48) {
+        int nr = (int)(n - j < 48 ? n - j : 48);
+        int nv = (nr + 15) / 16;
+        const float *bj = bp + (j / 16) * bps;
+        epi_t e = *e0;
+        if (e.bias) e.bias += j;
+        long i = 0;
+        for (; i + 8 <= m; i += 8) {
+            epi_t ee = e; if (ee.row_bias) ee.row_bias += i;
+            k8[nv - 1](kc, a + i * lda, lda, bj, bps, c + i * ldc + j, ldc, 8, nr, flags, &ee);
+        }
+        for (; i < m;) {
+            long rem = m - i;
+            epi_t ee = e; if (ee.row_bias) ee.row_bias += i;
+            if (rem >= 4) { k4[nv - 1](kc, a + i * lda, lda, bj, bps, c + i * ldc + j, ldc, 4, nr, flags, &ee); i += 4; }
+            else if (rem == 1) { k1[nv - 1](kc, a + i * lda, lda, bj, bps, c + i * ldc + j, ldc, 1, nr, flags, &ee); i += 1; }
+            else { k4[nv - 1](kc, a + i * lda, lda, bj, bps, c + i * ldc + j, ldc, (int)rem, nr, flags, &ee); i += rem; }
+        }
+    }
+}
+
+/* ---------------- AVX2: MR rows x 16 columns ---------------- */
+AINL T256 void k256(const int MR, long kc, const float *a, long lda, const float *b,
+                    float *c, long ldc, int mr, int nr, int flags, const epi_t *e) {
+    __m256 acc[6][2];
+    const float *ap[6];
+    for (int i = 0; i < MR; i++) {
+        ap[i] = a + (i < mr ? i : mr - 1) * lda;
+        acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps();
+    }
+    for (long p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b + p * 16), b1 = _mm256_loadu_ps(b + p * 16 + 8);
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_broadcast_ss(ap[i] + p);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    if (mr == MR && nr == 16) {
+        __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);
+        __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+        if ((flags & F_EPI) && e->bias) { bb0 = _mm256_loadu_ps(e->bias); bb1 = _mm256_loadu_ps(e->bias + 8); }
+        for (int i = 0; i < MR; i++) {
+            __m256 x0 = acc[i][0], x1 = acc[i][1];
+            float *cp = c + i * ldc;
+            if (flags & F_LOADC) { x0 = _mm256_add_ps(x0, _mm256_loadu_ps(cp)); x1 = _mm256_add_ps(x1, _mm256_loadu_ps(cp + 8)); }
+            if (flags & F_EPI) {
+                x0 = _mm256_add_ps(x0, bb0); x1 = _mm256_add_ps(x1, bb1);
+                if (e->row_bias) { __m256 rb = _mm256_set1_ps(e->row_bias[i]); x0 = _mm256_add_ps(x0, rb); x1 = _mm256_add_ps(x1, rb); }
+                if (e->act == CFK_ACT_CLAMP) {
+                    x0 = _mm256_min_ps(_mm256_max_ps(x0, lo), hi); x1 = _mm256_min_ps(_mm256_max_ps(x1, lo), hi);
+                }
+            }
+            _mm256_storeu_ps(cp, x0); _mm256_storeu_ps(cp + 8, x1);
+        }
+    } else {
+        float tmp[6 * 16];
+        for (int i = 0; i < MR; i++) { _mm256_storeu_ps(tmp + i * 16, acc[i][0]); _mm256_storeu_ps(tmp + i * 16 + 8, acc[i][1]); }
+        store_tile_scalar(tmp, 16, c, ldc, mr, nr, flags, e);
+    }
+}
+static T256 void k256_6(long kc, const float *a, long lda, const float *b, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k256(6, kc, a, lda, b, c, ldc, mr, nr, f, e); }
+static T256 void k256_1(long kc, const float *a, long lda, const float *b, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { k256(1, kc, a, lda, b, c, ldc, mr, nr, f, e); }
+
+static T256 void macro256(long m, long n, long kc, const float *a, long lda, const float *bp, long bps,
+                          float *c, long ldc, int flags, const epi_t *e0) {
+    for (long j = 0; j < n; j += 16) {
+        int nr = (int)(n - j < 16 ? n - j : 16);
+        const float *bj = bp + (j / 16) * bps;
+        epi_t e = *e0;
+        if (e.bias) e.bias += j;
+        for (long i = 0; i < m; i += 6) {
+            long rem = m - i < 6 ? m - i : 6;
+            epi_t ee = e; if (ee.row_bias) ee.row_bias += i;
+            if (rem == 1) k256_1(kc, a + i * lda, lda, bj, c + i * ldc + j, ldc, 1, nr, flags, &ee);
+            else k256_6(kc, a + i * lda, lda, bj, c + i * ldc + j, ldc, (int)rem, nr, flags, &ee);
+        }
+    }
+}
+
+/* ---------------- portable: 4 x 16 ---------------- */
+static void macro_portable(long m, long n, long kc, const float *a, long lda, const float *bp, long bps,
+                           float *c, long ldc, int flags, const epi_t *e0) {
+    for (long j = 0; j < n; j += 16) {
+        int nr = (int)(n - j < 16 ? n - j : 16);
+        const float *bj = bp + (j / 16) * bps;
+        epi_t e = *e0;
+        if (e.bias) e.bias += j;
+        for (long i = 0; i < m; i += 4) {
+            int mr = (int)(m - i < 4 ? m - i : 4);
+            float acc[4][16];
+            memset(acc, 0, sizeof acc);
+            const float *ar = a + i * lda;
+            for (long p = 0; p < kc; p++) {
+                const float *bv = bj + p * 16;
+                for (int r = 0; r < mr; r++) {
+                    float av = ar[r * lda + p];
+                    for (int l = 0; l < 16; l++) acc[r][l] += av * bv[l];
+                }
+            }
+            epi_t ee = e; if (ee.row_bias) ee.row_bias += i;
+            store_tile_scalar(&acc[0][0], 16, c + i * ldc + j, ldc, mr, nr, flags, &ee);
+        }
+    }
+}
+
+#define KC 256
+
+void cfk_sgemm_packed(int isa, long m, long n, long k, const float *a, long lda, const float *bp, long bps,
+                      float *c, long ldc, const float *bias, const float *row_bias,
+                      int act, float lo, float hi, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+    epi_t e = {bias, row_bias, act, lo, hi};
+    if (k <= 0) {
+        /* C = (accumulate ? C : 0) + bias, activation */
+        float zero[16] = {0};
+        for (long i = 0; i < m; i++) {
+            epi_t ee = e; if (ee.row_bias) ee.row_bias += i;
+            for (long j = 0; j < n; j += 16) {
+                int nr = (int)(n - j < 16 ? n - j : 16);
+                epi_t e2 = ee; if (e2.bias) e2.bias += j;
+                store_tile_scalar(zero, 16, c + i * ldc + j, ldc, 1, nr, (accumulate ? F_LOADC : 0) | F_EPI, &e2);
+            }
+        }
+        return;
+    }
+    long pc = 0;
+    while (pc < k) {
+        long kc = k - pc < KC ? k - pc : KC;
+        /* avoid a tiny last block: split the remainder evenly */
+        if (k - pc > KC && k - pc < KC + KC / 4) kc = (k - pc + 1) / 2;
+        int flags = ((accumulate || pc > 0) ? F_LOADC : 0) | (pc + kc >= k ? F_EPI : 0);
+        const float *ak = a + pc, *bk = bp + pc * 16;
+        switch (isa) {
+        case CFK_ISA_AVX512: macro512(m, n, kc, ak, lda, bk, bps, c, ldc, flags, &e); break;
+        case CFK_ISA_AVX2: macro256(m, n, kc, ak, lda, bk, bps, c, ldc, flags, &e); break;
+        default: macro_portable(m, n, kc, ak, lda, bk, bps, c, ldc, flags, &e); break;
+        }
+        pc += kc;
+    }
+}
+
+/* ---------------- convolution ---------------- */
+#define CONV_NB 192 /* im2col columns per block (multiple of 48) */
+#define CONV_KC 256
+
+size_t cfk_conv_scratch_size(void) { return (size_t)CONV_NB * CONV_KC; }
+
+/* Pack rows [k0, k0+kc) x columns [n0, n0+nw) of the im2col matrix into 16-wide panels (bps = kc*16). */
+static void pack_im2col(const float *input, const cfk_conv_geom *g, long cin0, long k0, long kc,
+                        long n0, long nw, float *out) {
+    long khw = g->kh * g->kw, H = g->in_h, W = g->in_w, OW = g->out_w;
+    long np = (nw + 15) / 16;
+    int pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0;
+    for (long kk = 0; kk < kc; kk++) {
+        long kidx = k0 + kk;
+        long ci = kidx / khw, r = kidx % khw, ky = r / g->kw, kx = r % g->kw;
+        const float *plane = input + (cin0 + ci) * H * W;
+        if (pointwise) {
+            for (long jp = 0; jp < np; jp++) {
+                float *d = out + (jp * kc + kk) * 16;
+                long c0 = jp * 16, w = nw - c0 < 16 ? nw - c0 : 16;
+                if (w == 16) memcpy(d, plane + n0 + c0, 64);
+                else { long l = 0; for (; l < w; l++) d[l] = plane[n0 + c0 + l]; for (; l < 16; l++) d[l] = 0; }
+            }
+            continue;
+        }
+        long oy = n0 / OW, ox = n0 % OW;
+        long yoff = ky * g->dh - g->pt, xoff = kx * g->dw - g->pl;
+        long iy = oy * g->sh + yoff;
+        const float *row = (iy >= 0 && iy < H) ? plane + iy * W : NULL;
+        for (long jp = 0; jp < np; jp++) {
+            float *d = out + (jp * kc + kk) * 16;
+            for (long l = 0; l < 16; l++) {
+                long j = jp * 16 + l;
+                float v = 0;
+                if (j < nw) {
+                    long ix = ox * g->sw + xoff;
+                    if (row && ix >= 0 && ix < W) v = row[ix];
+                    if (++ox == OW) {
+                        ox = 0; oy++; iy = oy * g->sh + yoff;
+                        row = (iy >= 0 && iy < H) ? plane + iy * W : NULL;
+                    }
+                }
+                d[l] = v;
+            }
+        }
+    }
+}
+
+void cfk_conv_gemm(int isa, const float *input, const cfk_conv_geom *g, long cin0, const float *w, long og,
+                   long n0, long n1, float *out, const float *bias, int act, float lo, float hi, float *scratch) {
+    long K = (g->in_c / g->groups) * g->kh * g->kw;
+    long ohw = g->out_h * g->out_w;
+    for (long nb = n0; nb < n1; nb += CONV_NB) {
+        long nw = n1 - nb < CONV_NB ? n1 - nb : CONV_NB;
+        for (long pc = 0; pc < K; pc += CONV_KC) {
+            long kc = K - pc < CONV_KC ? K - pc : CONV_KC;
+            pack_im2col(input, g, cin0, pc, kc, nb, nw, scratch);
+            int last = pc + kc >= K;
+            epi_t e = {NULL, last ? bias : NULL, last ? act : CFK_ACT_NONE, lo, hi};
+            int flags = (pc > 0 ? F_LOADC : 0) | (last ? F_EPI : 0);
+            const float *ak = w + pc;
+            float *cp = out + nb;
+            switch (isa) {
+            case CFK_ISA_AVX512: macro512(og, nw, kc, ak, K, scratch, kc * 16, cp, ohw, flags, &e); break;
+            case CFK_ISA_AVX2: macro256(og, nw, kc, ak, K, scratch, kc * 16, cp, ohw, flags, &e); break;
+            default: macro_portable(og, nw, kc, ak, K, scratch, kc * 16, cp, ohw, flags, &e); break;
+            }
+        }
+    }
+}
