@@ -221,17 +221,35 @@ public enum FloatKernels {
             return
         }
         let isa = activeISA.rawValue
-        let packedCount = max(Int(cfk_packed_b_size(k, n)), 16)
+        let packedCount = roundUp(max(Int(cfk_packed_b_size(k, n)), 16), 16)
         let acc: Int32 = accumulate ? 1 : 0
-        let chunks = min(threads, batch)
+        // Pack every B (one task per batch), then run (batch, row block) tasks so 2 threads stay
+        // balanced even for an odd number of heads.
+        let packed = alignedFloats(packedCount * batch)
+        defer { packed.deallocate() }
+        if k > 0 {
+            parallel(min(threads, batch)) { t in
+                var i = t
+                while i < batch {
+                    cfk_pack_b(b + i * strideB, ldb, bTransposed ? 1 : 0, k, n, packed + i * packedCount)
+                    i += min(threads, batch)
+                }
+            }
+        }
+        let rowBlocks = (batch % threads == 0 || m < 16) ? 1 : threads
+        let tasks = batch * rowBlocks
+        let chunks = min(threads, tasks)
         parallel(chunks) { t in
-            let b0 = batch * t / chunks, b1 = batch * (t + 1) / chunks
-            let packed = alignedFloats(packedCount)
-            defer { packed.deallocate() }
-            for i in b0..<b1 {
-                if k > 0 { cfk_pack_b(b + i * strideB, ldb, bTransposed ? 1 : 0, k, n, packed) }
-                cfk_sgemm_packed(isa, m, n, k, a + i * strideA, lda, packed, k * 16, c + i * strideC, ldc,
-                                 nil, nil, Int32(CFK_ACT_NONE), 0, 0, acc)
+            var task = t
+            while task < tasks {
+                let i = task / rowBlocks, rb = task % rowBlocks
+                let r0 = rb == 0 ? 0 : min(m, roundUp(m * rb / rowBlocks, 8))
+                let r1 = rb == rowBlocks - 1 ? m : min(m, roundUp(m * (rb + 1) / rowBlocks, 8))
+                if r1 > r0 {
+                    cfk_sgemm_packed(isa, r1 - r0, n, k, a + i * strideA + r0 * lda, lda, packed + i * packedCount, k * 16,
+                                     c + i * strideC + r0 * ldc, ldc, nil, nil, Int32(CFK_ACT_NONE), 0, 0, acc)
+                }
+                task += chunks
             }
         }
     }
@@ -410,12 +428,27 @@ public enum FloatKernels {
         return parts
     }
 
+    /// How `parallel` runs chunks: the C spinning pool (default; no wake-up cost between back-to-back
+    /// kernels) or `DispatchQueue.concurrentPerform`.
+    public enum Threading: Sendable { case spinningPool, dispatch }
+    nonisolated(unsafe) public static var threading: Threading = .spinningPool
+
     /// Runs body(0..<count) on up to `count` threads (inline when count == 1).
     static func parallel(_ count: Int, _ body: (Int) -> Void) {
         if count <= 1 { if count == 1 { body(0) }; return }
         withoutActuallyEscaping(body) { escaping in
-            let box = SendableBox(escaping)
-            DispatchQueue.concurrentPerform(iterations: count) { i in box.value(i) }
+            switch threading {
+            case .dispatch:
+                let box = SendableBox(escaping)
+                DispatchQueue.concurrentPerform(iterations: count) { i in box.value(i) }
+            case .spinningPool:
+                var fn = escaping
+                withUnsafeMutablePointer(to: &fn) { ptr in
+                    cfk_parallel_for(count, Int32(clamping: count), { ctx, i in
+                        ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+                    }, ptr)
+                }
+            }
         }
     }
 }

@@ -113,6 +113,9 @@ func runAll() {
                 FloatKernels.batchedMatmul(batch: heads, m: tok, n: d, k: tok, a: sc, lda: tok, strideA: tok * tok,
                                            b: kk, ldb: width, strideB: d, bTransposed: false, c: &out, ldc: width, strideC: d)
             }
+            var pooled = 0, inl = 0
+            cfk_pool_stats(&pooled, &inl)
+            if !opt.json { print("pool jobs so far: \(pooled) pooled, \(inl) inline") }
             record(Row(kind: "attn", name: "vit p.v 3x197x197x64", m: tok, n: d, k: tok, count: 12, flops: f1, threads: t, seconds: s2, gflops: f1 / s2 / 1e9))
         }
     }
