@@ -308,26 +308,45 @@ static void pack_im2col(const float *input, const cfk_conv_geom *g, long cin0, l
             }
             continue;
         }
-        long oy = n0 / OW, ox = n0 % OW;
-        long yoff = ky * g->dh - g->pt, xoff = kx * g->dw - g->pl;
-        long iy = oy * g->sh + yoff;
-        const float *row = (iy >= 0 && iy < H) ? plane + iy * W : NULL;
-        for (long jp = 0; jp < np; jp++) {
-            float *d = out + (jp * kc + kk) * 16;
-            for (long l = 0; l < 16; l++) {
-                long j = jp * 16 + l;
-                float v = 0;
-                if (j < nw) {
-                    long ix = ox * g->sw + xoff;
-                    if (row && ix >= 0 && ix < W) v = row[ix];
-                    if (++ox == OW) {
-                        ox = 0; oy++; iy = oy * g->sh + yoff;
-                        row = (iy >= 0 && iy < H) ? plane + iy * W : NULL;
-                    }
+        long yoff = ky * g->dh - g->pt, xoff = kx * g->dw - g->pl, sw = g->sw;
+        /* output x range whose input x is inside the row: ix = ox*sw + xoff in [0, W) */
+        long vlo = xoff >= 0 ? 0 : (-xoff + sw - 1) / sw;
+        long vhi = (W - 1 - xoff) < 0 ? 0 : (W - 1 - xoff) / sw + 1;
+        long oy = n0 / OW, ox = n0 % OW, j = 0;
+        float *dk = out + kk * 16;
+        while (j < nw) {
+            long run = OW - ox < nw - j ? OW - ox : nw - j;
+            long iy = oy * g->sh + yoff;
+            long lo = ox, hi = ox + run;
+            if (iy < 0 || iy >= H) { lo = hi; }
+            else { if (lo < vlo) lo = vlo; if (hi > vhi) hi = vhi; if (lo > hi) lo = hi; }
+            const float *row = plane + (iy < 0 || iy >= H ? 0 : iy * W);
+            /* [ox, lo): zeros, [lo, hi): copy, [hi, ox+run): zeros; j tracks the destination column */
+            long t = ox, end = ox + run;
+            while (t < end) {
+                long lane = j & 15;
+                float *d = dk + (j >> 4) * kc * 16 + lane;
+                long chunk = 16 - lane;
+                if (chunk > end - t) chunk = end - t;
+                if (t < lo) {
+                    long c = lo - t < chunk ? lo - t : chunk;
+                    for (long q = 0; q < c; q++) d[q] = 0;
+                    t += c; j += c; continue;
                 }
-                d[l] = v;
+                if (t < hi) {
+                    long c = hi - t < chunk ? hi - t : chunk;
+                    const float *src = row + t * sw + xoff;
+                    if (sw == 1) memcpy(d, src, (size_t)c * sizeof(float));
+                    else for (long q = 0; q < c; q++) d[q] = src[q * sw];
+                    t += c; j += c; continue;
+                }
+                for (long q = 0; q < chunk; q++) d[q] = 0;
+                t += chunk; j += chunk;
             }
+            ox = 0; oy++;
         }
+        /* zero the padding lanes of the last panel */
+        for (long jj = nw; jj < np * 16; jj++) out[(jj >> 4) * kc * 16 + kk * 16 + (jj & 15)] = 0;
     }
 }
 
@@ -350,6 +369,41 @@ void cfk_conv_gemm(int isa, const float *input, const cfk_conv_geom *g, long cin
             case CFK_ISA_AVX2: macro256(og, nw, kc, ak, K, scratch, kc * 16, cp, ohw, flags, &e); break;
             default: macro_portable(og, nw, kc, ak, K, scratch, kc * 16, cp, ohw, flags, &e); break;
             }
+        }
+    }
+}
+
+/* im2row: out[n - n0][K] (row-major, K = cin_per_group*kh*kw) for output pixels n in [n0, n1). */
+void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out) {
+    long cpg = g->in_c / g->groups, K = cpg * g->kh * g->kw;
+    long H = g->in_h, W = g->in_w, OW = g->out_w;
+    for (long n = n0; n < n1; n++) {
+        long oy = n / OW, ox = n % OW;
+        float *d = out + (n - n0) * K;
+        for (long ci = 0; ci < cpg; ci++) {
+            const float *plane = input + (cin0 + ci) * H * W;
+            for (long ky = 0; ky < g->kh; ky++) {
+                long iy = oy * g->sh - g->pt + ky * g->dh;
+                float *dd = d + (ci * g->kh + ky) * g->kw;
+                if (iy < 0 || iy >= H) { for (long kx = 0; kx < g->kw; kx++) dd[kx] = 0; continue; }
+                const float *row = plane + iy * W;
+                for (long kx = 0; kx < g->kw; kx++) {
+                    long ix = ox * g->sw - g->pl + kx * g->dw;
+                    dd[kx] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* dst[c][r] = src[r][c] for r < rows, c < cols (ld = row strides), in 16x16 blocks. */
+void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst, long ldd) {
+    for (long r0 = 0; r0 < rows; r0 += 16) {
+        long r1 = r0 + 16 < rows ? r0 + 16 : rows;
+        for (long c0 = 0; c0 < cols; c0 += 16) {
+            long c1 = c0 + 16 < cols ? c0 + 16 : cols;
+            for (long c = c0; c < c1; c++)
+                for (long r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
         }
     }
 }

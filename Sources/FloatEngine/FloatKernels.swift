@@ -136,10 +136,22 @@ public final class PackedConvWeights: @unchecked Sendable {
     public let params: Conv2DParams
     let storage: [Float]
 
+    /// For a small output plane (where 16-column panels of pixels would waste work), the weights
+    /// also packed as B (K × O) so the conv runs as pixels × O.
+    let pixelsByChannels: PackedMatrix?
+
     public init(_ weights: UnsafePointer<Float>, params: Conv2DParams) {
         self.params = params
-        let count = params.outChannels * (params.inChannels / max(params.groups, 1)) * params.kernelH * params.kernelW
+        let kdim = (params.inChannels / max(params.groups, 1)) * params.kernelH * params.kernelW
+        let count = params.outChannels * kdim
         storage = Array(UnsafeBufferPointer(start: weights, count: max(count, 0)))
+        let ohw = params.outHeight * params.outWidth
+        let panelEfficiency = Double(ohw) / Double(max(roundUp(ohw, 16), 1))
+        if params.groups == 1, ohw > 0, kdim > 0, params.outChannels >= 16, panelEfficiency < 0.9 {
+            pixelsByChannels = PackedMatrix(weights, k: kdim, n: params.outChannels, transposed: true)
+        } else {
+            pixelsByChannels = nil
+        }
     }
 }
 
@@ -282,6 +294,26 @@ public enum FloatKernels {
             }
             let og = p.outChannels / p.groups, cpg = p.inChannels / p.groups
             let kdim = cpg * p.kernelH * p.kernelW
+            if let wt = weights.pixelsByChannels {
+                // Small output plane: rows = pixels (im2row), columns = output channels, then transpose.
+                let a = BufferCache.shared.take(ohw * kdim), tmp = BufferCache.shared.take(ohw * p.outChannels)
+                defer { BufferCache.shared.give(a); BufferCache.shared.give(tmp) }
+                withUnsafePointer(to: &geom) { g in
+                    let chunks = ohw * kdim >= 1 << 15 ? min(threadCount, ohw) : 1
+                    parallel(chunks) { t in
+                        let n0 = ohw * t / chunks, n1 = ohw * (t + 1) / chunks
+                        cfk_im2row(input, g, 0, n0, n1, a + n0 * kdim)
+                    }
+                }
+                gemm(m: ohw, a: a, lda: kdim, b: wt, bias: bias, activation: activation, c: tmp, ldc: p.outChannels)
+                let o = p.outChannels
+                let chunks = ohw * o >= 1 << 15 ? min(threadCount, o) : 1
+                parallel(chunks) { t in
+                    let c0 = o * t / chunks, c1 = o * (t + 1) / chunks
+                    cfk_transpose(tmp + c0, ohw, c1 - c0, o, output + c0 * ohw, ohw)
+                }
+                return
+            }
             // Work items: (group, o0, o1, n0, n1).
             var items: [(Int, Int, Int, Int, Int)] = []
             let threads = (og * ohw * kdim * p.groups >= 1 << 17) ? threadCount : 1
@@ -466,6 +498,38 @@ func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
 private struct SendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Reusable float buffers of any size (im2row / transposed outputs), so convs don't allocate per call.
+final class BufferCache: @unchecked Sendable {
+    static let shared = BufferCache()
+    private let lock = NSLock()
+    private var free: [(UnsafeMutablePointer<Float>, Int)] = []
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        lock.lock(); defer { lock.unlock() }
+        if let i = free.firstIndex(where: { $0.1 >= count }) {
+            return free.remove(at: i).0
+        }
+        let p = alignedFloats(count)
+        capacities[p] = count
+        return p
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>) {
+        lock.lock(); defer { lock.unlock() }
+        free.append((p, capacities[p] ?? 0))
+        if free.count > 8 {
+            // drop the smallest
+            if let i = free.indices.min(by: { free[$0].1 < free[$1].1 }) {
+                let (q, _) = free.remove(at: i)
+                capacities[q] = nil
+                q.deallocate()
+            }
+        }
+    }
+
+    private var capacities: [UnsafeMutablePointer<Float>: Int] = [:]
 }
 
 /// Reusable conv scratch buffers (im2col blocks), so convolutions don't allocate per call.

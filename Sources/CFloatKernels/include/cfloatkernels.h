@@ -68,6 +68,13 @@ void cfk_conv_gemm(int isa, const float *input, const cfk_conv_geom *g, long cin
                    float *out, const float *bias,
                    int act, float lo, float hi, float *scratch);
 
+/** im2row for output pixels [n0, n1): out[(n - n0) * K + k] (K = in_c/groups * kh * kw), input
+ *  channels from cin0. Used for convs with a small output plane (run as pixels x O GEMMs). */
+void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out);
+
+/** dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
+void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst, long ldd);
+
 /** Depthwise / per-channel direct convolution for channels [c0, c1) (groups == in_c, any multiplier
  *  out_c/in_c): weights [out_c][1][kh][kw]. */
 void cfk_conv_depthwise(int isa, const float *input, const cfk_conv_geom *g, const float *w,
