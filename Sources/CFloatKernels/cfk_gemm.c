@@ -373,24 +373,19 @@ void cfk_conv_gemm(int isa, const float *input, const cfk_conv_geom *g, long cin
     }
 }
 
-/* im2row: out[n - n0][K] (row-major, K = cin_per_group*kh*kw) for output pixels n in [n0, n1). */
+/* im2row: out[n - n0][K] (row-major, K = cin_per_group*kh*kw) for output pixels n in [n0, n1).
+ * Built 16 pixels at a time as an im2col panel (segment copies) and transposed in cache. */
 void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out) {
-    long cpg = g->in_c / g->groups, K = cpg * g->kh * g->kw;
-    long H = g->in_h, W = g->in_w, OW = g->out_w;
-    for (long n = n0; n < n1; n++) {
-        long oy = n / OW, ox = n % OW;
-        float *d = out + (n - n0) * K;
-        for (long ci = 0; ci < cpg; ci++) {
-            const float *plane = input + (cin0 + ci) * H * W;
-            for (long ky = 0; ky < g->kh; ky++) {
-                long iy = oy * g->sh - g->pt + ky * g->dh;
-                float *dd = d + (ci * g->kh + ky) * g->kw;
-                if (iy < 0 || iy >= H) { for (long kx = 0; kx < g->kw; kx++) dd[kx] = 0; continue; }
-                const float *row = plane + iy * W;
-                for (long kx = 0; kx < g->kw; kx++) {
-                    long ix = ox * g->sw - g->pl + kx * g->dw;
-                    dd[kx] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
-                }
+    long K = (g->in_c / g->groups) * g->kh * g->kw;
+    float panel[CONV_KC * 16];
+    for (long nb = n0; nb < n1; nb += 16) {
+        long w = n1 - nb < 16 ? n1 - nb : 16;
+        for (long k0 = 0; k0 < K; k0 += CONV_KC) {
+            long kc = K - k0 < CONV_KC ? K - k0 : CONV_KC;
+            pack_im2col(input, g, cin0, k0, kc, nb, w, panel);
+            for (long r = 0; r < w; r++) {
+                float *d = out + (nb - n0 + r) * K + k0;
+                for (long k = 0; k < kc; k++) d[k] = panel[k * 16 + r];
             }
         }
     }
@@ -406,4 +401,126 @@ void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst,
                 for (long r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
         }
     }
+}
+
+/* ---------------- implicit-GEMM convolution (stride 1, AVX-512) ----------------
+ * The output is computed on the padded-width grid: column n' = oy*Wp + ox (ox < Wp; columns with
+ * ox >= out_w are garbage and dropped later). For tap (ky, kx) the B operand is the padded input
+ * shifted by ky*dh*Wp + kx*dw, with row (channel) stride Hp*Wp: no im2col at all. Weights are tap-major:
+ * wt[(tap * out_c + o) * cpg + c]. */
+AINL T512 void k512i(const int MR, const int NV, int ntaps, const long *btap, long atap, long kc,
+                     const float *a, long lda, const float *b, long bks, float *c, long ldc, int mr, int nr,
+                     int flags, const epi_t *e) {
+    __m512 acc[8][3];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    __mmask16 mk[3];
+    for (int v = 0; v < 3; v++) {
+        int rem = nr - v * 16;
+        mk[v] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+    }
+    for (int t = 0; t < ntaps; t++) {
+        const float *ap[8];
+        for (int i = 0; i < MR; i++) ap[i] = a + t * atap + (i < mr ? i : mr - 1) * lda;
+        const float *bt = b + btap[t];
+        for (long p = 0; p < kc; p++) {
+            const float *bp = bt + p * bks;
+            __m512 bv0 = _mm512_maskz_loadu_ps(mk[0], bp);
+            __m512 bv1 = NV > 1 ? _mm512_maskz_loadu_ps(mk[1], bp + 16) : bv0;
+            __m512 bv2 = NV > 2 ? _mm512_maskz_loadu_ps(mk[2], bp + 32) : bv0;
+            for (int i = 0; i < MR; i++) {
+                __m512 av = _mm512_set1_ps(ap[i][p]);
+                acc[i][0] = _mm512_fmadd_ps(av, bv0, acc[i][0]);
+                if (NV > 1) acc[i][1] = _mm512_fmadd_ps(av, bv1, acc[i][1]);
+                if (NV > 2) acc[i][2] = _mm512_fmadd_ps(av, bv2, acc[i][2]);
+            }
+        }
+    }
+    __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
+    for (int v = 0; v < NV; v++) {
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
+            __m512 x = acc[i][v];
+            float *cp = c + i * ldc + v * 16;
+            if (flags & F_LOADC) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk[v], cp));
+            if (flags & F_EPI) {
+                if (e->row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(e->row_bias[i]));
+                if (e->act == CFK_ACT_CLAMP) x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+            }
+            _mm512_mask_storeu_ps(cp, mk[v], x);
+        }
+    }
+}
+
+typedef void (*kerni_fn)(int, const long *, long, long, const float *, long, const float *, long, float *, long, int, int, int, const epi_t *);
+#define KI(MR, NV) static T512 void k512i_##MR##x##NV(int nt, const long *bt, long at, long kc, const float *a, long lda, \
+    const float *b, long bks, float *c, long ldc, int mr, int nr, int f, const epi_t *e) { \
+    k512i(MR, NV, nt, bt, at, kc, a, lda, b, bks, c, ldc, mr, nr, f, e); }
+KI(8, 1) KI(8, 2) KI(8, 3) KI(4, 1) KI(4, 2) KI(4, 3) KI(1, 1) KI(1, 2) KI(1, 3)
+
+#define CONVI_KC 256
+
+static T512 void conv_implicit512(const float *P, long Hp, long Wp, const cfk_conv_geom *g, const float *wt, long grp,
+                                  long o0, long o1, long n0, long n1, float *T, long ldt, const float *bias,
+                                  int act, float lo, float hi) {
+    static const kerni_fn k8[3] = {k512i_8x1, k512i_8x2, k512i_8x3};
+    static const kerni_fn k4[3] = {k512i_4x1, k512i_4x2, k512i_4x3};
+    static const kerni_fn k1[3] = {k512i_1x1, k512i_1x2, k512i_1x3};
+    long cpg = g->in_c / g->groups, og = g->out_c / g->groups, plane = Hp * Wp;
+    int ntaps = (int)(g->kh * g->kw);
+    long btap[64];
+    for (long ky = 0; ky < g->kh; ky++)
+        for (long kx = 0; kx < g->kw; kx++) btap[ky * g->kw + kx] = ky * g->dh * Wp + kx * g->dw;
+    long atap = g->out_c * cpg;
+    for (long cb = 0; cb < cpg; cb += CONVI_KC) {
+        long kc = cpg - cb < CONVI_KC ? cpg - cb : CONVI_KC;
+        int last = cb + kc >= cpg;
+        int flags = (cb > 0 ? F_LOADC : 0) | (last ? F_EPI : 0);
+        const float *bbase = P + (grp * cpg + cb) * plane;
+        for (long j = n0; j < n1; j += 48) {
+            int nr = (int)(n1 - j < 48 ? n1 - j : 48);
+            int nv = (nr + 15) / 16;
+            for (long i = o0; i < o1;) {
+                long rem = o1 - i;
+                long oabs = grp * og + i;
+                epi_t e = {NULL, bias ? bias + oabs : NULL, act, lo, hi};
+                const float *a = wt + oabs * cpg + cb;
+                float *cp = T + oabs * ldt + j;
+                if (rem >= 8) { k8[nv - 1](ntaps, btap, atap, kc, a, cpg, bbase + j, plane, cp, ldt, 8, nr, flags, &e); i += 8; }
+                else if (rem >= 4) { k4[nv - 1](ntaps, btap, atap, kc, a, cpg, bbase + j, plane, cp, ldt, 4, nr, flags, &e); i += 4; }
+                else if (rem == 1) { k1[nv - 1](ntaps, btap, atap, kc, a, cpg, bbase + j, plane, cp, ldt, 1, nr, flags, &e); i += 1; }
+                else { k4[nv - 1](ntaps, btap, atap, kc, a, cpg, bbase + j, plane, cp, ldt, (int)rem, nr, flags, &e); i += rem; }
+            }
+        }
+    }
+}
+
+int cfk_conv_implicit(int isa, const float *P, long Hp, long Wp, const cfk_conv_geom *g, const float *wt, long grp,
+                      long o0, long o1, long n0, long n1, float *T, long ldt, const float *bias,
+                      int act, float lo, float hi) {
+    if (isa != CFK_ISA_AVX512 || g->sh != 1 || g->sw != 1 || g->kh * g->kw > 64) return 0;
+    conv_implicit512(P, Hp, Wp, g, wt, grp, o0, o1, n0, n1, T, ldt, bias, act, lo, hi);
+    return 1;
+}
+
+void cfk_pad_input(const float *input, const cfk_conv_geom *g, long pb, long pr, long c0, long c1, float *P) {
+    long H = g->in_h, W = g->in_w, Hp = H + g->pt + pb, Wp = W + g->pl + pr;
+    for (long c = c0; c < c1; c++) {
+        float *pc = P + c * Hp * Wp;
+        const float *ic = input + c * H * W;
+        memset(pc, 0, (size_t)(g->pt * Wp) * sizeof(float));
+        for (long y = 0; y < H; y++) {
+            float *row = pc + (g->pt + y) * Wp;
+            for (long x = 0; x < g->pl; x++) row[x] = 0;
+            memcpy(row + g->pl, ic + y * W, (size_t)W * sizeof(float));
+            for (long x = g->pl + W; x < Wp; x++) row[x] = 0;
+        }
+        memset(pc + (g->pt + H) * Wp, 0, (size_t)(pb * Wp) * sizeof(float));
+    }
+}
+
+void cfk_compact_rows(const float *T, long ldt_row, long rows_per_ch, long cols, long c0, long c1, float *out) {
+    for (long c = c0; c < c1; c++)
+        for (long y = 0; y < rows_per_ch; y++)
+            memcpy(out + (c * rows_per_ch + y) * cols, T + (c * rows_per_ch + y) * ldt_row, (size_t)cols * sizeof(float));
 }

@@ -139,6 +139,9 @@ public final class PackedConvWeights: @unchecked Sendable {
     /// For a small output plane (where 16-column panels of pixels would waste work), the weights
     /// also packed as B (K × O) so the conv runs as pixels × O.
     let pixelsByChannels: PackedMatrix?
+    /// For stride-1 k×k convs: weights re-laid tap-major [kh·kw][O][C/groups] for the implicit-GEMM
+    /// AVX-512 path (no im2col; the shifted padded input is the B operand).
+    let tapMajor: [Float]?
 
     public init(_ weights: UnsafePointer<Float>, params: Conv2DParams) {
         self.params = params
@@ -151,6 +154,20 @@ public final class PackedConvWeights: @unchecked Sendable {
             pixelsByChannels = PackedMatrix(weights, k: kdim, n: params.outChannels, transposed: true)
         } else {
             pixelsByChannels = nil
+        }
+        let taps = params.kernelH * params.kernelW
+        if pixelsByChannels == nil, params.strideH == 1, params.strideW == 1, taps > 1, taps <= 64,
+           !params.isDepthwise, FloatISA.best == .avx512, count > 0 {
+            let cpg = params.inChannels / params.groups, o = params.outChannels
+            var t = [Float](repeating: 0, count: count)
+            for oc in 0..<o {
+                for c in 0..<cpg {
+                    for tap in 0..<taps { t[(tap * o + oc) * cpg + c] = weights[(oc * cpg + c) * taps + tap] }
+                }
+            }
+            tapMajor = t
+        } else {
+            tapMajor = nil
         }
     }
 }
@@ -314,6 +331,11 @@ public enum FloatKernels {
                 }
                 return
             }
+            if isa == FloatISA.avx512.rawValue, let tapMajor = weights.tapMajor {
+                conv2dImplicit(input: input, p: p, tapMajor: tapMajor, bias: bias, act: act, lo: lo, hi: hi,
+                               output: output, geom: geom)
+                return
+            }
             // Work items: (group, o0, o1, n0, n1).
             var items: [(Int, Int, Int, Int, Int)] = []
             let threads = (og * ohw * kdim * p.groups >= 1 << 17) ? threadCount : 1
@@ -343,6 +365,64 @@ public enum FloatKernels {
                                       output + oBase * ohw, bias.map { $0 + oBase }, act, lo, hi, scratch)
                         i += chunks
                     }
+                }
+            }
+        }
+    }
+
+    /// Stride-1 conv as an implicit GEMM on a zero-padded copy of the input (AVX-512).
+    static func conv2dImplicit(input: UnsafePointer<Float>, p: Conv2DParams, tapMajor: [Float],
+                               bias: UnsafePointer<Float>?, act: Int32, lo: Float, hi: Float,
+                               output: UnsafeMutablePointer<Float>, geom: cfk_conv_geom) {
+        var geom = geom
+        let hp = p.inHeight + p.padTop + p.padBottom, wp = p.inWidth + p.padLeft + p.padRight
+        let oh = p.outHeight, ow = p.outWidth, grid = oh * wp
+        let slack = (p.kernelW - 1) * p.dilationW + 16
+        let planeCount = p.inChannels * hp * wp
+        let padded = BufferCache.shared.take(planeCount + slack), t = BufferCache.shared.take(p.outChannels * grid)
+        defer { BufferCache.shared.give(padded); BufferCache.shared.give(t) }
+        (padded + planeCount).initialize(repeating: 0, count: slack)
+        let threads = threadCount
+        let og = p.outChannels / p.groups
+        tapMajor.withUnsafeBufferPointer { wbuf in
+            guard let wt = wbuf.baseAddress else { return }
+            withUnsafePointer(to: &geom) { g in
+                let c = p.inChannels
+                let padChunks = planeCount >= 1 << 15 ? min(threads, c) : 1
+                parallel(padChunks) { i in
+                    cfk_pad_input(input, g, p.padBottom, p.padRight, c * i / padChunks, c * (i + 1) / padChunks, padded)
+                }
+                var items: [(Int, Int, Int, Int, Int)] = []
+                let par = og * grid * p.groups >= 1 << 14 ? threads : 1
+                if p.groups >= par {
+                    for grp in 0..<p.groups { items.append((grp, 0, og, 0, grid)) }
+                } else if grid >= 96 * par {
+                    for i in 0..<par {
+                        let n0 = i == 0 ? 0 : roundUp(grid * i / par, 48)
+                        let n1 = i == par - 1 ? grid : roundUp(grid * (i + 1) / par, 48)
+                        if n1 > n0 { for grp in 0..<p.groups { items.append((grp, 0, og, n0, min(n1, grid))) } }
+                    }
+                } else {
+                    for i in 0..<par {
+                        let o0 = i == 0 ? 0 : roundUp(og * i / par, 8)
+                        let o1 = i == par - 1 ? og : roundUp(og * (i + 1) / par, 8)
+                        if o1 > o0 { for grp in 0..<p.groups { items.append((grp, o0, min(o1, og), 0, grid)) } }
+                    }
+                }
+                let chunks = min(par, items.count)
+                parallel(chunks) { ci in
+                    var i = ci
+                    while i < items.count {
+                        let (grp, o0, o1, n0, n1) = items[i]
+                        _ = cfk_conv_implicit(FloatISA.avx512.rawValue, padded, hp, wp, g, wt, grp, o0, o1, n0, n1,
+                                              t, grid, bias, act, lo, hi)
+                        i += chunks
+                    }
+                }
+                let o = p.outChannels
+                let cChunks = o * grid >= 1 << 15 ? min(threads, o) : 1
+                parallel(cChunks) { i in
+                    cfk_compact_rows(t, wp, oh, ow, o * i / cChunks, o * (i + 1) / cChunks, output)
                 }
             }
         }

@@ -159,6 +159,8 @@ func gemmBoundRatio(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], ld
         Conv2DParams(inChannels: 8, outChannels: 12, inHeight: 9, inWidth: 9, kernelH: 1, kernelW: 1, strideH: 2, strideW: 2),
         Conv2DParams(inChannels: 8, outChannels: 12, inHeight: 9, inWidth: 8, kernelH: 3, kernelW: 3, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1, groups: 2),
         Conv2DParams(inChannels: 8, outChannels: 8, inHeight: 6, inWidth: 9, kernelH: 3, kernelW: 1, strideH: 1, strideW: 2, padTop: 1, padBottom: 0, groups: 4),
+        Conv2DParams(inChannels: 5, outChannels: 7, inHeight: 8, inWidth: 11, kernelH: 3, kernelW: 5, padTop: 2, padLeft: 0, padBottom: 0, padRight: 3),
+        Conv2DParams(inChannels: 6, outChannels: 9, inHeight: 10, inWidth: 9, kernelH: 3, kernelW: 3, padTop: 1, padLeft: 2, padBottom: 1, padRight: 0, dilationH: 1, dilationW: 2, groups: 3),
         // small output planes (run as pixels × channels GEMM)
         Conv2DParams(inChannels: 16, outChannels: 24, inHeight: 9, inWidth: 10, kernelH: 3, kernelW: 3, strideH: 2, strideW: 2, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1),
         Conv2DParams(inChannels: 33, outChannels: 48, inHeight: 1, inWidth: 1, kernelH: 1, kernelW: 1),

@@ -75,6 +75,19 @@ void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, 
 /** dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst, long ldd);
 
+/** Implicit-GEMM conv for stride 1 (AVX-512 only; returns 0 without doing anything otherwise).
+ *  P: zero-padded input [in_c][Hp][Wp] (+ (kw-1)*dw floats of slack); wt: tap-major weights
+ *  [kh*kw][out_c][cin_per_group]; computes T[o][n'] (row stride ldt) for output channels [o0, o1) of
+ *  group `grp` (o relative to the group) and padded-grid columns n' = oy*Wp + ox in [n0, n1), plus bias
+ *  and activation. Columns with ox >= out_w are garbage. */
+int cfk_conv_implicit(int isa, const float *P, long Hp, long Wp, const cfk_conv_geom *g, const float *wt, long grp,
+                      long o0, long o1, long n0, long n1, float *T, long ldt, const float *bias,
+                      int act, float lo, float hi);
+/** Copy channels [c0, c1) of input into the zero-padded P (pads pt/pl from g, pb/pr given). */
+void cfk_pad_input(const float *input, const cfk_conv_geom *g, long pb, long pr, long c0, long c1, float *P);
+/** out[c][y][0..cols) = T[c*rows + y][0..cols) with T row stride ldt_row, for channels [c0, c1). */
+void cfk_compact_rows(const float *T, long ldt_row, long rows_per_ch, long cols, long c0, long c1, float *out);
+
 /** Depthwise / per-channel direct convolution for channels [c0, c1) (groups == in_c, any multiplier
  *  out_c/in_c): weights [out_c][1][kh][kw]. */
 void cfk_conv_depthwise(int isa, const float *input, const cfk_conv_geom *g, const float *w,
