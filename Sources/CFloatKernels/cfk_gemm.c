@@ -468,9 +468,14 @@ static T512 void conv_implicit512(const float *P, long Hp, long Wp, const cfk_co
     static const kerni_fn k1[3] = {k512i_1x1, k512i_1x2, k512i_1x3};
     long cpg = g->in_c / g->groups, og = g->out_c / g->groups, plane = Hp * Wp;
     int ntaps = (int)(g->kh * g->kw);
+    /* tap (ky, kx) reads phase plane ((ky*dh) % sh, (kx*dw) % sw) shifted by ((ky*dh)/sh, (kx*dw)/sw) */
     long btap[64];
     for (long ky = 0; ky < g->kh; ky++)
-        for (long kx = 0; kx < g->kw; kx++) btap[ky * g->kw + kx] = ky * g->dh * Wp + kx * g->dw;
+        for (long kx = 0; kx < g->kw; kx++) {
+            long ry = ky * g->dh, rx = kx * g->dw;
+            long phase = (ry % g->sh) * g->sw + rx % g->sw;
+            btap[ky * g->kw + kx] = phase * g->in_c * plane + (ry / g->sh) * Wp + rx / g->sw;
+        }
     long atap = g->out_c * cpg;
     for (long cb = 0; cb < cpg; cb += CONVI_KC) {
         long kc = cpg - cb < CONVI_KC ? cpg - cb : CONVI_KC;
@@ -498,7 +503,7 @@ static T512 void conv_implicit512(const float *P, long Hp, long Wp, const cfk_co
 int cfk_conv_implicit(int isa, const float *P, long Hp, long Wp, const cfk_conv_geom *g, const float *wt, long grp,
                       long o0, long o1, long n0, long n1, float *T, long ldt, const float *bias,
                       int act, float lo, float hi) {
-    if (isa != CFK_ISA_AVX512 || g->sh != 1 || g->sw != 1 || g->kh * g->kw > 64) return 0;
+    if (isa != CFK_ISA_AVX512 || g->kh * g->kw > 64) return 0;
     conv_implicit512(P, Hp, Wp, g, wt, grp, o0, o1, n0, n1, T, ldt, bias, act, lo, hi);
     return 1;
 }
@@ -517,6 +522,40 @@ void cfk_pad_input(const float *input, const cfk_conv_geom *g, long pb, long pr,
         }
         memset(pc + (g->pt + H) * Wp, 0, (size_t)(pb * Wp) * sizeof(float));
     }
+}
+
+/* Phase planes for a strided conv: P[(py*sw + px)][c][i][j] = padded[c][i*sh + py][j*sw + px]
+ * (zero outside the padded input), each plane Hq x Wq with Hq = ceil(Hp/sh), Wq = ceil(Wp/sw). */
+void cfk_phase_input(const float *input, const cfk_conv_geom *g, long pb, long pr, long c0, long c1, float *P) {
+    long H = g->in_h, W = g->in_w, sh = g->sh, sw = g->sw;
+    long Hp = H + g->pt + pb, Wp = W + g->pl + pr;
+    long Hq = (Hp + sh - 1) / sh, Wq = (Wp + sw - 1) / sw, plane = Hq * Wq;
+    for (long py = 0; py < sh; py++)
+        for (long px = 0; px < sw; px++) {
+            float *base = P + ((py * sw + px) * g->in_c) * plane;
+            for (long c = c0; c < c1; c++) {
+                float *pc = base + c * plane;
+                const float *ic = input + c * H * W;
+                for (long i = 0; i < Hq; i++) {
+                    long y = i * sh + py - g->pt;
+                    float *row = pc + i * Wq;
+                    if (y < 0 || y >= H) { memset(row, 0, (size_t)Wq * sizeof(float)); continue; }
+                    const float *irow = ic + y * W;
+                    if (sw == 1) {
+                        long j = 0;
+                        for (; j < g->pl && j < Wq; j++) row[j] = 0;
+                        long n = W < Wq - j ? W : Wq - j;
+                        memcpy(row + j, irow, (size_t)n * sizeof(float));
+                        for (j += n; j < Wq; j++) row[j] = 0;
+                    } else {
+                        for (long j = 0; j < Wq; j++) {
+                            long x = j * sw + px - g->pl;
+                            row[j] = (x >= 0 && x < W) ? irow[x] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
 }
 
 void cfk_compact_rows(const float *T, long ldt_row, long rows_per_ch, long cols, long c0, long c1, float *out) {

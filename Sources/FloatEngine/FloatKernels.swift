@@ -139,7 +139,7 @@ public final class PackedConvWeights: @unchecked Sendable {
     /// For a small output plane (where 16-column panels of pixels would waste work), the weights
     /// also packed as B (K × O) so the conv runs as pixels × O.
     let pixelsByChannels: PackedMatrix?
-    /// For stride-1 k×k convs: weights re-laid tap-major [kh·kw][O][C/groups] for the implicit-GEMM
+    /// For stride-1/2 k×k convs: weights re-laid tap-major [kh·kw][O][C/groups] for the implicit-GEMM
     /// AVX-512 path (no im2col; the shifted padded input is the B operand).
     let tapMajor: [Float]?
 
@@ -156,7 +156,7 @@ public final class PackedConvWeights: @unchecked Sendable {
             pixelsByChannels = nil
         }
         let taps = params.kernelH * params.kernelW
-        if pixelsByChannels == nil, params.strideH == 1, params.strideW == 1, taps > 1, taps <= 64,
+        if pixelsByChannels == nil, params.strideH <= 2, params.strideW <= 2, taps > 1, taps <= 64,
            !params.isDepthwise, FloatISA.best == .avx512, count > 0 {
             let cpg = params.inChannels / params.groups, o = params.outChannels
             var t = [Float](repeating: 0, count: count)
@@ -370,15 +370,17 @@ public enum FloatKernels {
         }
     }
 
-    /// Stride-1 conv as an implicit GEMM on a zero-padded copy of the input (AVX-512).
+    /// Stride-1/2 conv as an implicit GEMM on the zero-padded input split into stride phases (AVX-512).
     static func conv2dImplicit(input: UnsafePointer<Float>, p: Conv2DParams, tapMajor: [Float],
                                bias: UnsafePointer<Float>?, act: Int32, lo: Float, hi: Float,
                                output: UnsafeMutablePointer<Float>, geom: cfk_conv_geom) {
         var geom = geom
-        let hp = p.inHeight + p.padTop + p.padBottom, wp = p.inWidth + p.padLeft + p.padRight
-        let oh = p.outHeight, ow = p.outWidth, grid = oh * wp
+        // Phase planes (stride 1: just the padded input): [sh·sw][C][hq][wq].
+        let hq = (p.inHeight + p.padTop + p.padBottom + p.strideH - 1) / p.strideH
+        let wq = (p.inWidth + p.padLeft + p.padRight + p.strideW - 1) / p.strideW
+        let oh = p.outHeight, ow = p.outWidth, grid = oh * wq
         let slack = (p.kernelW - 1) * p.dilationW + 16
-        let planeCount = p.inChannels * hp * wp
+        let planeCount = p.strideH * p.strideW * p.inChannels * hq * wq
         let padded = BufferCache.shared.take(planeCount + slack), t = BufferCache.shared.take(p.outChannels * grid)
         defer { BufferCache.shared.give(padded); BufferCache.shared.give(t) }
         (padded + planeCount).initialize(repeating: 0, count: slack)
@@ -390,7 +392,7 @@ public enum FloatKernels {
                 let c = p.inChannels
                 let padChunks = planeCount >= 1 << 15 ? min(threads, c) : 1
                 parallel(padChunks) { i in
-                    cfk_pad_input(input, g, p.padBottom, p.padRight, c * i / padChunks, c * (i + 1) / padChunks, padded)
+                    cfk_phase_input(input, g, p.padBottom, p.padRight, c * i / padChunks, c * (i + 1) / padChunks, padded)
                 }
                 var items: [(Int, Int, Int, Int, Int)] = []
                 let par = og * grid * p.groups >= 1 << 14 ? threads : 1
@@ -414,7 +416,7 @@ public enum FloatKernels {
                     var i = ci
                     while i < items.count {
                         let (grp, o0, o1, n0, n1) = items[i]
-                        _ = cfk_conv_implicit(FloatISA.avx512.rawValue, padded, hp, wp, g, wt, grp, o0, o1, n0, n1,
+                        _ = cfk_conv_implicit(FloatISA.avx512.rawValue, padded, hq, wq, g, wt, grp, o0, o1, n0, n1,
                                               t, grid, bias, act, lo, hi)
                         i += chunks
                     }
@@ -422,7 +424,7 @@ public enum FloatKernels {
                 let o = p.outChannels
                 let cChunks = o * grid >= 1 << 15 ? min(threads, o) : 1
                 parallel(cChunks) { i in
-                    cfk_compact_rows(t, wp, oh, ow, o * i / cChunks, o * (i + 1) / cChunks, output)
+                    cfk_compact_rows(t, wq, oh, ow, o * i / cChunks, o * (i + 1) / cChunks, output)
                 }
             }
         }

@@ -75,14 +75,17 @@ void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, 
 /** dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst, long ldd);
 
-/** Implicit-GEMM conv for stride 1 (AVX-512 only; returns 0 without doing anything otherwise).
- *  P: zero-padded input [in_c][Hp][Wp] (+ (kw-1)*dw floats of slack); wt: tap-major weights
+/** Implicit-GEMM conv (AVX-512 only; returns 0 without doing anything otherwise).
+ *  P: phase planes from cfk_phase_input, [sh*sw][in_c][Hp][Wp] with Hp/Wp the phase-plane size
+ *  (for stride 1 simply the zero-padded input), plus (kw-1)*dw floats of slack; wt: tap-major weights
  *  [kh*kw][out_c][cin_per_group]; computes T[o][n'] (row stride ldt) for output channels [o0, o1) of
  *  group `grp` (o relative to the group) and padded-grid columns n' = oy*Wp + ox in [n0, n1), plus bias
  *  and activation. Columns with ox >= out_w are garbage. */
 int cfk_conv_implicit(int isa, const float *P, long Hp, long Wp, const cfk_conv_geom *g, const float *wt, long grp,
                       long o0, long o1, long n0, long n1, float *T, long ldt, const float *bias,
                       int act, float lo, float hi);
+/** Phase planes of the zero-padded input for stride (sh, sw) (stride 1: the padded input), channels [c0, c1). */
+void cfk_phase_input(const float *input, const cfk_conv_geom *g, long pb, long pr, long c0, long c1, float *P);
 /** Copy channels [c0, c1) of input into the zero-padded P (pads pt/pl from g, pb/pr given). */
 void cfk_pad_input(const float *input, const cfk_conv_geom *g, long pb, long pr, long c0, long c1, float *P);
 /** out[c][y][0..cols) = T[c*rows + y][0..cols) with T row stride ldt_row, for channels [c0, c1). */
