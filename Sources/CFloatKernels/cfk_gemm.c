@@ -563,3 +563,21 @@ void cfk_compact_rows(const float *T, long ldt_row, long rows_per_ch, long cols,
         for (long y = 0; y < rows_per_ch; y++)
             memcpy(out + (c * rows_per_ch + y) * cols, T + (c * rows_per_ch + y) * ldt_row, (size_t)cols * sizeof(float));
 }
+
+/* im2row from a zero-padded input P [in_c][Hp][Wp] (cfk_pad_input): out[(n - n0) * K + ci*taps + t]. */
+void cfk_im2row_padded(const float *P, long Hp, long Wp, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out) {
+    long cpg = g->in_c / g->groups, taps = g->kh * g->kw, K = cpg * taps, plane = Hp * Wp, OW = g->out_w;
+    long toff[64];
+    if (taps > 64) return;
+    for (long ky = 0; ky < g->kh; ky++)
+        for (long kx = 0; kx < g->kw; kx++) toff[ky * g->kw + kx] = ky * g->dh * Wp + kx * g->dw;
+    for (long n = n0; n < n1; n++) {
+        long oy = n / OW, ox = n % OW;
+        const float *base = P + cin0 * plane + oy * g->sh * Wp + ox * g->sw;
+        float *d = out + (n - n0) * K;
+        for (long ci = 0; ci < cpg; ci++) {
+            const float *b = base + ci * plane;
+            for (long t = 0; t < taps; t++) d[ci * taps + t] = b[toff[t]];
+        }
+    }
+}

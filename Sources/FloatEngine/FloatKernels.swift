@@ -317,9 +317,29 @@ public enum FloatKernels {
                 defer { BufferCache.shared.give(a); BufferCache.shared.give(tmp) }
                 withUnsafePointer(to: &geom) { g in
                     let chunks = ohw * kdim >= 1 << 15 ? min(threadCount, ohw) : 1
-                    parallel(chunks) { t in
-                        let n0 = ohw * t / chunks, n1 = ohw * (t + 1) / chunks
-                        cfk_im2row(input, g, 0, n0, n1, a + n0 * kdim)
+                    let taps = p.kernelH * p.kernelW
+                    let hp = p.inHeight + p.padTop + p.padBottom, wp = p.inWidth + p.padLeft + p.padRight
+                    if taps <= 64 {
+                        // Gather from a zero-padded copy (no bounds checks per element).
+                        let unpadded = p.padTop == 0 && p.padLeft == 0 && p.padBottom == 0 && p.padRight == 0
+                        let padded = unpadded ? nil : BufferCache.shared.take(p.inChannels * hp * wp)
+                        defer { if let padded { BufferCache.shared.give(padded) } }
+                        if let padded {
+                            parallel(chunks) { t in
+                                let c0 = p.inChannels * t / chunks, c1 = p.inChannels * (t + 1) / chunks
+                                cfk_pad_input(input, g, p.padBottom, p.padRight, c0, c1, padded)
+                            }
+                        }
+                        let src = padded.map { UnsafePointer($0) } ?? input
+                        parallel(chunks) { t in
+                            let n0 = ohw * t / chunks, n1 = ohw * (t + 1) / chunks
+                            cfk_im2row_padded(src, hp, wp, g, 0, n0, n1, a + n0 * kdim)
+                        }
+                    } else {
+                        parallel(chunks) { t in
+                            let n0 = ohw * t / chunks, n1 = ohw * (t + 1) / chunks
+                            cfk_im2row(input, g, 0, n0, n1, a + n0 * kdim)
+                        }
                     }
                 }
                 gemm(m: ohw, a: a, lda: kdim, b: wt, bias: bias, activation: activation, c: tmp, ldc: p.outChannels)

@@ -72,6 +72,9 @@ void cfk_conv_gemm(int isa, const float *input, const cfk_conv_geom *g, long cin
  *  channels from cin0. Used for convs with a small output plane (run as pixels x O GEMMs). */
 void cfk_im2row(const float *input, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out);
 
+/** im2row from a zero-padded input P [in_c][Hp][Wp] (see cfk_pad_input); requires kh*kw <= 64. */
+void cfk_im2row_padded(const float *P, long Hp, long Wp, const cfk_conv_geom *g, long cin0, long n0, long n1, float *out);
+
 /** dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void cfk_transpose(const float *src, long rows, long cols, long lds, float *dst, long ldd);
 
