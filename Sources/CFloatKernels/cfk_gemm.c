@@ -581,3 +581,50 @@ void cfk_im2row_padded(const float *P, long Hp, long Wp, const cfk_conv_geom *g,
         }
     }
 }
+
+/* Depthwise conv on phase planes (cfk_phase_input; stride 1: the padded input), AVX-512:
+ * out[oc][y][x] = bias + sum_t w[oc][t] * P[phase_t][oc / mult][y + dy_t][x + dx_t], 16 outputs at a time. */
+static T512 void depthwise_phase512(const float *P, long Hq, long Wq, const cfk_conv_geom *g, const float *w,
+                                    long oc0, long oc1, float *out, const float *bias, int act, float lo, float hi) {
+    long taps = g->kh * g->kw, plane = Hq * Wq, OH = g->out_h, OW = g->out_w, mult = g->out_c / g->in_c;
+    long off[64];
+    for (long ky = 0; ky < g->kh; ky++)
+        for (long kx = 0; kx < g->kw; kx++) {
+            long ry = ky * g->dh, rx = kx * g->dw;
+            long phase = (ry % g->sh) * g->sw + rx % g->sw;
+            off[ky * g->kw + kx] = phase * g->in_c * plane + (ry / g->sh) * Wq + rx / g->sw;
+        }
+    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (long oc = oc0; oc < oc1; oc++) {
+        const float *pc = P + (oc / mult) * plane;
+        const float *wk = w + oc * taps;
+        __m512 wv[64];
+        for (long t = 0; t < taps; t++) wv[t] = _mm512_set1_ps(wk[t]);
+        __m512 b0 = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
+        for (long y = 0; y < OH; y++) {
+            const float *row = pc + y * Wq;
+            float *orow = out + (oc * OH + y) * OW;
+            for (long x = 0; x < OW; x += 16) {
+                long rem = OW - x;
+                __mmask16 mk = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+                __m512 acc0 = b0, acc1 = _mm512_setzero_ps();
+                long t = 0;
+                for (; t + 1 < taps; t += 2) {
+                    acc0 = _mm512_fmadd_ps(wv[t], _mm512_maskz_loadu_ps(mk, row + off[t] + x), acc0);
+                    acc1 = _mm512_fmadd_ps(wv[t + 1], _mm512_maskz_loadu_ps(mk, row + off[t + 1] + x), acc1);
+                }
+                if (t < taps) acc0 = _mm512_fmadd_ps(wv[t], _mm512_maskz_loadu_ps(mk, row + off[t] + x), acc0);
+                acc0 = _mm512_add_ps(acc0, acc1);
+                if (act == CFK_ACT_CLAMP) acc0 = _mm512_min_ps(_mm512_max_ps(acc0, vlo), vhi);
+                _mm512_mask_storeu_ps(orow + x, mk, acc0);
+            }
+        }
+    }
+}
+
+int cfk_depthwise_phase(int isa, const float *P, long Hq, long Wq, const cfk_conv_geom *g, const float *w,
+                        long oc0, long oc1, float *out, const float *bias, int act, float lo, float hi) {
+    if (isa != CFK_ISA_AVX512 || g->kh * g->kw > 64) return 0;
+    depthwise_phase512(P, Hq, Wq, g, w, oc0, oc1, out, bias, act, lo, hi);
+    return 1;
+}

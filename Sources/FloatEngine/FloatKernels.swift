@@ -301,6 +301,28 @@ public enum FloatKernels {
             guard let w = wbuf.baseAddress else { return }
             if p.isDepthwise {
                 let chunks = (p.outChannels * ohw * p.kernelH * p.kernelW >= 1 << 16) ? min(threadCount, p.outChannels) : 1
+                if isa == FloatISA.avx512.rawValue, p.kernelH * p.kernelW <= 64 {
+                    // Zero-padded stride-phase planes, then 16 outputs per vector with no bounds checks.
+                    let hq = (p.inHeight + p.padTop + p.padBottom + p.strideH - 1) / p.strideH
+                    let wq = (p.inWidth + p.padLeft + p.padRight + p.strideW - 1) / p.strideW
+                    let count = p.strideH * p.strideW * p.inChannels * hq * wq
+                    let slack = (p.kernelW - 1) * p.dilationW + 16
+                    let planes = BufferCache.shared.take(count + slack)
+                    defer { BufferCache.shared.give(planes) }
+                    (planes + count).initialize(repeating: 0, count: slack)
+                    withUnsafePointer(to: &geom) { g in
+                        let c = p.inChannels
+                        parallel(min(chunks, c)) { t in
+                            let n = min(chunks, c)
+                            cfk_phase_input(input, g, p.padBottom, p.padRight, c * t / n, c * (t + 1) / n, planes)
+                        }
+                        parallel(chunks) { t in
+                            let o0 = p.outChannels * t / chunks, o1 = p.outChannels * (t + 1) / chunks
+                            _ = cfk_depthwise_phase(isa, planes, hq, wq, g, w, o0, o1, output, bias, act, lo, hi)
+                        }
+                    }
+                    return
+                }
                 withUnsafePointer(to: &geom) { g in
                     parallel(chunks) { t in
                         let o0 = p.outChannels * t / chunks, o1 = p.outChannels * (t + 1) / chunks

@@ -100,6 +100,11 @@ void cfk_conv_depthwise(int isa, const float *input, const cfk_conv_geom *g, con
                         long oc0, long oc1, float *out, const float *bias,
                         int act, float lo, float hi);
 
+/** Depthwise conv (groups == in_c) on phase planes from cfk_phase_input (AVX-512 only; returns 0
+ *  without doing anything otherwise). Output channels [oc0, oc1). */
+int cfk_depthwise_phase(int isa, const float *P, long Hq, long Wq, const cfk_conv_geom *g, const float *w,
+                        long oc0, long oc1, float *out, const float *bias, int act, float lo, float hi);
+
 /* ---- element-wise math (in place unless noted) ---- */
 enum { CFK_UNARY_EXP = 0, CFK_UNARY_ERF = 1, CFK_UNARY_TANH = 2, CFK_UNARY_SIGMOID = 3,
        CFK_UNARY_GELU = 4 };
