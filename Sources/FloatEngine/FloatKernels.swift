@@ -499,7 +499,8 @@ public enum FloatKernels {
     }
 
     /// Element-wise unary functions over `count` contiguous values, in place.
-    /// `gelu` is the exact erf form. Max error vs libm (double, rounded): see `FloatKernelsTests`.
+    /// `gelu` is the exact erf form. Vectorised paths (AVX-512/AVX2) stay within 4e-7 relative of libm
+    /// (double, rounded to float) over [-30, 30]: `float-bench --only math` prints the measured maxima.
     public enum Unary: Sendable { case exp, erf, tanh, sigmoid, gelu }
 
     public static func apply(_ f: Unary, _ x: UnsafeMutablePointer<Float>, count: Int) {

@@ -115,7 +115,7 @@ func runAll() {
             }
             var pooled = 0, inl = 0
             cfk_pool_stats(&pooled, &inl)
-            if !opt.json { print("pool jobs so far: \(pooled) pooled, \(inl) inline") }
+            if !opt.json { print("pool jobs so far: \(pooled) pooled, \(inl) inline, worker joined \(cfk_pool_worker_joins())") }
             record(Row(kind: "attn", name: "vit p.v 3x197x197x64", m: tok, n: d, k: tok, count: 12, flops: f1, threads: t, seconds: s2, gflops: f1 / s2 / 1e9))
         }
     }
