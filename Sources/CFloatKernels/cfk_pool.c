@@ -33,7 +33,7 @@ static atomic_long next_index = 0;
 static long job_n = 0;
 static cfk_task_fn job_fn = NULL;
 static void *job_ctx = NULL;
-static atomic_long spin_iterations = 20000;
+static atomic_long spin_iterations = 2000;
 static _Thread_local int in_pool_job = 0;
 static atomic_long stat_pooled = 0, stat_inline = 0, stat_joins = 0;
 

@@ -204,7 +204,7 @@ public enum FloatKernels {
         let bp = b.packed
         let acc: Int32 = accumulate ? 1 : 0
         let parts = splitGemm(m: m, n: n, k: k)
-        parallel(parts.count) { t in
+        parallel(parts.count, threads: threadCount) { t in
             let (r0, r1, c0, c1) = parts[t]
             cfk_sgemm_packed(isa, r1 - r0, c1 - c0, k, a + r0 * lda, lda, bp + (c0 / 16) * k * 16, k * 16,
                              c + r0 * ldc + c0, ldc, bias.map { $0 + c0 }, nil, act, lo, hi, acc)
@@ -225,7 +225,7 @@ public enum FloatKernels {
         if k > 0 { cfk_pack_b(b, ldb, bTransposed ? 1 : 0, k, n, packed) }
         let acc: Int32 = accumulate ? 1 : 0
         let parts = splitGemm(m: m, n: n, k: k)
-        parallel(parts.count) { t in
+        parallel(parts.count, threads: threadCount) { t in
             let (r0, r1, c0, c1) = parts[t]
             cfk_sgemm_packed(isa, r1 - r0, c1 - c0, k, a + r0 * lda, lda, packed + (c0 / 16) * k * 16, k * 16,
                              c + r0 * ldc + c0, ldc, nil, nil, Int32(CFK_ACT_NONE), 0, 0, acc)
@@ -555,8 +555,10 @@ public enum FloatKernels {
     /// Row/column split of an m × n GEMM over up to `threadCount` threads: the larger dimension is cut,
     /// columns at multiples of 48 (one AVX-512 tile), rows at multiples of 8.
     static func splitGemm(m: Int, n: Int, k: Int) -> [(Int, Int, Int, Int)] {
-        let threads = threadCount
-        if threads <= 1 || 2 * m * n * max(k, 1) < 1 << 18 { return [(0, m, 0, n)] }
+        if threadCount <= 1 || 2 * m * n * max(k, 1) < 1 << 18 { return [(0, m, 0, n)] }
+        // Two parts per thread when there is enough work: a descheduled worker then costs at most
+        // one part (the caller takes the parts nobody claimed).
+        let threads = 2 * m * n * max(k, 1) >= 1 << 22 ? 2 * threadCount : threadCount
         var parts: [(Int, Int, Int, Int)] = []
         if n >= m && n >= 96 {
             var c0 = 0
@@ -591,8 +593,9 @@ public enum FloatKernels {
     nonisolated(unsafe) public static var threading: Threading = .spinningPool
 
     /// Runs body(0..<count) on up to `count` threads (inline when count == 1).
-    static func parallel(_ count: Int, _ body: (Int) -> Void) {
+    static func parallel(_ count: Int, threads: Int? = nil, _ body: (Int) -> Void) {
         if count <= 1 { if count == 1 { body(0) }; return }
+        let threads = min(threads ?? count, count)
         withoutActuallyEscaping(body) { escaping in
             switch threading {
             case .dispatch:
@@ -601,7 +604,7 @@ public enum FloatKernels {
             case .spinningPool:
                 var fn = escaping
                 withUnsafeMutablePointer(to: &fn) { ptr in
-                    cfk_parallel_for(count, Int32(clamping: count), { ctx, i in
+                    cfk_parallel_for(count, Int32(clamping: threads), { ctx, i in
                         ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
                     }, ptr)
                 }

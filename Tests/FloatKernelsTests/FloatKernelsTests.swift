@@ -276,3 +276,24 @@ func gemmBoundRatio(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], ld
         }
     }
 }
+
+@Suite struct ThreadingTests {
+    /// Every index runs exactly once, nested calls run inline, for both threading modes.
+    @Test(arguments: [FloatKernels.Threading.spinningPool, .dispatch])
+    func parallelRunsEveryIndexOnce(mode: FloatKernels.Threading) {
+        let saved = FloatKernels.threading
+        FloatKernels.threading = mode
+        defer { FloatKernels.threading = saved }
+        let outer = 37, inner = 5
+        var hits = [Int](repeating: 0, count: outer * inner)
+        hits.withUnsafeMutableBufferPointer { h in
+            let base = h.baseAddress!
+            for _ in 0..<20 {
+                FloatKernels.parallel(outer, threads: 2) { i in
+                    FloatKernels.parallel(inner) { j in base[i * inner + j] += 1 }
+                }
+            }
+        }
+        #expect(hits.allSatisfy { $0 == 20 }, "\(mode): \(hits.filter { $0 != 20 }.count) slots wrong")
+    }
+}
