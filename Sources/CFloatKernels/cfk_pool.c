@@ -8,6 +8,7 @@
  * only for the workers that joined, so a descheduled or sleeping worker never delays a job. */
 #include "cfloatkernels.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -111,6 +112,11 @@ void cfk_parallel_for(long n, int threads, cfk_task_fn fn, void *ctx) {
     run_indices(n, fn, ctx);
     in_pool_job = 0;
     long joined = atomic_fetch_or(&state, CLOSED) & (CLOSED - 1);
-    while (atomic_load_explicit(&checked_out, memory_order_acquire) < joined) CPU_RELAX();
+    /* Wait for the workers that joined. Yield after a short spin: if a worker shares this core
+     * (another process holds the other one), spinning here would only delay it. */
+    for (long s = 0; atomic_load_explicit(&checked_out, memory_order_acquire) < joined; s++) {
+        if (s < 2000) CPU_RELAX();
+        else sched_yield();
+    }
     pthread_mutex_unlock(&submit_lock);
 }
