@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "kernel-bench", targets: ["kernel-bench"]),
+        .executable(name: "float-bench", targets: ["float-bench"]),
         .library(name: "Imaging", targets: ["Imaging"]),
         .library(name: "ONNXGraph", targets: ["ONNXGraph"]),
         .library(name: "FloatEngine", targets: ["FloatEngine"]),
@@ -69,6 +70,7 @@ let package = Package(
         .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging"]),
         .executableTarget(name: "quant-bench", dependencies: ["Quant", "FloatEngine"], path: "bench/quant-bench"),
+        .executableTarget(name: "float-bench", dependencies: ["FloatEngine", "CFloatKernels"]),
 
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),
@@ -76,5 +78,6 @@ let package = Package(
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
+        .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )
