@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
         // MARK: Reports and terminal output (Foundation only)
-        .target(name: "Reporting"),
+        .target(name: "Reporting", dependencies: ["Quant"]),
 
         // MARK: Executables
         .executableTarget(
@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
-        .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant"]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import Quant
 
 /// The `accuracy_vs_bits.svg` figure: top-1 accuracy (%) against bit width, one line with markers per method, the
 /// float model as a dashed reference line, written as plain SVG 1.1 with no dependencies.

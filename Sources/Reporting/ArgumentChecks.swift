@@ -1,4 +1,5 @@
 import Foundation
+import Quant
 
 /// Why a command-line value was rejected. Each message names the option, the value and what would be accepted, so
 /// the user can fix the command without reading the source. The CLI turns these into ArgumentParser
@@ -46,29 +47,19 @@ public enum ArgumentCheckError: Error, CustomStringConvertible, Equatable, Senda
 }
 
 extension BitSetting {
-    /// Accepted bit widths for weights and activations.
-    public static let supportedBits: ClosedRange<Int> = 2...8
-
-    /// Parses one setting: `W8A8`, `w4a8`, or a bare number `8` meaning `W8A8`.
+    /// Parses one setting: `W8A8`, `w4a8`, or a bare number `8` meaning `W8A8` (the parser is Quant's).
     public static func parse(_ text: String, option: String = "--bits") throws(ArgumentCheckError) -> BitSetting {
         let t = text.trimmingCharacters(in: .whitespaces)
-        let u = t.uppercased()
-        let w: Int, a: Int
-        if let n = Int(u) {
-            (w, a) = (n, n)
-        } else {
-            guard u.hasPrefix("W"), let ai = u.firstIndex(of: "A"),
-                  let wn = Int(u[u.index(after: u.startIndex)..<ai]), let an = Int(u[u.index(after: ai)...])
-            else {
-                throw .badBits(option: option, value: t, reason: "expected W<bits>A<bits> such as W4A4, or a bare number such as 8")
+        do { return try BitSetting(parsing: t) } catch {
+            let reason: String
+            switch error {
+            case let .badBitSetting(_, r) where r.hasPrefix("expected"): reason = r
+            case .badBitSetting, .unsupportedBits:
+                reason = "bit widths must be between \(UniformQuantizer.supportedBits.lowerBound) and \(UniformQuantizer.supportedBits.upperBound)"
+            default: reason = error.description
             }
-            (w, a) = (wn, an)
+            throw .badBits(option: option, value: t, reason: reason)
         }
-        guard supportedBits.contains(w), supportedBits.contains(a) else {
-            throw .badBits(option: option, value: t,
-                           reason: "bit widths must be between \(supportedBits.lowerBound) and \(supportedBits.upperBound)")
-        }
-        return BitSetting(weightBits: w, activationBits: a)
     }
 
     /// Parses a comma-separated list (`W8A8,W6A6,W4A4`), keeping the user's order; empty items and duplicates are

@@ -1,42 +1,5 @@
 import Foundation
-
-/// A weight/activation bit-width setting such as `W8A8` or `W4A8`.
-///
-/// Written as the string `W<weights>A<activations>` in every report so a reader never has to guess which number is which.
-public struct BitSetting: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
-    /// Bits per weight (2...8).
-    public var weightBits: Int
-    /// Bits per activation (2...8).
-    public var activationBits: Int
-
-    public init(weightBits: Int, activationBits: Int) {
-        self.weightBits = weightBits
-        self.activationBits = activationBits
-    }
-
-    /// Shorthand for `W<bits>A<bits>`.
-    public init(_ bits: Int) { self.init(weightBits: bits, activationBits: bits) }
-
-    /// `W8A8`.
-    public var description: String { "W\(weightBits)A\(activationBits)" }
-
-    /// Orders by weight bits, then activation bits.
-    public static func < (a: BitSetting, b: BitSetting) -> Bool {
-        (a.weightBits, a.activationBits) < (b.weightBits, b.activationBits)
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { self = try BitSetting.parse(text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
-}
+import Quant
 
 /// Top-1 and top-5 accuracy in percent (0...100).
 public struct Accuracy: Codable, Sendable, Equatable {

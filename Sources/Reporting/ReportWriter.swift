@@ -1,4 +1,5 @@
 import Foundation
+import Quant
 
 /// Renders a ``QuantReport`` as the files of a report folder and writes them atomically.
 ///

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Quant
 import Reporting
 
 // Exit codes of the tool:

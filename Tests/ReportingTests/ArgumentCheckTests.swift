@@ -1,12 +1,13 @@
 import Foundation
 import Testing
 @testable import Reporting
+import Quant
 
 @Suite struct ArgumentCheckTests {
     @Test func parsesBitsLists() throws {
-        #expect(try BitSetting.parseList("W8A8,W6A6,W4A4,W3A3") == [BitSetting(8), BitSetting(6), BitSetting(4), BitSetting(3)])
-        #expect(try BitSetting.parseList(" w4a8 , 8") == [BitSetting(weightBits: 4, activationBits: 8), BitSetting(8)])
-        #expect(BitSetting(weightBits: 4, activationBits: 8).description == "W4A8")
+        #expect(try BitSetting.parseList("W8A8,W6A6,W4A4,W3A3") == [setting(8), setting(6), setting(4), setting(3)])
+        #expect(try BitSetting.parseList(" w4a8 , 8") == [setting(4, 8), setting(8)])
+        #expect(setting(4, 8).description == "W4A8")
     }
 
     @Test(arguments: [

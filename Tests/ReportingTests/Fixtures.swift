@@ -1,5 +1,6 @@
 import Foundation
 @testable import Reporting
+import Quant
 
 /// A small report with every kind of value: two methods, a missing accuracy, a 0 % result, names needing escaping.
 func sampleReport(model: String = "vit_tiny_patch16_224") -> QuantReport {
@@ -9,23 +10,23 @@ func sampleReport(model: String = "vit_tiny_patch16_224") -> QuantReport {
         calibrationImages: 32, calibrationSeed: 7, calibrationFolder: "calib-data", evaluationImages: 500,
         evaluationFolder: "imagenet-sample")
     let results = [
-        ResultRow(bits: BitSetting(8), method: "adalog", top1: 82.1, top5: 96.0, agreement: 97.5, sizeBytes: 5_900_000,
+        ResultRow(bits: setting(8), method: "adalog", top1: 82.1, top5: 96.0, agreement: 97.5, sizeBytes: 5_900_000,
                   calibrationSeconds: 12.5),
-        ResultRow(bits: BitSetting(4), method: "adalog", top1: 71.4, top5: 90.2, agreement: 80.0, sizeBytes: 3_100_000,
+        ResultRow(bits: setting(4), method: "adalog", top1: 71.4, top5: 90.2, agreement: 80.0, sizeBytes: 3_100_000,
                   calibrationSeconds: 40),
-        ResultRow(bits: BitSetting(8), method: "uniform-minmax", top1: 81.7, top5: 95.9, agreement: 96.0,
+        ResultRow(bits: setting(8), method: "uniform-minmax", top1: 81.7, top5: 95.9, agreement: 96.0,
                   sizeBytes: 5_900_000, calibrationSeconds: 2),
-        ResultRow(bits: BitSetting(4), method: "uniform-minmax", top1: nil, top5: nil, agreement: nil, sizeBytes: nil,
+        ResultRow(bits: setting(4), method: "uniform-minmax", top1: nil, top5: nil, agreement: nil, sizeBytes: nil,
                   calibrationSeconds: nil),
-        ResultRow(bits: BitSetting(3), method: "uniform-minmax", top1: 0, top5: 0.5, agreement: 0.2, sizeBytes: 2_500_000,
+        ResultRow(bits: setting(3), method: "uniform-minmax", top1: 0, top5: 0.5, agreement: 0.2, sizeBytes: 2_500_000,
                   calibrationSeconds: 2),
     ]
     let layers = [
-        LayerRow(name: "blocks.0.attn.qkv", bits: BitSetting(8), method: "adalog", sqnrDB: 38.5, op: "MatMul"),
-        LayerRow(name: "blocks.11.mlp.fc2", bits: BitSetting(4), method: "adalog", sqnrDB: 9.25, op: "MatMul"),
-        LayerRow(name: "head|weird,\"name\"", bits: BitSetting(4), method: "adalog", sqnrDB: 15, op: "Gemm"),
-        LayerRow(name: "blocks.0.attn.qkv", bits: BitSetting(4), method: "adalog", sqnrDB: nil, op: "MatMul"),
-        LayerRow(name: "patch_embed.proj", bits: BitSetting(8), method: "adalog", sqnrDB: .infinity, op: "Conv"),
+        LayerRow(name: "blocks.0.attn.qkv", bits: setting(8), method: "adalog", sqnrDB: 38.5, op: "MatMul"),
+        LayerRow(name: "blocks.11.mlp.fc2", bits: setting(4), method: "adalog", sqnrDB: 9.25, op: "MatMul"),
+        LayerRow(name: "head|weird,\"name\"", bits: setting(4), method: "adalog", sqnrDB: 15, op: "Gemm"),
+        LayerRow(name: "blocks.0.attn.qkv", bits: setting(4), method: "adalog", sqnrDB: nil, op: "MatMul"),
+        LayerRow(name: "patch_embed.proj", bits: setting(8), method: "adalog", sqnrDB: .infinity, op: "Conv"),
     ]
     return QuantReport(model: model, float: Accuracy(top1: 82.6, top5: 96.3), results: results, layers: layers,
                        metadata: meta)
@@ -76,4 +77,9 @@ final class FakeClock: @unchecked Sendable {
     private var t = 1000.0
     func now() -> Double { lock.lock(); defer { lock.unlock() }; return t }
     func advance(_ s: Double) { lock.lock(); t += s; lock.unlock() }
+}
+
+/// A bit setting from constants the tests know are valid (2…8).
+func setting(_ w: Int, _ a: Int? = nil) -> BitSetting {
+    do { return try BitSetting(weightBits: w, activationBits: a ?? w) } catch { fatalError("test constant \(w): \(error)") }
 }

@@ -1,5 +1,6 @@
 import Testing
 @testable import Reporting
+import Quant
 
 @Suite struct MetricsTests {
     @Test func sqnrMatchesTheDefinition() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Reporting
+import Quant
 
 @Suite struct ProgressTests {
     @Test func notATerminalShortTaskPrintsNothing() {

@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 @testable import Reporting
+import Quant
 
 @Suite struct ReportFileTests {
     @Test func jsonHasTheStableKeys() throws {
@@ -219,7 +220,7 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         #expect(empty.texts.contains("no quantized results"))
         r.results = (0..<12).flatMap { i in
             [8, 4].map { b in
-                ResultRow(bits: BitSetting(b), method: "m\(i)", top1: Double(50 + i + b), top5: nil, agreement: nil,
+                ResultRow(bits: setting(b), method: "m\(i)", top1: Double(50 + i + b), top5: nil, agreement: nil,
                           sizeBytes: nil, calibrationSeconds: nil)
             }
         }
