@@ -38,7 +38,9 @@ let package = Package(
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "CImageCodecs", dependencies: ["CLibPNG", "CLibJPEG"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs"], resources: [.copy("Resources/imagenet-synsets.txt")]),
+        // Atomic file writes (temp file + fsync + rename), shared by every room that writes outputs.
+        .target(name: "FileOutput"),
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "FileOutput"], resources: [.copy("Resources/imagenet-synsets.txt")]),
 
         // MARK: Model graph and float execution
         .target(name: "OnnxProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -56,7 +58,7 @@ let package = Package(
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
         // MARK: Reports and terminal output (Foundation only)
-        .target(name: "Reporting", dependencies: ["Quant"]),
+        .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
 
         // MARK: Executables
         .executableTarget(
@@ -77,7 +79,7 @@ let package = Package(
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
-        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )

@@ -1,5 +1,17 @@
+import FileOutput
 import Foundation
 import Quant
+
+/// Why a report could not be written.
+public enum ReportWriteError: Error, CustomStringConvertible, Equatable, Sendable {
+    case notADirectory(String)
+
+    public var description: String {
+        switch self {
+        case let .notADirectory(p): return "\(p): not a folder; reports are written into a folder"
+        }
+    }
+}
 
 /// Renders a ``QuantReport`` as the files of a report folder and writes them atomically.
 ///

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -134,7 +135,7 @@ import Quant
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("report.json")
         try AtomicFile.write(Data("old".utf8), to: url)
-        #expect(throws: ReportWriteError.self) {
+        #expect(throws: AtomicWriteError.self) {
             try AtomicFile.write(to: url) { throw Boom() }
         }
         #expect(try String(contentsOf: url, encoding: .utf8) == "old")
@@ -148,7 +149,7 @@ import Quant
         let target = dir.appendingPathComponent("report.md")
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: false)
         try Data("keep".utf8).write(to: target.appendingPathComponent("inside.txt"))
-        #expect(throws: ReportWriteError.self) { try AtomicFile.write(Data("new".utf8), to: target) }
+        #expect(throws: AtomicWriteError.self) { try AtomicFile.write(Data("new".utf8), to: target) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["report.md"])
         #expect(try String(contentsOf: target.appendingPathComponent("inside.txt"), encoding: .utf8) == "keep")
     }

@@ -7,19 +7,17 @@ import Musl
 import Darwin
 #endif
 
-/// Why a report file could not be written.
-public enum ReportWriteError: Error, CustomStringConvertible, Equatable, Sendable {
+/// Why a file could not be written atomically.
+public enum AtomicWriteError: Error, CustomStringConvertible, Equatable, Sendable {
     case cannotCreateTemporary(path: String, reason: String)
     case writeFailed(path: String, reason: String)
     case renameFailed(from: String, to: String, reason: String)
-    case notADirectory(String)
 
     public var description: String {
         switch self {
         case let .cannotCreateTemporary(p, r): return "\(p): cannot create a temporary file next to it: \(r)"
         case let .writeFailed(p, r): return "\(p): write failed: \(r)"
         case let .renameFailed(f, t, r): return "cannot move \(f) to \(t): \(r) (the previous \(t), if any, is unchanged)"
-        case let .notADirectory(p): return "\(p): not a folder; reports are written into a folder"
         }
     }
 }
@@ -31,16 +29,21 @@ public enum AtomicFile {
     /// Prefix of temporary files (hidden, so image and report globs skip them).
     public static let temporaryPrefix = ".tmp-"
 
+    /// Writes `bytes` to the file at `path` atomically.
+    public static func write(_ bytes: [UInt8], toPath path: String) throws(AtomicWriteError) {
+        try write(Data(bytes), to: URL(fileURLWithPath: path))
+    }
+
     /// Writes `data` to `url` atomically.
-    public static func write(_ data: Data, to url: URL) throws(ReportWriteError) {
+    public static func write(_ data: Data, to url: URL) throws(AtomicWriteError) {
         try write(to: url) { data }
     }
 
     /// Produces the contents with `body` and writes them to `url` atomically. If `body` throws, nothing is written
     /// and the error is rethrown as is.
-    public static func write(to url: URL, _ body: () throws -> Data) throws(ReportWriteError) {
+    public static func write(to url: URL, _ body: () throws -> Data) throws(AtomicWriteError) {
         let data: Data
-        do { data = try body() } catch let e as ReportWriteError { throw e } catch {
+        do { data = try body() } catch let e as AtomicWriteError { throw e } catch {
             throw .writeFailed(path: url.path, reason: "\(error)")
         }
         let dir = url.deletingLastPathComponent().path
@@ -53,7 +56,7 @@ public enum AtomicFile {
         defer {
             if !ok { unlink(tmp) }
         }
-        // mkstemp creates 0600; reports are ordinary files, so follow the umask like a plain create would.
+        // mkstemp creates 0600; outputs are ordinary files, so follow the umask like a plain create would.
         let mask = umask(0)
         umask(mask)
         _ = fchmod(fd, 0o666 & ~mask)
