@@ -93,20 +93,20 @@ public enum Int8GEMM {
     static let mc = 256
 
     /// Work items (panel range, row range) in execution order: M blocks of `mc` rows outermost, then panels.
-    /// With several threads every item is one panel (48 columns) times a run of whole 8-row tiles, cut so there
-    /// are at least 8 items per thread of near-equal size; concurrentPerform hands them out dynamically, so a
-    /// thread whose core is shared with another process simply takes fewer items, and the last item to finish
-    /// is small (one panel, not a run of panels of unequal count).
+    /// With several threads the grid is cut into about 8 items per thread, which concurrentPerform hands out
+    /// dynamically: a thread whose core is shared with another process simply takes fewer items.
     static func workSplit(panels: Int, m: Int, threads: Int) -> [(Range<Int>, Range<Int>)] {
         if threads <= 1 {
             return stride(from: 0, to: m, by: mc).map { (0..<panels, $0..<min(m, $0 + mc)) }
         }
+        let target = 8 * threads
+        let pChunks = min(panels, target)
         let rowTiles = (m + 7) / 8
-        let rChunks = max(1, min(rowTiles, (8 * threads + panels - 1) / max(panels, 1)))
+        let rChunks = max(1, min(rowTiles, (target + pChunks - 1) / pChunks))
         var items: [(Range<Int>, Range<Int>)] = []
         for r in splitRange(rowTiles, parts: rChunks) {
             let rows = (r.lowerBound * 8)..<min(m, r.upperBound * 8)
-            for p in 0..<panels { items.append((p..<(p + 1), rows)) }
+            for p in splitRange(panels, parts: pChunks) { items.append((p, rows)) }
         }
         return items
     }
