@@ -223,6 +223,8 @@ I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const 
  * that of i8k_output_avx512, so results are bit-identical. */
 typedef struct {
     __m512i add[3], m[3], mo[3], sh[3], left[3], right[3];
+    __m512i rmask[3], rthr[3];            /* double rounding: RDPOT mask 2^e − 1 and mask >> 1 */
+    __m512i te[3], to[3], re[3], ro[3];   /* single rounding: 64-bit shift counts and rounding addends (even/odd) */
     __m512 sc[3], fb[3];
     __m512i lo, hi, zp;
     __mmask16 mk[3], m_min[3];
@@ -248,6 +250,7 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
         e->any_left[j] = 0;
         e->m_min[j] = 0;
         e->add[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
+        e->rmask[j] = e->rthr[j] = e->te[j] = e->to[j] = e->re[j] = e->ro[j] = zero;
         e->sc[j] = e->fb[j] = _mm512_setzero_ps();
         if (cn == 0) continue;
         __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
@@ -266,6 +269,14 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->right[j] = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
             e->m_min[j] = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
             e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
+            const __m512i one = _mm512_set1_epi32(1), one64 = _mm512_set1_epi64(1);
+            e->rmask[j] = _mm512_sub_epi32(_mm512_sllv_epi32(one, e->right[j]), one);
+            e->rthr[j] = _mm512_srai_epi32(e->rmask[j], 1);
+            __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), sh);
+            e->te[j] = _mm512_and_si512(total, _mm512_set1_epi64(0xFFFFFFFFLL));
+            e->to[j] = _mm512_srli_epi64(total, 32);
+            e->re[j] = _mm512_sllv_epi64(one64, _mm512_sub_epi64(e->te[j], one64));
+            e->ro[j] = _mm512_sllv_epi64(one64, _mm512_sub_epi64(e->to[j], one64));
         }
     }
 }
@@ -285,9 +296,24 @@ I8K_INLINE T512 void ep512_f32(const ep512 *e, int j, __m512i v, char *dst) {
 }
 I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
     __m512i r;
-    if (e->rounding == I8K_ROUND_SINGLE) r = single512(v, e->m[j], e->sh[j]);
-    else r = rdpot512(srdhm512(e->any_left[j] ? _mm512_sllv_epi32(v, e->left[j]) : v, e->m[j], e->mo[j], e->m_min[j]),
-                      e->right[j]);
+    if (e->rounding == I8K_ROUND_SINGLE) {
+        /* single512 with the per-column shift counts and addends precomputed */
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, e->m[j]), e->re[j]);
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
+        pe = _mm512_srav_epi64(pe, e->te[j]);
+        po = _mm512_srav_epi64(po, e->to[j]);
+        const __m512i mx = _mm512_set1_epi64(INT32_MAX), mn = _mm512_set1_epi64(INT32_MIN);
+        pe = _mm512_max_epi64(_mm512_min_epi64(pe, mx), mn);
+        po = _mm512_max_epi64(_mm512_min_epi64(po, mx), mn);
+        r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+    } else {
+        /* rdpot512 with mask and threshold precomputed */
+        __m512i x = srdhm512(e->any_left[j] ? _mm512_sllv_epi32(v, e->left[j]) : v, e->m[j], e->mo[j], e->m_min[j]);
+        __m512i rem = _mm512_and_si512(x, e->rmask[j]);
+        __m512i thr = _mm512_add_epi32(e->rthr[j], _mm512_srli_epi32(x, 31));
+        r = _mm512_srav_epi32(x, e->right[j]);
+        r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, _mm512_set1_epi32(1));
+    }
     r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, e->lo), e->hi), e->zp);
     uint8_t *d = (uint8_t *)dst + 16 * j;
     if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
