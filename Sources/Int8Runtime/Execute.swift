@@ -1,0 +1,176 @@
+import Int8Kernels
+import QModel
+
+extension Session {
+    /// Runs `samples` samples (≤ `batch`) of the single input (`samples × inputElements` floats, NHWC per sample)
+    /// and returns each output as `samples × outputElements` floats.
+    public func run(_ input: [Float], samples: Int? = nil) throws(RuntimeError) -> [[Float]] {
+        let n = samples ?? batch
+        guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch) (the session's batch)") }
+        let per = model.tensors[inputIndex].elementCount
+        guard input.count == n * per else { throw .inputSize(expected: n * per, got: input.count) }
+        input.withUnsafeBytes { buffers[inputIndex].copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        try execute(samples: n)
+        return outputIndices.map { i in
+            let c = n * model.tensors[i].elementCount
+            return Array(UnsafeBufferPointer(start: buffers[i].assumingMemoryBound(to: Float.self), count: c))
+        }
+    }
+
+    /// Runs with the input already in `inputBuffer`; outputs stay in `outputBuffer(_:)`. No allocation by the runtime
+    /// itself (the kernels still allocate small per-call parameter arrays, see the report).
+    public func execute(samples n: Int) throws(RuntimeError) {
+        guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch)") }
+        for step in steps { try run(step, n) }
+    }
+
+    /// Pointer to the input buffer (`batch × inputElements` floats).
+    public var inputBuffer: UnsafeMutablePointer<Float> { buffers[inputIndex].assumingMemoryBound(to: Float.self) }
+    /// Pointer to output `i` (`batch × elements` floats).
+    public func outputBuffer(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(buffers[outputIndices[i]].assumingMemoryBound(to: Float.self)) }
+
+    private func f(_ i: Int) -> UnsafeMutablePointer<Float> { buffers[i].assumingMemoryBound(to: Float.self) }
+    private func u8(_ i: Int) -> UnsafeMutablePointer<UInt8> { buffers[i].assumingMemoryBound(to: UInt8.self) }
+
+    private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        guard let c, c != .none else { return }
+        let hi: Float = c == .relu6 ? 6 : .infinity
+        for i in 0..<count { p[i] = Swift.min(hi, Swift.max(0, p[i])) }
+    }
+
+    private func run(_ step: Step, _ n: Int) throws(RuntimeError) {
+        let isa = self.isa, threads = self.threads
+        func k(_ name: String, _ body: () throws(Int8KernelError) -> Void) throws(RuntimeError) {
+            do { try body() } catch { throw .kernel(op: name, error) }
+        }
+        switch step {
+        case let .convFloat(_, x, y, w, bias, h, wd, c, o, kh, kw, sh, sw, pt, pl, oh, ow, clamp, sc):
+            let kk = kh * kw * c
+            let col = f(sc)
+            w.withUnsafeBufferPointer { wb in
+                for b in 0..<n {
+                    let xin = f(x) + b * h * wd * c, out = f(y) + b * oh * ow * o
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            var j = 0
+                            for ky in 0..<kh {
+                                let iy = oy * sh - pt + ky
+                                for kx in 0..<kw {
+                                    let ix = ox * sw - pl + kx
+                                    if iy < 0 || iy >= h || ix < 0 || ix >= wd {
+                                        for cc in 0..<c { col[j + cc] = 0 }
+                                    } else {
+                                        (col + j).update(from: xin + (iy * wd + ix) * c, count: c)
+                                    }
+                                    j += c
+                                }
+                            }
+                            let dst = out + (oy * ow + ox) * o
+                            for oo in 0..<o { dst[oo] = bias[oo] + dot(wb.baseAddress! + oo * kk, col, kk) }
+                        }
+                    }
+                    applyClamp(clamp, out, oh * ow * o)
+                }
+            }
+        case let .conv(name, x, y, kern, act, bias, stage, post):
+            let g = kern.geometry
+            let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                }
+                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+            }
+        case let .depthwise(name, x, y, kern, act, bias, stage, post):
+            let g = kern.geometry
+            let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                }
+                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+            }
+        case let .linear(name, x, y, wts, act, bias, stage, rows, post):
+            let m = rows * n
+            try k(name) { () throws(Int8KernelError) in
+                try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads)
+            }
+            if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
+        case let .adaLogLinear(name, x, y, kern, stage, rows):
+            try k(name) { () throws(Int8KernelError) in
+                try kern.run(codes: u8(x), ldc: kern.weights.k, m: rows * n, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
+            }
+        case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.layerNormQuantize(f(x), rows: rows * n, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
+                                                  zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa)
+            }
+        case let .attention(name, x, y, heads, d, t, qq, ls, table, stages, sc):
+            let c = heads * d
+            let es = stages[0].elementSize
+            let s8 = buffers[sc]
+            for b in 0..<n {
+                let xin = f(x) + b * t * 3 * c
+                try k(name) { () throws(Int8KernelError) in
+                    for row in 0..<t {
+                        for blk in 0..<3 {
+                            for h in 0..<heads {
+                                let off = row * 3 * c + blk * c + h * d
+                                let p = qq[blk * heads + h]
+                                try Elementwise.quantize(xin + off, count: d, scale: p.scale, zeroPoint: 0, qmin: p.lo, qmax: p.hi, unsigned: false, dst: s8 + off, isa: isa)
+                            }
+                        }
+                    }
+                    try AttentionInt8.multiHead(qkv: UnsafePointer(s8.assumingMemoryBound(to: Int8.self)), tokens: t, heads: heads, headDim: d,
+                                                logitScales: ls, table: table, outputs: stages, dst: buffers[y] + b * t * c * es, isa: isa, threads: threads)
+                }
+            }
+        case let .geluAdaLog(name, x, y, count, shift, tau, sc):
+            let tmp = f(sc)
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try Elementwise.gelu(f(x) + b * count, count: count, dst: tmp, isa: isa)
+                    if shift != 0 { for i in 0..<count { tmp[i] += shift } }
+                    try Elementwise.adalogEncode(tmp, count: count, thresholds: tau, codes: u8(y) + b * count, isa: isa)
+                }
+            }
+        case let .quantize(name, x, y, count, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.quantize(f(x), count: count * n, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], isa: isa)
+            }
+        case let .dequantize(name, x, y, count, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.dequantize(buffers[x], count: count * n, unsigned: q.unsigned, scale: q.scale, zeroPoint: q.zero, dst: f(y), isa: isa)
+            }
+        case let .add(name, a, b, y, count):
+            try k(name) { () throws(Int8KernelError) in try Elementwise.add(f(a), f(b), count: count * n, dst: f(y), isa: isa) }
+        case let .pool(_, x, y, hw, c):
+            for b in 0..<n {
+                let xin = f(x) + b * hw * c, out = f(y) + b * c
+                for cc in 0..<c { out[cc] = 0 }
+                for p in 0..<hw { for cc in 0..<c { out[cc] += xin[p * c + cc] } }
+                let inv = 1 / Float(hw)
+                for cc in 0..<c { out[cc] *= inv }
+            }
+        case let .tokenSelect(_, x, y, t, c, index):
+            for b in 0..<n { (f(y) + b * c).update(from: f(x) + b * t * c + index * c, count: c) }
+        case let .classPosition(_, x, y, t, c, cls, pos):
+            for b in 0..<n {
+                let xin = f(x) + b * t * c, out = f(y) + b * (t + 1) * c
+                for cc in 0..<c { out[cc] = cls[cc] + pos[cc] }
+                for i in 0..<(t * c) { out[c + i] = xin[i] + pos[c + i] }
+            }
+        case let .copy(_, x, y, bytes):
+            buffers[y].copyMemory(from: buffers[x], byteCount: bytes * n)
+        }
+    }
+}
+
+/// Float dot product with four independent partial sums (pinned order).
+@inline(__always) func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+    var i = 0
+    while i + 4 <= n { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; i += 4 }
+    while i < n { s0 += a[i] * b[i]; i += 1 }
+    return (s0 + s1) + (s2 + s3)
+}
