@@ -205,7 +205,7 @@ public enum QModelFile {
         for s in header.sections {
             guard s.offset >= 0, s.length >= 0, s.offset % alignment == 0 else { throw .badSection(name: s.name, reason: "offset \(s.offset) is negative or not \(alignment)-byte aligned") }
             guard s.offset >= end else { throw .badSection(name: s.name, reason: "offset \(s.offset) overlaps the previous section (ends at \(end))") }
-            guard s.offset <= dl, s.length <= dl - s.offset else { throw .badSection(name: s.name, reason: "bytes \(s.offset)..<\(s.offset &+ s.length) lie outside the data area (\(dl) bytes)") }
+            guard s.offset <= dl, s.length <= dl - s.offset else { throw .badSection(name: s.name, reason: "offset \(s.offset) + length \(s.length) lies outside the data area (\(dl) bytes)") }
             guard s.shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 31 }) else { throw .badSection(name: s.name, reason: "shape \(s.shape) has a negative or huge dimension") }
             let (count, overflow) = s.shape.reduce((1, false)) { acc, d in let m = acc.0.multipliedReportingOverflow(by: d); return (m.partialValue, acc.1 || m.overflow) }
             guard !overflow, count <= dl * 2 + 2 else { throw .badSection(name: s.name, reason: "shape \(s.shape) is larger than the file") }
