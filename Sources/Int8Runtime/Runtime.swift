@@ -141,7 +141,7 @@ public final class Session {
         let name = op.name
         func T(_ n: String) -> TensorInfo { model.tensors[tensorIndex[n]!] }
         func I(_ n: String) -> Int { tensorIndex[n]! }
-        func wvals(_ w: WeightRef) -> ([Int8], [Float]) { (model.constant(w.weights)?.int8Values() ?? [], floats(w.scales)) }
+        func wvals(_ w: WeightRef) -> ([Int8], [Float]) { (model.foldedWeights(w) ?? [], floats(w.scales)) }
         func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
             do { return try body() } catch { throw .kernel(op: name, error) }
         }

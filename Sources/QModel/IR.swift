@@ -12,6 +12,8 @@ public enum DType: String, Codable, Sendable, CaseIterable {
     case uint8
     /// Signed 4-bit values packed two per byte, low nibble first (weights only; sections only).
     case int4
+    /// Unsigned 4-bit codes packed two per byte, low nibble first (raw weight codes with a zero-point section).
+    case uint4
     /// AdaLog codes, one byte each: 0..<2^b non-zero levels, 2^b the zero state (adalog.md §1.3).
     case code
 
@@ -20,7 +22,7 @@ public enum DType: String, Codable, Sendable, CaseIterable {
         switch self {
         case .float32, .int32: count * 4
         case .int8, .uint8, .code: count
-        case .int4: (count + 1) / 2
+        case .int4, .uint4: (count + 1) / 2
         }
     }
 }
@@ -105,6 +107,43 @@ public struct Constant: Sendable, Equatable {
         return Constant(name: name, dtype: .int4, shape: shape, bytes: out)
     }
 
+    /// Packed unsigned 4-bit codes; throws when a value is above 15.
+    public static func uint4(_ name: String, shape: [Int], _ values: [UInt8]) throws(QModelError) -> Constant {
+        var out = [UInt8](repeating: 0, count: (values.count + 1) / 2)
+        for (i, v) in values.enumerated() {
+            guard v <= 15 else { throw .invalidGraph("constant '\(name)': value \(v) at \(i) does not fit uint4") }
+            out[i / 2] |= i % 2 == 0 ? v : v << 4
+        }
+        return Constant(name: name, dtype: .uint4, shape: shape, bytes: out)
+    }
+    /// An int32 constant.
+    public static func int32(_ name: String, shape: [Int], _ values: [Int32]) -> Constant {
+        var b = [UInt8](); b.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
+        return Constant(name: name, dtype: .int32, shape: shape, bytes: b)
+    }
+    /// int32 values (nil unless dtype is int32).
+    public func int32Values() -> [Int32]? {
+        guard dtype == .int32, bytes.count == elementCount * 4 else { return nil }
+        var out = [Int32](repeating: 0, count: elementCount)
+        for i in 0..<elementCount {
+            var u: UInt32 = 0
+            for j in 0..<4 { u |= UInt32(bytes[4 * i + j]) << UInt32(8 * j) }
+            out[i] = Int32(bitPattern: u)
+        }
+        return out
+    }
+    /// Unsigned values of a uint8 or uint4 constant; nil for other types.
+    public func unsignedValues() -> [UInt8]? {
+        switch dtype {
+        case .uint8: return bytes
+        case .uint4:
+            guard bytes.count * 2 >= elementCount else { return nil }
+            return (0..<elementCount).map { i in i % 2 == 0 ? bytes[i / 2] & 0x0F : bytes[i / 2] >> 4 }
+        default: return nil
+        }
+    }
+
     /// float32 values (nil unless dtype is float32).
     public func floats() -> [Float]? {
         guard dtype == .float32, bytes.count == elementCount * 4 else { return nil }
@@ -132,13 +171,36 @@ public struct Constant: Sendable, Equatable {
     }
 }
 
-/// Weights of a linear or conv layer: `[O][rest]` integers with the zero point folded (W − z_w, adalog.md §4.1)
-/// in an int8 or int4 constant, and one float scale per output row (real = W'·s[o]).
+/// Weights of a linear or conv layer, `[O][rest]`, one float scale per output row. Either folded signed
+/// integers W' = W − z_w (int8/int4 section, `zeroPoints` nil; real = W'·s[o]), or raw unsigned codes W
+/// (uint8/uint4 section) with an int32 `[O]` zero-point section (real = (W − z[o])·s[o]); the runtime folds the
+/// latter at load (adalog.md §4.1), which needs W − z within int8 (true for ≤ 7-bit weights).
 public struct WeightRef: Codable, Sendable, Equatable {
     public var weights: String
     public var scales: String
+    public var zeroPoints: String?
     public var bits: Int
-    public init(weights: String, scales: String, bits: Int) { self.weights = weights; self.scales = scales; self.bits = bits }
+    public init(weights: String, scales: String, zeroPoints: String? = nil, bits: Int) {
+        self.weights = weights; self.scales = scales; self.zeroPoints = zeroPoints; self.bits = bits
+    }
+}
+
+extension QModel {
+    /// The folded int8 weights W − z of `w` (nil when a section is missing, of the wrong type, or a folded value
+    /// leaves int8).
+    public func foldedWeights(_ w: WeightRef) -> [Int8]? {
+        guard let c = constant(w.weights) else { return nil }
+        guard let zn = w.zeroPoints else { return c.int8Values() }
+        guard let raw = c.unsignedValues(), let z = constant(zn)?.int32Values(), !z.isEmpty, raw.count % z.count == 0 else { return nil }
+        let per = raw.count / z.count
+        var out = [Int8](repeating: 0, count: raw.count)
+        for i in 0..<raw.count {
+            let v = Int(raw[i]) - Int(z[i / per])
+            guard v >= -128, v <= 127 else { return nil }
+            out[i] = Int8(v)
+        }
+        return out
+    }
 }
 
 /// Output clamp fused into a producer (ReLU / ReLU6 of CNNs).

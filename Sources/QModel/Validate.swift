@@ -58,9 +58,13 @@ extension QModel {
                 return c
             }
             func weights(_ w: WeightRef, rows: Int, cols: Int) throws(QModelError) {
-                let c = try const(w.weights, [.int8, .int4], rows * cols)
+                let c = try const(w.weights, w.zeroPoints == nil ? [.int8, .int4] : [.uint8, .uint4], rows * cols)
                 guard c.shape.first == rows else { throw fail("\(where_): weight '\(w.weights)' shape \(c.shape) must start with \(rows)") }
-                guard (2...8).contains(w.bits), c.dtype != .int4 || w.bits <= 4 else { throw fail("\(where_): weight bits \(w.bits) invalid for \(c.dtype.rawValue)") }
+                guard (2...8).contains(w.bits), (c.dtype != .int4 && c.dtype != .uint4) || w.bits <= 4 else { throw fail("\(where_): weight bits \(w.bits) invalid for \(c.dtype.rawValue)") }
+                if let z = w.zeroPoints {
+                    _ = try const(z, [.int32], rows)
+                    guard foldedWeights(w) != nil else { throw fail("\(where_): weights '\(w.weights)' minus zero points '\(z)' leave the int8 range (fold needs ≤ 7-bit weights)") }
+                }
                 let s = try const(w.scales, [.float32], rows)
                 guard let sv = s.floats(), sv.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw fail("\(where_): weight scales '\(w.scales)' must be finite and > 0") }
             }

@@ -84,11 +84,21 @@ struct QW {
         let range = Float(1 << (bits - 1))
         scales = (0..<rows).map { _ in Float(0.7 + 0.6 * rng.next()) / (range * Float(per).squareRoot()) * 1.7 }
     }
+    /// Layers stored as raw unsigned codes plus an int32 zero point per row (z = 2^(b−1)), the rest folded.
+    static let rawLayers: Set<String> = ["fc1", "head", "proj"]
     func constants(_ name: String) throws -> [Constant] {
-        [bits <= 4 ? try Constant.int4("\(name).w", shape: shape, ints) : Constant.int8("\(name).w", shape: shape, ints),
-         Constant.float("\(name).s", shape: [shape[0]], scales)]
+        let sc = Constant.float("\(name).s", shape: [shape[0]], scales)
+        if bits < 8, QW.rawLayers.contains(name) {
+            let z = 1 << (bits - 1)
+            let raw = ints.map { UInt8(Int($0) + z) }
+            return [bits <= 4 ? try Constant.uint4("\(name).w", shape: shape, raw) : Constant(name: "\(name).w", dtype: .uint8, shape: shape, bytes: raw),
+                    sc, Constant.int32("\(name).z", shape: [shape[0]], [Int32](repeating: Int32(z), count: shape[0]))]
+        }
+        return [bits <= 4 ? try Constant.int4("\(name).w", shape: shape, ints) : Constant.int8("\(name).w", shape: shape, ints), sc]
     }
-    func ref(_ name: String) -> WeightRef { WeightRef(weights: "\(name).w", scales: "\(name).s", bits: bits) }
+    func ref(_ name: String) -> WeightRef {
+        WeightRef(weights: "\(name).w", scales: "\(name).s", zeroPoints: bits < 8 && QW.rawLayers.contains(name) ? "\(name).z" : nil, bits: bits)
+    }
 }
 
 func randomFloats(_ rng: inout Rng, _ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in rng.normal() * scale } }

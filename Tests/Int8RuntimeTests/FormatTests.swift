@@ -66,6 +66,7 @@ func decodeError(_ b: [UInt8], max: Int = QModelFile.defaultMaxFileSize) -> QMod
         #expect(d0 % 64 == 0)
         #expect(m.constant("qkv.w")?.dtype == .int4 && m.constant("qkv.w")?.bytes.count == 48 * 16 / 2)
         #expect(m.preprocessing?.size == 16 && m.classNames.count == 10)
+        #expect(m.constant("fc1.w")?.dtype == .uint4 && m.constant("fc1.z")?.dtype == .int32)
     }
 
     @Test func truncatedAtEverySectionBoundaryIsRefused() throws {
