@@ -67,6 +67,14 @@ func decodeError(_ b: [UInt8], max: Int = QModelFile.defaultMaxFileSize) -> QMod
         #expect(m.constant("qkv.w")?.dtype == .int4 && m.constant("qkv.w")?.bytes.count == 48 * 16 / 2)
         #expect(m.preprocessing?.size == 16 && m.classNames.count == 10)
         #expect(m.constant("fc1.w")?.dtype == .uint4 && m.constant("fc1.z")?.dtype == .int32)
+        // Optional: leave the tiny models on disk for trying `qmodel-run` by hand.
+        if let out = ProcessInfo.processInfo.environment["QMODEL_EXPORT_DIR"] {
+            var cnn = TinyCNN(seed: 3)
+            var r = Rng(s: 5)
+            _ = cnn.simulate(randomFloats(&r, 8 * 8 * 3), calibrate: true)
+            try QModelFile.write(m, to: out + "/tiny-vit-w4a4.qmodel")
+            try QModelFile.write(try cnn.model(), to: out + "/tiny-cnn.qmodel")
+        }
     }
 
     @Test func truncatedAtEverySectionBoundaryIsRefused() throws {
