@@ -62,6 +62,7 @@ let package = Package(
         .target(name: "QModel"),
         .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel"]),
         .executableTarget(name: "qmodel-run", dependencies: ["Int8Runtime"]),
+        .executableTarget(name: "runtime-bench", dependencies: ["Int8Runtime"], path: "bench/runtime-bench"),
 
         // MARK: Reports and terminal output (Foundation only)
         .target(name: "Reporting", dependencies: ["Quant"]),

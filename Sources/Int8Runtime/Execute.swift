@@ -1,5 +1,10 @@
 import Int8Kernels
 import QModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension Session {
     /// Runs `samples` samples (≤ `batch`) of the single input (`samples × inputElements` floats, NHWC per sample)
@@ -173,4 +178,24 @@ extension Session {
     while i + 4 <= n { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; i += 4 }
     while i < n { s0 += a[i] * b[i]; i += 1 }
     return (s0 + s1) + (s2 + s3)
+}
+
+extension Session {
+    /// Milliseconds per op kind (best of `repeats` runs of each op in sequence), for benchmarks.
+    public func profile(_ input: [Float], repeats: Int = 3) throws(RuntimeError) -> [String: Double] {
+        _ = try run(input, samples: 1)
+        var best = [Double](repeating: .infinity, count: steps.count)
+        for _ in 0..<max(1, repeats) {
+            for (i, s) in steps.enumerated() {
+                var a = timespec(), b = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &a)
+                try run(s, 1)
+                clock_gettime(CLOCK_MONOTONIC, &b)
+                best[i] = Swift.min(best[i], Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
+            }
+        }
+        var out: [String: Double] = [:]
+        for (i, op) in model.ops.enumerated() { out[op.kind, default: 0] += best[i] }
+        return out
+    }
 }
