@@ -36,7 +36,7 @@ enum Step {
     case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, heads: Int, d: Int, t: Int, qkvQ: [(scale: Float, lo: Int32, hi: Int32)],
-                   logitScales: [Float], table: AdaLogTable, stages: [OutputStage], scratch: Int)
+                   logitScales: [Float], table: AdaLogTable?, uniformP: UniformParams?, stages: [OutputStage], scratch: Int, headScratch: Int)
     case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
     case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
@@ -74,6 +74,11 @@ public final class Session {
     public let batch: Int
     public let threads: Int
     public let isa: KernelISA
+    /// Requantization rounding of every int → int output stage. Single rounding (`(x·M + 2^(30−shift)) >> (31−shift)`,
+    /// half up) by default: it is exact rounding of acc·M, so it agrees with the fake-quant simulation except at
+    /// exact ties. TFLite's double rounding loses up to ½ unit of acc·M0/2^31 first, which flipped about 15 % of
+    /// the codes of a 4-bit uniform-P attention output (small accumulators) in the tests.
+    public let requantRounding: RequantRounding
     /// Per-sample shape of the (single) input and of each output.
     public let inputShape: [Int]
     public let outputShapes: [[Int]]
@@ -85,7 +90,9 @@ public final class Session {
     let outputIndices: [Int]
 
     /// Prepares `model` for batches of up to `batch` samples on `threads` threads.
-    public init(model: QModel, batch: Int = 1, threads: Int = 2, isa: KernelISA = .best) throws(RuntimeError) {
+    public init(model: QModel, batch: Int = 1, threads: Int = 2, isa: KernelISA = .best,
+                requantRounding: RequantRounding = .singleRounding) throws(RuntimeError) {
+        self.requantRounding = requantRounding
         do { try model.validate() } catch { throw .model(error) }
         guard batch >= 1, batch <= 4096 else { throw .invalidArgument("batch \(batch) must be in 1...4096") }
         guard isa.isSupported else { throw .invalidArgument("ISA \(isa) is not supported on this CPU") }
@@ -134,7 +141,7 @@ public final class Session {
             hi = min(hi, Int32(clamping: Int(max(-1e9, min(1e9, six))) + Int(zReal)))
         }
         let ib: [Int32]? = bias.map { b in (0..<b.count).map { Int32(clamping: Int((Double(b[$0]) / accScale[$0]).rounded(.toNearestOrEven).clamped(-2e9, 2e9))) } }
-        return (.requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: q.zero, qmin: lo, qmax: max(lo, hi), unsigned: q.unsigned), ib, nil)
+        return (.requantize(multipliers: mults, rounding: requantRounding, zeroPoint: q.zero, qmin: lo, qmax: max(lo, hi), unsigned: q.unsigned), ib, nil)
     }
 
     func prepare(_ op: Op) throws(RuntimeError) -> Step {
@@ -200,21 +207,25 @@ public final class Session {
                                       rows: x.elementCount / c, c: c, q: try QuantSpec(T(o.output)))
         case let .attention(o):
             let x = T(o.input), y = T(o.output)
-            guard o.probabilities.scale == 1, o.probabilities.shift == 0 else { throw .unsupported(op: name, "post-softmax AdaLog must have scale 1 and shift 0") }
-            let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: o.probabilities.q, bits: o.probabilities.bits, r: o.probabilities.r) }
+            var table: AdaLogTable? = nil, uniformP: UniformParams? = nil
+            switch o.probabilities {
+            case let .adaLog(a): table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
+            case let .uniform(u): uniformP = u
+            }
             var qq: [(scale: Float, lo: Int32, hi: Int32)] = []
             for g in [o.query, o.key, o.value] {
                 for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], -g.zeroPoint[h], top - g.zeroPoint[h])) }
             }
             let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
-            let units = (0..<o.heads).map { table.accumulatorUnit(scale: Double(o.value.scale[$0])) }
+            let units = (0..<o.heads).map { h in table.map { $0.accumulatorUnit(scale: Double(o.value.scale[h])) } ?? Double(uniformP!.scale) * Double(o.value.scale[h]) }
             var stages: [OutputStage] = []
             for h in 0..<o.heads {
                 let (st, _, _) = try stage(for: y, accScale: [units[h]], bias: nil, clamp: .none, op: name)
                 stages.append(st)
             }
             return .attention(name: name, x: I(o.input), y: I(o.output), heads: o.heads, d: o.headDim, t: x.shape[0], qkvQ: qq,
-                              logitScales: ls, table: table, stages: stages, scratch: scratch(x.elementCount))
+                              logitScales: ls, table: table, uniformP: uniformP, stages: stages, scratch: scratch(x.elementCount),
+                              headScratch: uniformP == nil ? 0 : scratch(x.shape[0] * x.shape[0] * 7 + x.shape[0] * 4 + 128))
         case let .geluAdaLog(o):
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }

@@ -255,10 +255,11 @@ public struct AttentionOp: Codable, Sendable, Equatable {
     public var heads: Int
     public var headDim: Int
     public var query: UniformGroupParams, key: UniformGroupParams, value: UniformGroupParams
-    /// The post-softmax quantizer (scale 1, shift 0).
-    public var probabilities: AdaLogParams
+    /// The post-softmax quantizer: AdaLog (scale 1, shift 0; log2 is q = r, log√2 is q = 37, r = 74) or
+    /// uniform with zero point 0 (the uniform baseline).
+    public var probabilities: TensorQuantizer
     public init(name: String, input: String, output: String, heads: Int, headDim: Int, query: UniformGroupParams,
-                key: UniformGroupParams, value: UniformGroupParams, probabilities: AdaLogParams) {
+                key: UniformGroupParams, value: UniformGroupParams, probabilities: TensorQuantizer) {
         self.name = name; self.input = input; self.output = output; self.heads = heads; self.headDim = headDim
         self.query = query; self.key = key; self.value = value; self.probabilities = probabilities
     }

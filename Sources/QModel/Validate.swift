@@ -118,7 +118,13 @@ extension QModel {
                     try expect(g.zeroPoint.allSatisfy { $0 >= 0 && Int($0) < 1 << g.bits && -Int($0) >= -128 && (1 << g.bits) - 1 - Int($0) <= 127 },
                                "\(n) zero points must keep the folded range [−z, 2^b−1−z] inside int8")
                 }
-                try checkAdaLog(o.probabilities, where_)
+                switch o.probabilities {
+                case let .adaLog(a):
+                    try checkAdaLog(a, where_)
+                    try expect(a.scale == 1 && a.shift == 0, "post-softmax AdaLog needs scale 1 and shift 0")
+                case let .uniform(u):
+                    try expect(u.scale.isFinite && u.scale > 0 && (2...8).contains(u.bits) && u.zeroPoint == 0, "uniform post-softmax quantizer needs scale > 0, bits 2...8, zero point 0")
+                }
             case .geluAdaLog:
                 try expect(x.dtype == .float32 && out.dtype == .code && x.shape == out.shape, "float input → AdaLog codes of the same shape")
             case .quantize:

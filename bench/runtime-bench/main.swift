@@ -65,7 +65,7 @@ for b in 0..<blocks {
     ops.append(.layerNormQuantize(LayerNormOp(name: p + "norm1", input: x, output: p + "ln1", gamma: vec(p + "n1.g", c, 0.1, base: 1), beta: vec(p + "n1.b", c, 0.1), epsilon: 1e-6)))
     ops.append(.linear(LinearOp(name: p + "qkv", input: p + "ln1", output: p + "qkv", weight: try weight(p + "qkv", [3 * c, c], bits: wBits), bias: vec(p + "qkv.b", 3 * c, 0.1))))
     ops.append(.attention(AttentionOp(name: p + "attn", input: p + "qkv", output: p + "attn", heads: heads, headDim: d, query: g, key: g, value: g,
-                                      probabilities: AdaLogParams(q: 23, bits: aBits, scale: 1))))
+                                      probabilities: .adaLog(AdaLogParams(q: 23, bits: aBits, scale: 1)))))
     ops.append(.linear(LinearOp(name: p + "proj", input: p + "attn", output: p + "proj", weight: try weight(p + "proj", [c, c], bits: wBits), bias: vec(p + "proj.b", c, 0.1))))
     ops.append(.add(BinaryOp(name: p + "res1", a: x, b: p + "proj", output: p + "x1")))
     ops.append(.layerNormQuantize(LayerNormOp(name: p + "norm2", input: p + "x1", output: p + "ln2", gamma: vec(p + "n2.g", c, 0.1, base: 1), beta: vec(p + "n2.b", c, 0.1), epsilon: 1e-6)))
