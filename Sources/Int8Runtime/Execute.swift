@@ -172,6 +172,12 @@ extension Session {
                 for cc in 0..<c { out[cc] = cls[cc] + pos[cc] }
                 for i in 0..<(t * c) { out[c + i] = xin[i] + pos[c + i] }
             }
+        case let .maxPool(_, x, y, dtype, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow):
+            switch dtype {
+            case .float32: maxPool(f(x), f(y), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            case .int8: maxPool(buffers[x].assumingMemoryBound(to: Int8.self), buffers[y].assumingMemoryBound(to: Int8.self), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            default: maxPool(u8(x), u8(y), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            }
         case let .copy(_, x, y, bytes):
             buffers[y].copyMemory(from: buffers[x], byteCount: bytes * n)
         }
@@ -231,5 +237,22 @@ extension Session {
         try Elementwise.quantize(logits, count: t * t, scale: p.scale, zeroPoint: 0, qmin: 0, qmax: Int32((1 << p.bits) - 1), unsigned: true, dst: codes, isa: isa)
         for i in 0..<(t * t) { a16[i] = Int16(codes[i]) }
         try Int8GEMM.runInt16(a: a16, lda: t, m: t, weights: vp, output: stage, dst: dst, ldd: c, isa: isa)
+    }
+}
+
+/// NHWC max pool; windows clipped to the input (padding never wins).
+func maxPool<T: Comparable>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _ h: Int, _ w: Int, _ c: Int, _ kh: Int, _ kw: Int,
+                            _ sh: Int, _ sw: Int, _ pt: Int, _ pl: Int, _ oh: Int, _ ow: Int) {
+    for b in 0..<n {
+        let xin = x + b * h * w * c, out = y + b * oh * ow * c
+        for oy in 0..<oh { for ox in 0..<ow {
+            let y0 = max(0, oy * sh - pt), y1 = min(h, oy * sh - pt + kh), x0 = max(0, ox * sw - pl), x1 = min(w, ox * sw - pl + kw)
+            let dst = out + (oy * ow + ox) * c
+            dst.update(from: xin + (y0 * w + x0) * c, count: c)
+            for iy in y0..<y1 { for ix in x0..<x1 {
+                let src = xin + (iy * w + ix) * c
+                for cc in 0..<c where src[cc] > dst[cc] { dst[cc] = src[cc] }
+            } }
+        } }
     }
 }

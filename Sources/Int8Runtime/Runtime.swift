@@ -45,6 +45,7 @@ enum Step {
     case tokenSelect(name: String, x: Int, y: Int, t: Int, c: Int, index: Int)
     case classPosition(name: String, x: Int, y: Int, t: Int, c: Int, cls: [Float], pos: [Float])
     case copy(name: String, x: Int, y: Int, bytes: Int)
+    case maxPool(name: String, x: Int, y: Int, dtype: DType, h: Int, w: Int, c: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int)
 }
 
 /// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
@@ -247,6 +248,10 @@ public final class Session {
         case let .classPosition(o):
             let x = T(o.input)
             return .classPosition(name: name, x: I(o.input), y: I(o.output), t: x.shape[0], c: x.shape[1], cls: floats(o.classToken), pos: floats(o.position))
+        case let .maxPool(o):
+            let x = T(o.input), y = T(o.output)
+            return .maxPool(name: name, x: I(o.input), y: I(o.output), dtype: x.dtype, h: x.shape[0], w: x.shape[1], c: x.shape[2], kh: o.kernel[0], kw: o.kernel[1],
+                            sh: o.stride[0], sw: o.stride[1], pt: o.pads[0], pl: o.pads[1], oh: y.shape[0], ow: y.shape[1])
         case let .reshape(o):
             let x = T(o.input)
             return .copy(name: name, x: I(o.input), y: I(o.output), bytes: x.dtype.byteCount(x.elementCount))

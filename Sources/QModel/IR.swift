@@ -265,6 +265,17 @@ public struct AttentionOp: Codable, Sendable, Equatable {
     }
 }
 
+/// Max pooling over NHWC windows (ResNet stem). Works on float or directly on uint8/int8 codes (max commutes
+/// with a monotone quantizer, so input and output share the quantizer); padding never wins.
+public struct MaxPoolOp: Codable, Sendable, Equatable {
+    public var name: String
+    public var input: String, output: String
+    public var kernel: [Int], stride: [Int], pads: [Int]
+    public init(name: String, input: String, output: String, kernel: [Int], stride: [Int], pads: [Int]) {
+        self.name = name; self.input = input; self.output = output; self.kernel = kernel; self.stride = stride; self.pads = pads
+    }
+}
+
 public struct UnaryOp: Codable, Sendable, Equatable {
     public var name: String
     public var input: String, output: String
@@ -322,6 +333,7 @@ public enum Op: Codable, Sendable, Equatable {
     case classPosition(ClassPositionOp)
     /// Same elements, new shape (copy).
     case reshape(UnaryOp)
+    case maxPool(MaxPoolOp)
 
     public var name: String {
         switch self {
@@ -333,6 +345,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .add(o): o.name
         case let .tokenSelect(o): o.name
         case let .classPosition(o): o.name
+        case let .maxPool(o): o.name
         }
     }
     public var kind: String {
@@ -350,6 +363,7 @@ public enum Op: Codable, Sendable, Equatable {
         case .tokenSelect: "tokenSelect"
         case .classPosition: "classPosition"
         case .reshape: "reshape"
+        case .maxPool: "maxPool"
         }
     }
     public var inputs: [String] {
@@ -362,6 +376,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .add(o): [o.a, o.b]
         case let .tokenSelect(o): [o.input]
         case let .classPosition(o): [o.input]
+        case let .maxPool(o): [o.input]
         }
     }
     public var output: String {
@@ -374,6 +389,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .add(o): o.output
         case let .tokenSelect(o): o.output
         case let .classPosition(o): o.output
+        case let .maxPool(o): o.output
         }
     }
 }

@@ -141,6 +141,15 @@ extension QModel {
             case let .classPosition(o):
                 try expect(x.dtype == .float32 && x.shape.count == 2 && out.shape == [x.shape[0] + 1, x.shape[1]] && out.dtype == .float32, "float [T, C] → float [T+1, C]")
                 try floats(o.classToken, x.shape[1]); try floats(o.position, (x.shape[0] + 1) * x.shape[1])
+            case let .maxPool(o):
+                try expect(x.shape.count == 3 && out.shape.count == 3 && x.dtype == out.dtype && x.quantizer == out.quantizer && out.shape[2] == x.shape[2],
+                           "[H, W, C] in and out with the same dtype, quantizer and channels")
+                try expect(o.kernel.count == 2 && o.stride.count == 2 && o.pads.count == 4 && o.kernel.allSatisfy { $0 > 0 && $0 <= 64 }
+                           && o.stride.allSatisfy { $0 > 0 && $0 <= 64 } && o.pads.allSatisfy { $0 >= 0 && $0 < 64 }, "kernel [kh,kw], stride [sh,sw], pads [t,l,b,r] in range")
+                try expect(o.pads[0] < o.kernel[0] && o.pads[2] < o.kernel[0] && o.pads[1] < o.kernel[1] && o.pads[3] < o.kernel[1], "padding must be smaller than the window")
+                let oh = (x.shape[0] + o.pads[0] + o.pads[2] - o.kernel[0]) / o.stride[0] + 1, ow = (x.shape[1] + o.pads[1] + o.pads[3] - o.kernel[1]) / o.stride[1] + 1
+                try expect(x.shape[0] + o.pads[0] + o.pads[2] >= o.kernel[0] && x.shape[1] + o.pads[1] + o.pads[3] >= o.kernel[1] && out.shape[0] == oh && out.shape[1] == ow,
+                           "output shape \(out.shape) should be [\(oh), \(ow), \(x.shape[2])]")
             case .reshape:
                 try expect(x.elementCount == out.elementCount && x.dtype == out.dtype && x.quantizer == out.quantizer, "same element count, dtype and quantizer")
             }

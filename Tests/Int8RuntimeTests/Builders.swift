@@ -274,7 +274,14 @@ struct TinyCNN {
         let y1r = y1f.map { min(6, max(0, $0)) }
         if cal { y1Q = calibrate(y1r, bits: 8) }
         let y1 = y1r.map { fq($0, y1Q) }
-        let (y2f, _, _) = conv(y1, h: h1, w: w1s, c: c1, dw.deq, o: c1, k: 3, stride: 1, pad: 1, groups: c1, bias: bdw)
+        // 3×3 stride-1 pad-1 max pool on the quantized codes (clipped windows)
+        var mp = y1
+        for oy in 0..<h1 { for ox in 0..<w1s { for ch in 0..<c1 {
+            var m = -Float.infinity
+            for iy in max(0, oy - 1)..<min(h1, oy + 2) { for ix in max(0, ox - 1)..<min(w1s, ox + 2) { m = max(m, y1[(iy * w1s + ix) * c1 + ch]) } }
+            mp[(oy * w1s + ox) * c1 + ch] = m
+        } } }
+        let (y2f, _, _) = conv(mp, h: h1, w: w1s, c: c1, dw.deq, o: c1, k: 3, stride: 1, pad: 1, groups: c1, bias: bdw)
         let y2r = y2f.map { max(0, $0) }
         if cal { y2Q = calibrate(y2r, bits: 8) }
         let y2 = y2r.map { fq($0, y2Q) }
@@ -290,12 +297,13 @@ struct TinyCNN {
     func model() throws -> QModel {
         func q(_ n: String, _ s: [Int], _ p: UniformParams) -> TensorInfo { TensorInfo(name: n, dtype: .uint8, shape: s, quantizer: .uniform(p)) }
         func fl(_ n: String, _ s: [Int]) -> TensorInfo { TensorInfo(name: n, dtype: .float32, shape: s) }
-        let tensors = [fl("image", [hw, hw, 3]), q("xq", [hw, hw, 3], inQ), q("y1", [4, 4, c1], y1Q), q("y2", [4, 4, c1], y2Q),
+        let tensors = [fl("image", [hw, hw, 3]), q("xq", [hw, hw, 3], inQ), q("y1", [4, 4, c1], y1Q), q("mp", [4, 4, c1], y1Q), q("y2", [4, 4, c1], y2Q),
                        fl("y3", [4, 4, c1]), fl("y1f", [4, 4, c1]), fl("y4", [4, 4, c1]), fl("pooled", [c1]), q("pq", [c1], poolQ), fl("logits", [classes])]
         let ops: [Op] = [
             .quantize(UnaryOp(name: "quant_in", input: "image", output: "xq")),
             .conv2d(ConvOp(name: "conv1", input: "xq", output: "y1", weight: w1.ref("w1"), bias: "b1", kernel: [3, 3], stride: [2, 2], pads: [1, 1, 1, 1], clamp: .relu6)),
-            .conv2d(ConvOp(name: "dw", input: "y1", output: "y2", weight: dw.ref("dw"), bias: "bdw", kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1], groups: c1, clamp: .relu)),
+            .maxPool(MaxPoolOp(name: "pool", input: "y1", output: "mp", kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1])),
+            .conv2d(ConvOp(name: "dw", input: "mp", output: "y2", weight: dw.ref("dw"), bias: "bdw", kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1], groups: c1, clamp: .relu)),
             .conv2d(ConvOp(name: "pw", input: "y2", output: "y3", weight: pw.ref("pw"), bias: "bpw", kernel: [1, 1], stride: [1, 1], pads: [0, 0, 0, 0])),
             .dequantize(UnaryOp(name: "deq_skip", input: "y1", output: "y1f")),
             .add(BinaryOp(name: "res", a: "y3", b: "y1f", output: "y4")),
