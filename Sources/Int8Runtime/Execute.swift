@@ -154,6 +154,8 @@ extension Session {
             try k(name) { () throws(Int8KernelError) in
                 try Elementwise.dequantize(buffers[x], count: count * n, unsigned: q.unsigned, scale: q.scale, zeroPoint: q.zero, dst: f(y), isa: isa)
             }
+        case let .gelu(name, x, y, count):
+            try k(name) { () throws(Int8KernelError) in try Elementwise.gelu(f(x), count: count * n, dst: f(y), isa: isa) }
         case let .add(name, a, b, y, count):
             try k(name) { () throws(Int8KernelError) in try Elementwise.add(f(a), f(b), count: count * n, dst: f(y), isa: isa) }
         case let .pool(_, x, y, hw, c):

@@ -41,6 +41,7 @@ enum Step {
     case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case add(name: String, a: Int, b: Int, y: Int, count: Int)
+    case gelu(name: String, x: Int, y: Int, count: Int)
     case pool(name: String, x: Int, y: Int, hw: Int, c: Int)
     case tokenSelect(name: String, x: Int, y: Int, t: Int, c: Int, index: Int)
     case classPosition(name: String, x: Int, y: Int, t: Int, c: Int, cls: [Float], pos: [Float])
@@ -233,6 +234,8 @@ public final class Session {
             let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
             return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift,
                                thresholds: table.thresholds(scale: Double(a.scale)), scratch: scratch(y.elementCount * 4))
+        case let .gelu(o):
+            return .gelu(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount)
         case let .quantize(o):
             return .quantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(T(o.output)))
         case let .dequantize(o):

@@ -320,6 +320,8 @@ public enum Op: Codable, Sendable, Equatable {
     case attention(AttentionOp)
     /// Float → GELU → + shift → AdaLog codes (output tensor's AdaLog quantizer).
     case geluAdaLog(UnaryOp)
+    /// Float GELU (uniform baselines quantize its output with a `quantize` op).
+    case gelu(UnaryOp)
     /// Float → quantized (output tensor's uniform quantizer).
     case quantize(UnaryOp)
     /// Quantized → float.
@@ -341,7 +343,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .linear(o), let .adaLogLinear(o): o.name
         case let .layerNormQuantize(o): o.name
         case let .attention(o): o.name
-        case let .geluAdaLog(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): o.name
+        case let .geluAdaLog(o), let .gelu(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): o.name
         case let .add(o): o.name
         case let .tokenSelect(o): o.name
         case let .classPosition(o): o.name
@@ -356,6 +358,7 @@ public enum Op: Codable, Sendable, Equatable {
         case .layerNormQuantize: "layerNormQuantize"
         case .attention: "attention"
         case .geluAdaLog: "geluAdaLog"
+        case .gelu: "gelu"
         case .quantize: "quantize"
         case .dequantize: "dequantize"
         case .add: "add"
@@ -372,7 +375,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .linear(o), let .adaLogLinear(o): [o.input]
         case let .layerNormQuantize(o): [o.input]
         case let .attention(o): [o.input]
-        case let .geluAdaLog(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): [o.input]
+        case let .geluAdaLog(o), let .gelu(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): [o.input]
         case let .add(o): [o.a, o.b]
         case let .tokenSelect(o): [o.input]
         case let .classPosition(o): [o.input]
@@ -385,7 +388,7 @@ public enum Op: Codable, Sendable, Equatable {
         case let .linear(o), let .adaLogLinear(o): o.output
         case let .layerNormQuantize(o): o.output
         case let .attention(o): o.output
-        case let .geluAdaLog(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): o.output
+        case let .geluAdaLog(o), let .gelu(o), let .quantize(o), let .dequantize(o), let .globalAveragePool(o), let .reshape(o): o.output
         case let .add(o): o.output
         case let .tokenSelect(o): o.output
         case let .classPosition(o): o.output

@@ -127,6 +127,8 @@ extension QModel {
                 }
             case .geluAdaLog:
                 try expect(x.dtype == .float32 && out.dtype == .code && x.shape == out.shape, "float input → AdaLog codes of the same shape")
+            case .gelu:
+                try expect(x.dtype == .float32 && out.dtype == .float32 && x.shape == out.shape, "float in and out, same shape")
             case .quantize:
                 try expect(x.dtype == .float32 && quantized(out) && x.shape == out.shape, "float input → quantized output of the same shape")
             case .dequantize:

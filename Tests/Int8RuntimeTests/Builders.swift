@@ -125,6 +125,8 @@ struct TinyViT {
     var uniformP: UniformParams?
     let uniformSoftmax: Bool
     var lastAttention: [Float] = [], lastAttentionFloat: [Float] = []
+    /// Uniform GELU-output quantizer of the uniform baseline (with `uniformSoftmax`).
+    var geluUniform = UniformParams(scale: 1, zeroPoint: 0, bits: 8)
     let geluShift: Float = 0.16997124
 
     init(seed: UInt64, wBits: Int, aBits: Int, uniformSoftmax: Bool = false) {
@@ -193,10 +195,17 @@ struct TinyViT {
         let ln2 = layerNorm(x1, rows: t, c: c, g: g2, b: b2, eps: 1e-6)
         if cal { ln2Q = calibrate(ln2, bits: aBits) }
         let h1 = matmul(ln2.map { fq($0, ln2Q) }, rows: t, k: c, fc1.deq, n: hidden, bias: fc1Bias)
-        let u = h1.map { gelu($0) + geluShift }
-        if cal { geluQ.scale = u.max()! }
-        let uq = u.map { adalogFQ($0, geluQ) }
-        let y = matmul(uq, rows: t, k: hidden, fc2.deq, n: c, bias: foldedFc2Bias)
+        let y: [Float]
+        if uniformSoftmax {
+            let g = h1.map { gelu($0) }
+            if cal { geluUniform = calibrate(g, bits: aBits) }
+            y = matmul(g.map { fq($0, geluUniform) }, rows: t, k: hidden, fc2.deq, n: c, bias: fc2Bias)
+        } else {
+            let u = h1.map { gelu($0) + geluShift }
+            if cal { geluQ.scale = u.max()! }
+            let uq = u.map { adalogFQ($0, geluQ) }
+            y = matmul(uq, rows: t, k: hidden, fc2.deq, n: c, bias: foldedFc2Bias)
+        }
         let x2 = zip(x1, y).map { $0 + $1 }
         let ln3 = layerNorm(Array(x2[0..<c]), rows: 1, c: c, g: g3, b: b3, eps: 1e-6)
         if cal { ln3Q = calibrate(ln3, bits: aBits) }
@@ -218,8 +227,9 @@ struct TinyViT {
         let tensors = [
             fl("image", [hw, hw, 3]), fl("patches", [side, side, c]), fl("tokens0", [t0, c]), fl("x0", [t, c]),
             q("ln1", [t, c], ln1Q), fl("qkv", [t, 3 * c]), q("attn", [t, c], attnQ), fl("proj", [t, c]), fl("x1", [t, c]),
-            q("ln2", [t, c], ln2Q), fl("fc1", [t, hidden]), TensorInfo(name: "gelu", dtype: .code, shape: [t, hidden], quantizer: .adaLog(geluQ)),
-            fl("fc2", [t, c]), fl("x2", [t, c]), fl("cls", [c]), q("ln3", [c], ln3Q), fl("logits", [classes]),
+            q("ln2", [t, c], ln2Q), fl("fc1", [t, hidden]),
+            uniformSoftmax ? q("gelu", [t, hidden], geluUniform) : TensorInfo(name: "gelu", dtype: .code, shape: [t, hidden], quantizer: .adaLog(geluQ)),
+            fl("fc2", [t, c]), fl("x2", [t, c]), fl("gelu_float", [t, hidden]), fl("cls", [c]), q("ln3", [c], ln3Q), fl("logits", [classes]),
         ]
         let ops: [Op] = [
             .conv2d(ConvOp(name: "patch_embed", input: "image", output: "patches", weight: pe.ref("pe"), bias: "pe.b", kernel: [patch, patch],
@@ -233,8 +243,14 @@ struct TinyViT {
             .add(BinaryOp(name: "res1", a: "x0", b: "proj", output: "x1")),
             .layerNormQuantize(LayerNormOp(name: "norm2", input: "x1", output: "ln2", gamma: "norm2.g", beta: "norm2.b", epsilon: 1e-6)),
             .linear(LinearOp(name: "fc1", input: "ln2", output: "fc1", weight: fc1.ref("fc1"), bias: "fc1.b")),
+        ] + (uniformSoftmax ? [
+            .gelu(UnaryOp(name: "gelu_f", input: "fc1", output: "gelu_float")),
+            .quantize(UnaryOp(name: "gelu_q", input: "gelu_float", output: "gelu")),
+            .linear(LinearOp(name: "fc2", input: "gelu", output: "fc2", weight: fc2.ref("fc2"), bias: "fc2.b")),
+        ] : [
             .geluAdaLog(UnaryOp(name: "gelu", input: "fc1", output: "gelu")),
             .adaLogLinear(LinearOp(name: "fc2", input: "gelu", output: "fc2", weight: fc2.ref("fc2"), bias: "fc2.b")),
+        ]) + [
             .add(BinaryOp(name: "res2", a: "x1", b: "fc2", output: "x2")),
             .tokenSelect(TokenSelectOp(name: "cls_select", input: "x2", output: "cls", index: 0)),
             .layerNormQuantize(LayerNormOp(name: "norm", input: "cls", output: "ln3", gamma: "norm.g", beta: "norm.b", epsilon: 1e-6)),
@@ -243,7 +259,7 @@ struct TinyViT {
         var consts: [Constant] = []
         consts += try pe.constants("pe") + qkv.constants("qkv") + proj.constants("proj") + fc1.constants("fc1") + fc2.constants("fc2") + head.constants("head")
         consts += [Constant.float("pe.b", shape: [c], peBias), Constant.float("qkv.b", shape: [3 * c], qkvBias), Constant.float("proj.b", shape: [c], projBias),
-                   Constant.float("fc1.b", shape: [hidden], fc1Bias), Constant.float("fc2.b", shape: [c], foldedFc2Bias), Constant.float("head.b", shape: [classes], headBias),
+                   Constant.float("fc1.b", shape: [hidden], fc1Bias), Constant.float("fc2.b", shape: [c], uniformSoftmax ? fc2Bias : foldedFc2Bias), Constant.float("head.b", shape: [classes], headBias),
                    Constant.float("norm1.g", shape: [c], g1), Constant.float("norm1.b", shape: [c], b1), Constant.float("norm2.g", shape: [c], g2),
                    Constant.float("norm2.b", shape: [c], b2), Constant.float("norm.g", shape: [c], g3), Constant.float("norm.b", shape: [c], b3),
                    Constant.float("cls_token", shape: [c], cls), Constant.float("pos_embed", shape: [t, c], pos)]

@@ -31,7 +31,7 @@ let medianTolerance: Float = 1e-5
         for (i, img) in imgs.enumerated() {
             let ref = vit.simulate(img, calibrate: false)
             let x1 = Array(out[0][(i * 17 * 16)..<((i + 1) * 17 * 16)]), logits = Array(out[1][(i * 10)..<((i + 1) * 10)])
-            print("W\(bits.0)A\(bits.1)\(bits.2 ? " uniform-P" : "") sample \(i): x1 maxdiff \(maxDiff(x1, ref.x1)) / max \(maxAbs(ref.x1)); logits maxdiff \(maxDiff(logits, ref.logits)) / max \(maxAbs(ref.logits))")
+            print("W\(bits.0)A\(bits.1)\(bits.2 ? " uniform P/GELU" : "") sample \(i): x1 maxdiff \(maxDiff(x1, ref.x1)) / max \(maxAbs(ref.x1)); logits maxdiff \(maxDiff(logits, ref.logits)) / max \(maxAbs(ref.logits))")
             #expect(maxDiff(x1, ref.x1) <= tolerance * maxAbs(ref.x1))
             #expect(medianDiff(x1, ref.x1) <= medianTolerance * maxAbs(ref.x1))
             #expect(maxDiff(logits, ref.logits) <= tolerance * maxAbs(ref.logits))
