@@ -85,8 +85,14 @@ public final class Session {
     public let inputShape: [Int]
     public let outputShapes: [[Int]]
     var steps: [Step] = []
+    /// Pointer of every tensor (by tensor index), then of every scratch area.
     var buffers: [UnsafeMutableRawPointer] = []
-    var bufferSizes: [Int] = []
+    /// The allocations behind `buffers` (tensors whose lifetimes do not overlap share one).
+    var owned: [UnsafeMutableRawPointer] = []
+    /// Bytes allocated for activations and scratch (after lifetime sharing).
+    public private(set) var arenaBytes = 0
+    var scratchNeed = [0, 0]
+    var scratchLane: [(Int, Int)] = []
     var tensorIndex: [String: Int] = [:]
     let inputIndex: Int
     let outputIndices: [Int]
@@ -99,27 +105,69 @@ public final class Session {
         guard batch >= 1, batch <= 4096 else { throw .invalidArgument("batch \(batch) must be in 1...4096") }
         guard isa.isSupported else { throw .invalidArgument("ISA \(isa) is not supported on this CPU") }
         self.model = model; self.batch = batch; self.threads = max(1, threads); self.isa = isa
-        for (i, t) in model.tensors.enumerated() {
-            tensorIndex[t.name] = i
-            let size = max(64, batch * t.dtype.byteCount(t.elementCount))
+        for (i, t) in model.tensors.enumerated() { tensorIndex[t.name] = i }
+        // Plan once: a tensor's buffer is returned to a free list after its last reader, and later outputs take
+        // the smallest free buffer that fits (a producer's output never aliases its own inputs: the output is
+        // placed before the inputs are released). Graph inputs/outputs keep their own buffers.
+        let tcount = model.tensors.count
+        var lastUse = [Int](repeating: -1, count: tcount)
+        for (oi, op) in model.ops.enumerated() { for n in op.inputs { lastUse[tensorIndex[n]!] = oi } }
+        let tix = tensorIndex
+        var pinned = Set(model.outputs.compactMap { tix[$0] })
+        pinned.insert(tensorIndex[model.inputs[0]]!)
+        var slot = [Int](repeating: -1, count: tcount)
+        var slotSize: [Int] = [], free: [Int] = []
+        func bytes(_ i: Int) -> Int { max(64, batch * model.tensors[i].dtype.byteCount(model.tensors[i].elementCount)) }
+        func place(_ i: Int) {
+            let need = bytes(i)
+            if !pinned.contains(i), let best = free.filter({ slotSize[$0] >= need }).min(by: { slotSize[$0] < slotSize[$1] }) {
+                slot[i] = best; free.removeAll { $0 == best }
+            } else {
+                slot[i] = slotSize.count; slotSize.append(need)
+            }
+        }
+        place(tensorIndex[model.inputs[0]]!)
+        for (oi, op) in model.ops.enumerated() {
+            let o = tensorIndex[op.output]!
+            place(o)
+            for n in Set(op.inputs) { let i = tensorIndex[n]!; if lastUse[i] == oi, !pinned.contains(i) { free.append(slot[i]) } }
+            if lastUse[o] < 0, !pinned.contains(o) { free.append(slot[o]) }
+        }
+        for i in 0..<tcount where slot[i] < 0 { slot[i] = slotSize.count; slotSize.append(bytes(i)) }
+        for size in slotSize {
             let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
             p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-            buffers.append(p); bufferSizes.append(size)
+            owned.append(p); arenaBytes += size
         }
+        let own = owned
+        buffers = slot.map { own[$0] }
         inputIndex = tensorIndex[model.inputs[0]]!
         inputShape = model.tensors[inputIndex].shape
         let ti = tensorIndex
         outputIndices = model.outputs.map { ti[$0]! }
         outputShapes = outputIndices.map { model.tensors[$0].shape }
         for op in model.ops { steps.append(try prepare(op)) }
+        bindScratch()
     }
 
-    deinit { for p in buffers { p.deallocate() } }
+    deinit { for p in owned { p.deallocate() } }
 
-    func scratch(_ bytes: Int) -> Int {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: max(64, bytes), alignment: 64)
-        buffers.append(p); bufferSizes.append(bytes)
+    /// Scratch areas live only during their op, so all ops share one allocation per lane (an op that needs two
+    /// areas at once takes lanes 0 and 1). Returns the `buffers` index; pointers are bound after `prepare`.
+    func scratch(_ bytes: Int, lane: Int = 0) -> Int {
+        scratchNeed[lane] = max(scratchNeed[lane], max(64, bytes))
+        buffers.append(UnsafeMutableRawPointer(bitPattern: 64)!)
+        scratchLane.append((buffers.count - 1, lane))
         return buffers.count - 1
+    }
+
+    func bindScratch() {
+        for lane in 0..<scratchNeed.count where scratchNeed[lane] > 0 {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: scratchNeed[lane], alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: scratchNeed[lane])
+            owned.append(p); arenaBytes += scratchNeed[lane]
+            for (i, l) in scratchLane where l == lane { buffers[i] = p }
+        }
     }
 
     func floats(_ name: String) -> [Float] { model.constant(name)?.floats() ?? [] }
@@ -227,7 +275,7 @@ public final class Session {
             }
             return .attention(name: name, x: I(o.input), y: I(o.output), heads: o.heads, d: o.headDim, t: x.shape[0], qkvQ: qq,
                               logitScales: ls, table: table, uniformP: uniformP, stages: stages, scratch: scratch(x.elementCount),
-                              headScratch: uniformP == nil ? 0 : scratch(x.shape[0] * x.shape[0] * 7 + x.shape[0] * 4 + 128))
+                              headScratch: uniformP == nil ? 0 : scratch(x.shape[0] * x.shape[0] * 7 + x.shape[0] * 4 + 128, lane: 1))
         case let .geluAdaLog(o):
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }

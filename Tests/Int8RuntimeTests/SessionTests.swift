@@ -27,6 +27,14 @@ import QModel
         }
     }
 
+    @Test func activationBuffersAreShared() throws {
+        let (m, _) = try vit()
+        let s = try Session(model: m, batch: 2)
+        let unshared = m.tensors.reduce(0) { $0 + max(64, 2 * $1.dtype.byteCount($1.elementCount)) }
+        #expect(s.arenaBytes < unshared)
+        print("arena \(s.arenaBytes) bytes vs \(unshared) unshared")
+    }
+
     @Test func badRunArgumentsThrow() throws {
         let (m, imgs) = try vit()
         let s = try Session(model: m, batch: 2)

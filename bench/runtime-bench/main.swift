@@ -90,7 +90,7 @@ let loaded = try QModelFile.decode(bytes)
 let session = try Session(model: loaded, batch: 1, threads: threads)
 clock_gettime(CLOCK_MONOTONIC, &t1s)
 func ms(_ a: timespec, _ b: timespec) -> Double { Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6 }
-print("decode + prepare: \(ms(t0s, t1s)) ms")
+print("decode + prepare: \(ms(t0s, t1s)) ms, activation + scratch memory \(session.arenaBytes) bytes")
 let input = floats(img * img * 3, 2)
 var times: [Double] = []
 for _ in 0..<iterations {
