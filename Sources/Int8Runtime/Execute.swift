@@ -101,9 +101,16 @@ extension Session {
                 try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads)
             }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, stage, rows):
+        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
+            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
+            let count = rows * n * kern.weights.k
+            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self), codes = u8(x)
+            kern.table.table.withUnsafeBufferPointer { tb in
+                let top = tb.count - 1
+                for i in 0..<count { a16[i] = tb[min(Int(codes[i]), top)] }
+            }
             try k(name) { () throws(Int8KernelError) in
-                try kern.run(codes: u8(x), ldc: kern.weights.k, m: rows * n, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
+                try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
             try k(name) { () throws(Int8KernelError) in

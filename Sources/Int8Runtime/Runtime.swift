@@ -33,7 +33,7 @@ enum Step {
     case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
     case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
     case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?)
-    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int)
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, heads: Int, d: Int, t: Int, qkvQ: [(scale: Float, lo: Int32, hi: Int32)],
                    logitScales: [Float], table: AdaLogTable?, uniformP: UniformParams?, stages: [OutputStage], scratch: Int, headScratch: Int)
@@ -250,7 +250,8 @@ public final class Session {
             let kern = try k { () throws(Int8KernelError) in try AdaLogLinear(weights: wq, inFeatures: kk, outFeatures: n, table: table) }
             let unit = table.accumulatorUnit(scale: Double(a.scale))
             let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
-            return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk)
+            return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk,
+                                 scratch: scratch(batch * x.elementCount * 2))
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!
             return .layerNormQuantize(name: name, x: I(o.input), y: I(o.output), gamma: floats(o.gamma), beta: floats(o.beta), eps: o.epsilon,
