@@ -27,6 +27,9 @@ let package = Package(
         .library(name: "Quant", targets: ["Quant"]),
         .library(name: "Int8Kernels", targets: ["Int8Kernels"]),
         .library(name: "Reporting", targets: ["Reporting"]),
+        .library(name: "QModel", targets: ["QModel"]),
+        .library(name: "Int8Runtime", targets: ["Int8Runtime"]),
+        .executable(name: "qmodel-run", targets: ["qmodel-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -57,6 +60,12 @@ let package = Package(
         .target(name: "CInt8Kernels"),
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
+        // MARK: Model file and integer runtime (no protobuf, no argument parser, no image codecs)
+        .target(name: "QModel"),
+        .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel"]),
+        .executableTarget(name: "qmodel-run", dependencies: ["Int8Runtime"]),
+        .executableTarget(name: "runtime-bench", dependencies: ["Int8Runtime"], path: "bench/runtime-bench"),
+
         // MARK: Reports and terminal output (Foundation only)
         .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
 
@@ -80,6 +89,7 @@ let package = Package(
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
+        .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )
