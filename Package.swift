@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
         // MARK: Model file and integer runtime (no protobuf, no argument parser, no image codecs)
-        .target(name: "QModel"),
+        .target(name: "QModel", dependencies: ["FileOutput"]),
         .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel"]),
         .executableTarget(name: "qmodel-run", dependencies: ["Int8Runtime"]),
         .executableTarget(name: "runtime-bench", dependencies: ["Int8Runtime"], path: "bench/runtime-bench"),

@@ -1,4 +1,5 @@
 // Reading and writing `.qmodel` files (docs/FORMAT.md).
+import FileOutput
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -121,27 +122,7 @@ public enum QModelFile {
     /// Writes atomically: temporary file in the same directory, fsync, rename over `path`.
     public static func write(_ model: QModel, to path: String) throws(QModelError) {
         let bytes = try encode(model)
-        let dir: String = { if let i = path.lastIndex(of: "/") { return String(path[..<i]).isEmpty ? "/" : String(path[..<i]) } else { return "." } }()
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        var template = Array("\(dir)/.\(base).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw .io(path: path, reason: "cannot create a temporary file in \(dir): \(errnoString())") }
-        let tmp = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        var ok = false
-        defer { if !ok { unlink(tmp) } }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { sysWrite(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 { if errno == EINTR { continue }; close(fd); throw .io(path: tmp, reason: "write failed: \(errnoString())") }
-            written += n
-        }
-        guard fsync(fd) == 0 else { close(fd); throw .io(path: tmp, reason: "fsync failed: \(errnoString())") }
-        fchmod(fd, 0o644)
-        close(fd)
-        guard rename(tmp, path) == 0 else { throw .io(path: path, reason: "rename from \(tmp) failed: \(errnoString())") }
-        ok = true
-        let dfd = open(dir, O_RDONLY)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        do { try AtomicFile.write(bytes, toPath: path) } catch { throw .io(path: path, reason: error.description) }
     }
 
     // MARK: decode
@@ -228,5 +209,4 @@ public enum QModelFile {
 
 func errnoString() -> String { String(cString: strerror(errno)) }
 
-private func sysWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int { write(fd, p, n) }
 private func sysRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int { read(fd, p, n) }
