@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "kernel-bench", targets: ["kernel-bench"]),
+        .executable(name: "float-bench", targets: ["float-bench"]),
         .library(name: "Imaging", targets: ["Imaging"]),
         .library(name: "ONNXGraph", targets: ["ONNXGraph"]),
         .library(name: "FloatEngine", targets: ["FloatEngine"]),
@@ -64,11 +65,13 @@ let package = Package(
         .executableTarget(name: "kernel-bench", dependencies: ["Int8Kernels"]),
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging"]),
         .executableTarget(name: "quant-bench", dependencies: ["Quant", "FloatEngine"], path: "bench/quant-bench"),
+        .executableTarget(name: "float-bench", dependencies: ["FloatEngine", "CFloatKernels"]),
 
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration"]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
+        .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )

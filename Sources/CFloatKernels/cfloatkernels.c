@@ -1,2 +1,0 @@
-#include "cfloatkernels.h"
-int cfloatkernels_placeholder(void) { return 0; }
