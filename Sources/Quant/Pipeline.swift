@@ -19,6 +19,9 @@ public struct PipelineOptions: Sendable {
     public var method: QuantMethod = .adalog
     public var plan: PlanOptions
     public var settings = FPCSSettings()
+    /// Optional cost knob (not in the reference): score the attention searches (Q, K, V, softmax) on only the
+    /// first this-many calibration images (the draw is random, so these are a random subset). nil = all images.
+    public var attentionSearchImages: Int? = nil
     /// Upper bound on calibration floats held at once (tensors of a group of layers).
     public var memoryBudgetFloats = 40_000_000
     public init(plan: PlanOptions) { self.plan = plan }
@@ -123,7 +126,8 @@ public enum QuantizationPipeline {
                 let evals = try ctx.search(u, data: data, into: &model)
                 if let evals {
                     model.layers.append(LayerSearchRecord(layer: u.name, kind: evals.kind, evaluations: evals.count,
-                                                          seconds: seconds(since: ts)))
+                                                          seconds: seconds(since: ts), phases: ctx.lastStats.phases,
+                                                          phaseSeconds: ctx.lastStats.seconds))
                 }
                 done += 1
             }
@@ -154,6 +158,8 @@ struct SearchContext {
     let imageInputs: Set<String>
     let consumers: [String: [String]]
     let producers: [String: Node]
+    /// Phase timings of the last search.
+    var lastStats = SearchStats()
 
     init(patterns: ModelPatterns, plan: QuantizationPlan, options: PipelineOptions, graph: StaticGraph) {
         self.patterns = patterns; self.plan = plan; self.options = options; self.graph = graph
@@ -230,6 +236,7 @@ struct SearchContext {
     /// Runs the search of one unit; returns (kind, evaluations) or nil when the unit stays float.
     mutating func search(_ u: PipelineUnit, data: [String: CollectedTensor],
                          into model: inout QuantizedModel) throws -> (kind: String, count: Int)? {
+        lastStats = SearchStats()
         switch u {
         case .linear(let l): return try searchLinear(l, data, &model)
         case .attention(let a): return try searchAttention(a, data, &model)
@@ -293,6 +300,7 @@ struct SearchContext {
                                                         quantizer: r.linear.weight))
                 model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind,
                                                                 quantizer: .uniform(r.linear.input)))
+                lastStats = r.linear.stats
                 return ("post-LN linear (reparameterized)", r.linear.stats.totalEvaluations)
             }
             fallthrough
@@ -301,6 +309,7 @@ struct SearchContext {
                                                   weightBits: bits.weightBits, inputBits: bits.activationBits, settings: settings)
             model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight))
             model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind, quantizer: .uniform(r.input)))
+            lastStats = r.stats
             return ("uniform linear", r.stats.totalEvaluations)
         case .adaLog(let ab, let shift):
             let bias = try l.bias.map { try const($0) }
@@ -316,6 +325,7 @@ struct SearchContext {
                 var a = r.input; a.biasReparameterized = false
                 model.activations[model.activations.count - 1].quantizer = .adaLog(a)
             }
+            lastStats = r.stats
             return ("fc2 (Shift-AdaLog input)", r.stats.totalEvaluations)
         case .float:
             return nil
@@ -335,7 +345,9 @@ struct SearchContext {
         let wr = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: s) { c in
             weightSelfLosses(w: w, rows: o, cols: k, bits: bits.weightBits, c)
         }
-        let wq = try LayerSearch.perRowQuantizer(wr, bits: bits.weightBits)
+        var wrs = wr
+        wrs.scales = wr.scales.map { $0 > 0 && $0.isFinite ? $0 : 1e-8 }   // all-zero rows (e.g. zero-init BN gamma folded in)
+        let wq = try LayerSearch.perRowQuantizer(wrs, bits: bits.weightBits)
         model.weights.append(WeightQuantization(layer: layer, tensor: weightName, transposed: transposedStore, quantizer: wq))
         var evals = wr.evaluations
         let aspec = plan.spec(for: imageInputs.contains(input) ? .imageInput : kind, layer: layer, reluBounded: reluBounded)
@@ -360,7 +372,7 @@ struct SearchContext {
                 activationSelfLosses(x: xs, rows: xs.count, cols: 1, bits: ab, c)
             }
             evals += ar.evaluations
-            let aq = try UniformQuantizer(bits: ab, scales: ar.scales, zeroPoints: ar.zeroPoints)
+            let aq = try UniformQuantizer(bits: ab, scales: ar.scales.map { $0 > 0 && $0.isFinite ? $0 : 1e-8 }, zeroPoints: ar.zeroPoints)
             model.activations.append(ActivationQuantization(tensor: input, consumer: layer, kind: kind, quantizer: .uniform(aq)))
         }
         return ("CNN layer (self error)", evals)
@@ -429,6 +441,8 @@ struct SearchContext {
             throw QuantError.shapeMismatch("attention '\(a.qkMatMul)': Q/V/P must be rank 4 [batch, heads, tokens, dim], got \(qt.shape), \(vt.shape), \(pt.shape)")
         }
         let b = qt.shape[0], h = qt.shape[1], t = qt.shape[2], hd = qt.shape[3]
+        let bs = min(b, max(1, options.attentionSearchImages ?? b))
+        func head(_ v: [Float]) -> [Float] { bs == b ? v : Array(v[0..<(v.count / b * bs)]) }
         if a.k == nil {
             // Kᵀ [B, H, d, T] → K [B, H, T, d] (per-head parameters are layout-independent).
             var kk = [Float](repeating: 0, count: kt.values.count)
@@ -448,9 +462,9 @@ struct SearchContext {
             return ("attention min-max", 0)
         }
         let s = options.settings
-        let sr = try LayerSearch.attentionScores(query: qt.values, key: kt.values, batch: b, heads: h, tokens: t, headDim: hd,
+        let sr = try LayerSearch.attentionScores(query: head(qt.values), key: head(kt.values), batch: bs, heads: h, tokens: t, headDim: hd,
                                                  bits: bits.activationBits, settings: s)
-        let vr = try LayerSearch.attentionValues(probabilities: pt.values, value: vt.values, batch: b, heads: h, tokens: t,
+        let vr = try LayerSearch.attentionValues(probabilities: head(pt.values), value: head(vt.values), batch: bs, heads: h, tokens: t,
                                                  headDim: hd, probabilityBits: bits.activationBits, valueBits: bits.activationBits,
                                                  softmax: plan.options.softmax, settings: s)
         let kConsumer = a.k == nil ? a.qkMatMul : (consumers[kName]?.first ?? a.qkMatMul)
@@ -465,6 +479,8 @@ struct SearchContext {
         case .uniform(let q): pq = .uniform(q)
         }
         model.activations.append(ActivationQuantization(tensor: a.probabilities, consumer: a.avMatMul, kind: kindP, quantizer: pq))
+        lastStats = sr.stats
+        lastStats.phases += vr.stats.phases; lastStats.evaluations += vr.stats.evaluations; lastStats.seconds += vr.stats.seconds
         return ("attention", sr.stats.totalEvaluations + vr.stats.totalEvaluations)
     }
 }

@@ -63,6 +63,9 @@ public struct LayerSearchRecord: Codable, Equatable, Sendable {
     public var kind: String
     public var evaluations: Int
     public var seconds: Double
+    /// Per search phase (e.g. "W self", "A out r1"): seconds.
+    public var phases: [String] = []
+    public var phaseSeconds: [Double] = []
 }
 
 /// Everything needed to rebuild the quantized (fake-quant) model from the source ONNX file.

@@ -32,9 +32,12 @@ struct QuantizeModel: ParsableCommand {
     @Option(help: "GELU-output quantizer: adalog, uniform.") var gelu: String = "adalog"
     @Option(help: "Score activation candidates of linear layers on this many sampled token rows (default: all rows, exact).")
     var searchTokens: Int?
+    @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many of the calibration images (default: all, exact).")
+    var searchImages: Int?
     @Option(help: "Images per float run during calibration.") var batch: Int = 8
     @Option(name: [.short, .customLong("output")], help: "Output JSON file.") var output: String
     @Flag(help: "No progress line on stderr.") var quiet = false
+    @Flag(help: "Print each layer's search time and candidate count.") var verbose = false
 
     func run() throws {
         let b = try BitSetting(parsing: bits)
@@ -48,6 +51,10 @@ struct QuantizeModel: ParsableCommand {
         if let t = searchTokens {
             guard t >= 1 else { throw ValidationError("--search-tokens must be at least 1") }
             opts.settings.activationSearchTokens = t
+        }
+        if let i = searchImages {
+            guard i >= 1 else { throw ValidationError("--search-images must be at least 1") }
+            opts.attentionSearchImages = i
         }
         guard calibCount >= 1 else { throw ValidationError("--calib-count must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -76,6 +83,12 @@ struct QuantizeModel: ParsableCommand {
         }
         progress.finish()
         try q.write(to: output)
+        if verbose {
+            for l in q.layers {
+                print(String(format: "  %-45@ %-34@ %6d candidates %7.2f s", l.layer as NSString, l.kind as NSString, l.evaluations, l.seconds))
+                print("      " + zip(l.phases, l.phaseSeconds).map { String(format: "%@ %.2f", $0.0 as NSString, $0.1) }.joined(separator: ", "))
+            }
+        }
         let total = Date().timeIntervalSince(start)
         print(String(format: "%@ %@ (%@): %d weights, %d activations quantized; calibration runs %.1f s, search %.1f s, total %.1f s → %@",
                      model as NSString, b.description as NSString, opts.method.rawValue as NSString, q.weights.count,
