@@ -419,7 +419,7 @@ public enum LayerSearch {
                   "patch embed: columns \(x.count) for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         var stats = SearchStats()
         let t = ContinuousClock.now
-        let grid = try UniformGrid(role: .convWeight, bits: weightBits, values: w, shape: [o, k],
+        let grid = try UniformGrid(role: UniformGrid.convWeightRole(bits: weightBits, eqN: settings.eqN), bits: weightBits, values: w, shape: [o, k],
                                    granularity: .perChannel(axis: 0), eqN: settings.eqN)
         let obj = WeightOutputObjective(x: x, xHat: nil, tokens: n, inFeatures: k, weight: w, outFeatures: o)
         let r = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, settings: settings) { c in obj.losses(c, bits: weightBits) }

@@ -3,17 +3,23 @@ import Foundation
 import Imaging
 import ONNXGraph
 import FloatEngine
+import Quant
 
 /// `quantize eval MODEL --data DIR`: float top-1/top-5 accuracy over a labelled image set.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Top-1/top-5 accuracy of the float model over a labelled image folder.",
+        abstract: "Top-1/top-5 accuracy of a float model (.onnx) or a quantized one (.json, fake-quant simulation).",
         discussion: """
             Example: quantize eval vit_tiny_patch16_224.onnx --data imagenet-sample --labels imagenet-synsets.txt --preset vit
-            JSON keys: model, images, top1, top5 (percent), seconds.
+            Quantized: quantize eval vit-w4a4.json --data imagenet-sample --labels imagenet-synsets.txt
+            (the preprocessing recorded in the JSON is used, and the calibration images are left out unless
+            --include-calibration). JSON keys: model, images, top1, top5 (percent), seconds; for quantized models
+            also floatTop1, floatTop5, agreement (top-1 agreement with float, percent) and layerSQNR (dB).
             """)
 
-    @Argument(help: "ONNX model file.") var model: String
+    @Argument(help: "ONNX model file, or the JSON written by `quantize MODEL.onnx … -o OUT.json`.") var model: String
+    @Option(help: "Quantized models: images used for per-layer SQNR (the first N evaluated).") var sqnrImages: Int = 16
+    @Flag(help: "Quantized models: also evaluate the calibration images.") var includeCalibration = false
     @Option(help: "Image folder (ImageFolder layout, or flat files named by synset with --labels).") var data: String
     @Option(help: "Labels file (synset list or class names), as the dataset reader accepts.") var labels: String?
     @Option(help: "Preprocessing preset (vit, imagenet, cifar10, efficientnet-lite0). Default: by input size.") var preset: String?
@@ -23,6 +29,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if model.lowercased().hasSuffix(".json") { return try runQuantized() }
         let m = try ONNXModel(contentsOf: model)
         let spec = try preprocessSpec(preset: preset, graph: m.graph)
         let ds = try ImageDataset.open(data, labels: labels)
@@ -69,6 +76,106 @@ struct Eval: ParsableCommand {
             print(String(decoding: d, as: UTF8.self))
         } else {
             print(String(format: "%@: %d images, top-1 %.2f %%, top-5 %.2f %% (%.1f s)", model as NSString, counted, t1, t5, secs))
+        }
+    }
+}
+
+extension Eval {
+    /// Evaluates a quantized model (fake-quant simulation) next to its float source on the same images.
+    func runQuantized() throws {
+        let q = try QuantizedModel.load(from: model)
+        let m = try ONNXModel(contentsOf: q.sourceModel)
+        let hash = try sha256Hex(ofFileAt: q.sourceModel)
+        if hash != q.sourceSHA256 {
+            FileHandle.standardError.write("warning: '\(q.sourceModel)' changed since quantization (SHA-256 differs)\n".data(using: .utf8)!)
+        }
+        let spec = preset != nil ? try preprocessSpec(preset: preset, graph: m.graph) : q.preprocessing
+        var ds = try ImageDataset.open(data, labels: labels)
+        guard ds.isLabelled else { throw ValidationError("'\(data)' has no labels: use an ImageFolder layout or pass --labels") }
+        var excluded = 0
+        if !includeCalibration {
+            let cal = Set(q.calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+            let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
+            excluded = ds.count - kept.count
+            ds = ImageDataset(root: ds.root, layout: ds.layout, items: kept, classNames: ds.classNames)
+        }
+        let n = min(limit ?? ds.count, ds.count)
+        guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
+        let b = min(batch, n)
+        var g = try m.graph.specialized(batch: b)
+        if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
+        let floatSession = try FloatSession(staticGraph: g)
+        let sim = try QuantSimulator(model: q, graph: g)
+        let per = 3 * spec.size * spec.size
+        guard let inSpec = g.inputs.first, elementCount(inSpec.shape) == b * per else {
+            throw ValidationError("preprocessing size \(spec.size) does not fit the model input \(g.inputs.first?.shape ?? [])")
+        }
+        let outputs = Dictionary(sim.layerOutputs.map { ($0.tensor, $0.layer) }, uniquingKeysWith: { a, _ in a })
+        var sq = LayerSQNRAccumulator()
+        var reference: [String: [Float]] = [:]
+        let start = Date()
+        var top1 = 0, top5 = 0, ftop1 = 0, ftop5 = 0, agree = 0, counted = 0
+        var i = 0
+        let progress = ProgressLine(enabled: true)
+        while i < n {
+            let r = i..<min(i + b, n)
+            var (x, labs) = try ds.batch(r, spec: spec)
+            if r.count < b { x += [Float](repeating: 0, count: (b - r.count) * per) }
+            let measure = i < sqnrImages
+            reference = [:]
+            floatSession.observer = measure ? { o in
+                if outputs[o.name] != nil { reference[o.name] = Array(o.values) }
+            } : nil
+            sim.session.observer = measure ? { o in
+                guard let layer = outputs[o.name], let ref = reference[o.name] else { return }
+                let keep = r.count * (o.values.count / b)
+                ref.withUnsafeBufferPointer { rp in
+                    sq.add(layer: layer, reference: UnsafeBufferPointer(rebasing: rp[0..<keep]),
+                           test: UnsafeBufferPointer(rebasing: o.values[0..<keep]))
+                }
+            } : nil
+            let fl = try floatSession.run(x)
+            let ql = try sim.session.run(x)
+            let classes = ql.count / b
+            for (k, label) in labs.enumerated() {
+                let qrow = Array(ql[(k * classes)..<((k + 1) * classes)])
+                let frow = Array(fl[(k * classes)..<((k + 1) * classes)])
+                let qt = topK(qrow, 5), ft = topK(frow, 5)
+                if qt.first == ft.first { agree += 1 }
+                guard let label else { continue }
+                if qt.first == label { top1 += 1 }
+                if qt.contains(label) { top5 += 1 }
+                if ft.first == label { ftop1 += 1 }
+                if ft.contains(label) { ftop5 += 1 }
+                counted += 1
+            }
+            i = r.upperBound
+            progress.show(String(format: "eval %d/%d  top1 %.1f%% (float %.1f%%)", i, n,
+                                 Double(top1) * 100 / Double(max(counted, 1)), Double(ftop1) * 100 / Double(max(counted, 1))))
+        }
+        progress.finish()
+        let secs = Date().timeIntervalSince(start)
+        func pct(_ v: Int, _ d: Int) -> Double { Double(v) * 100 / Double(max(d, 1)) }
+        let db = sq.decibels
+        let layers = sim.layerOutputs.map(\.layer).filter { db[$0] != nil }
+        if json {
+            let obj: [String: Any] = [
+                "model": model, "source": q.sourceModel, "method": q.method.rawValue, "bits": q.plan.options.bits.description,
+                "images": counted, "excludedCalibrationImages": excluded,
+                "top1": pct(top1, counted), "top5": pct(top5, counted),
+                "floatTop1": pct(ftop1, counted), "floatTop5": pct(ftop5, counted), "agreement": pct(agree, n),
+                "sqnrImages": min(sqnrImages, n), "seconds": secs,
+                "layerSQNR": layers.map { ["layer": $0, "dB": db[$0]!.isFinite ? db[$0]! : 999] },
+            ]
+            let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+        } else {
+            print(String(format: "%@ (%@ %@): %d images (%d calibration images left out), top-1 %.2f %%, top-5 %.2f %% | float top-1 %.2f %%, top-5 %.2f %% | top-1 agreement %.2f %% (%.1f s)",
+                         model as NSString, q.method.rawValue as NSString, q.plan.options.bits.description as NSString, counted, excluded,
+                         pct(top1, counted), pct(top5, counted), pct(ftop1, counted), pct(ftop5, counted), pct(agree, n), secs))
+            let worst = layers.sorted { db[$0]! < db[$1]! }.prefix(8)
+            print("lowest per-layer output SQNR (dB, first \(min(sqnrImages, n)) images): " +
+                  worst.map { String(format: "%@ %.1f", $0 as NSString, db[$0]!) }.joined(separator: ", "))
         }
     }
 }

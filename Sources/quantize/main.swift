@@ -3,7 +3,8 @@ import ArgumentParser
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post-training quantization of vision backbones (uniform and AdaLog) with int8 kernels.",
-        subcommands: [PreprocessCommand.self, Inspect.self, RunRaw.self, Infer.self, Eval.self]
+        subcommands: [QuantizeModel.self, PreprocessCommand.self, Inspect.self, RunRaw.self, Infer.self, Eval.self],
+        defaultSubcommand: QuantizeModel.self
     )
 }
 

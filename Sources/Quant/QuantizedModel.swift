@@ -1,0 +1,120 @@
+// The result of quantizing a model, as written to JSON until the runtime `.qmodel` format exists:
+// the plan, every chosen quantizer (by tensor), the folds (LayerNorm scale reparameterization, GELU
+// shift into fc2's bias), the source model and the preprocessing/calibration that produced it.
+import Foundation
+import Imaging
+
+/// Which calibration method produced the parameters.
+public enum QuantMethod: String, Codable, Sendable, CaseIterable {
+    /// The full AdaLog method (adalog.md §1): FPCS searches, LayerNorm reparameterization, AdaLog softmax/GELU.
+    case adalog
+    /// Plain baseline: per-row min-max weights, per-tensor min-max activations everywhere (incl. softmax and GELU outputs).
+    case uniformMinMax = "uniform-minmax"
+
+    public static func parse(_ s: String) throws(QuantError) -> QuantMethod {
+        guard let m = QuantMethod(rawValue: s.lowercased()) else {
+            throw .badPlanOption(s, reason: "method must be one of adalog, uniform-minmax")
+        }
+        return m
+    }
+}
+
+/// A quantized weight tensor: the quantizer works on the weight viewed as [outputs × rest] (per row / per
+/// output channel); `transposed` says the stored tensor is [in, out] (ONNX MatMul) and must be transposed first.
+public struct WeightQuantization: Codable, Equatable, Sendable {
+    public var layer: String
+    public var tensor: String
+    public var transposed: Bool
+    public var quantizer: UniformQuantizer
+}
+
+/// A quantized activation: `tensor` as read by the node `consumer` (other readers see float values).
+public struct ActivationQuantization: Codable, Equatable, Sendable {
+    public var tensor: String
+    public var consumer: String
+    public var kind: TensorKind
+    public var quantizer: QuantizerParameters
+}
+
+/// The scale reparameterization of adalog.md §1.6 applied to the source constants:
+/// γ ← γ/r, β ← β/r − b, W[:, c] ← r_c W[:, c], bias ← bias + W'·b.
+public struct LayerNormFold: Codable, Equatable, Sendable {
+    public var linear: String
+    public var gamma: String, beta: String, weight: String, bias: String
+    /// The weight is stored [in, out] (ONNX MatMul), not [out, in].
+    public var weightStoredInOut: Bool
+    public var r: [Float]
+    public var b: [Float]
+}
+
+/// The GELU shift folded into the next bias with the quantized weight: bias ← bias − shift·Ŵ·1.
+public struct BiasFold: Codable, Equatable, Sendable {
+    public var linear: String
+    public var bias: String
+    public var weight: String
+    /// The weight is stored [in, out] (ONNX MatMul), not [out, in].
+    public var weightStoredInOut: Bool
+    public var shift: Float
+}
+
+/// Time and candidate count of one layer's search.
+public struct LayerSearchRecord: Codable, Equatable, Sendable {
+    public var layer: String
+    public var kind: String
+    public var evaluations: Int
+    public var seconds: Double
+    /// Per search phase (e.g. "W self", "A out r1"): seconds.
+    public var phases: [String] = []
+    public var phaseSeconds: [Double] = []
+}
+
+/// Everything needed to rebuild the quantized (fake-quant) model from the source ONNX file.
+public struct QuantizedModel: Codable, Equatable, Sendable {
+    public var formatVersion = 1
+    public var sourceModel: String
+    /// SHA-256 of the source file (hex).
+    public var sourceSHA256: String
+    public var preprocessing: PreprocessSpec
+    public var calibrationFiles: [String]
+    public var calibrationSeed: UInt64
+    public var method: QuantMethod
+    public var plan: QuantizationPlan
+    public var settings: FPCSSettings
+    /// Conv+BatchNorm pairs were folded before quantization (CNNs).
+    public var foldedBatchNorms: Bool
+    public var layerNormFolds: [LayerNormFold] = []
+    public var biasFolds: [BiasFold] = []
+    public var weights: [WeightQuantization] = []
+    public var activations: [ActivationQuantization] = []
+    public var layers: [LayerSearchRecord] = []
+    public var calibrationSeconds: Double = 0
+    public var searchSeconds: Double = 0
+
+    public init(sourceModel: String, sourceSHA256: String, preprocessing: PreprocessSpec, calibrationFiles: [String],
+                calibrationSeed: UInt64, method: QuantMethod, plan: QuantizationPlan, settings: FPCSSettings,
+                foldedBatchNorms: Bool) {
+        self.sourceModel = sourceModel; self.sourceSHA256 = sourceSHA256; self.preprocessing = preprocessing
+        self.calibrationFiles = calibrationFiles; self.calibrationSeed = calibrationSeed; self.method = method
+        self.plan = plan; self.settings = settings; self.foldedBatchNorms = foldedBatchNorms
+    }
+
+    /// Pretty JSON.
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try e.encode(self)
+    }
+
+    /// Writes the JSON atomically (temporary file + rename).
+    public func write(to path: String) throws {
+        try jsonData().write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    public static func load(from path: String) throws -> QuantizedModel {
+        let d = try Data(contentsOf: URL(fileURLWithPath: path))
+        let dec = JSONDecoder()
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try dec.decode(QuantizedModel.self, from: d)
+    }
+}

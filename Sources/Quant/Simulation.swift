@@ -1,0 +1,156 @@
+// Fake-quant simulation of a QuantizedModel on the float engine: folded and quantized-dequantized
+// constants substituted, activations fake-quantized through the session's transform hook on exactly
+// the tensors the plan quantizes (a copy is made when a quantized tensor has other readers).
+import Foundation
+import ONNXGraph
+import FloatEngine
+
+/// A float session that runs a ``QuantizedModel`` in fake-quant simulation.
+public final class QuantSimulator {
+    public let session: FloatSession
+    /// Tensor name in the simulated graph → its activation quantizer.
+    public let activationQuantizers: [String: QuantizerParameters]
+    /// Outputs of the quantized layers (linear, conv, attention), for per-layer SQNR.
+    public let layerOutputs: [(layer: String, tensor: String)]
+
+    /// - Parameters: graph: the source graph, specialised to the batch and prepared as during quantization
+    ///   (BN folded when `model.foldedBatchNorms`).
+    public init(model: QuantizedModel, graph source: StaticGraph, options: SessionOptions = .init()) throws {
+        var g = source
+        let replaced = try Self.quantizedConstants(model: model, graph: source)
+        // Quantized activations: read through a private copy when the tensor has other readers.
+        var aq: [String: QuantizerParameters] = [:]
+        var copyIndex = 0
+        for a in model.activations {
+            let readers = g.nodes.filter { $0.inputs.contains(a.tensor) }
+            let others = readers.filter { $0.name != a.consumer }
+            let isOutput = g.outputs.contains { $0.name == a.tensor }
+            if others.isEmpty && !isOutput && aq[a.tensor] == nil {
+                aq[a.tensor] = a.quantizer
+                continue
+            }
+            guard let ci = g.nodes.firstIndex(where: { $0.name == a.consumer }) else {
+                throw QuantError.emptyData("quantized tensor '\(a.tensor)': consumer node '\(a.consumer)' is not in the graph")
+            }
+            copyIndex += 1
+            let copy = a.tensor + "::q\(copyIndex)", one = "::one::q\(copyIndex)"
+            g.constants[one] = Tensor(scalar: 1)
+            g.shapes[one] = []
+            g.dtypes[one] = .float32
+            g.shapes[copy] = g.shapes[a.tensor]
+            g.dtypes[copy] = .float32
+            var consumer = g.nodes[ci]
+            consumer.inputs = consumer.inputs.map { $0 == a.tensor ? copy : $0 }
+            g.nodes[ci] = consumer
+            g.nodes.insert(Node(name: "fakequant_copy_\(copyIndex)", opType: "Mul", inputs: [a.tensor, one], outputs: [copy]), at: ci)
+            aq[copy] = a.quantizer
+        }
+        session = try FloatSession(staticGraph: g, options: options)
+        if !replaced.isEmpty { try session.substituteConstants(replaced) }
+        activationQuantizers = aq
+        let p = try ModelPatterns(graph: source)
+        let quantizedLayers = Set(model.weights.map(\.layer) + model.activations.map(\.consumer))
+        var outs: [(String, String)] = []
+        for l in p.linears where quantizedLayers.contains(l.node) { outs.append((l.node, l.output)) }
+        for c in p.convs where quantizedLayers.contains(c.node) { outs.append((c.node, c.output)) }
+        for a in p.attentions where quantizedLayers.contains(a.avMatMul) { outs.append((a.avMatMul, a.output)) }
+        var order: [String: Int] = [:]
+        for (i, n) in source.nodes.enumerated() { for o in n.outputs { order[o] = i } }
+        layerOutputs = outs.sorted { (order[$0.1] ?? 0) < (order[$1.1] ?? 0) }
+        let quantizers = aq
+        session.transform = { name, shape, values in
+            guard let q = quantizers[name] else { return }
+            Self.fakeQuantize(q, shape: shape, values)
+        }
+    }
+
+    /// Fake-quantizes `values` in place.
+    public static func fakeQuantize(_ q: QuantizerParameters, shape: [Int], _ values: UnsafeMutableBufferPointer<Float>) {
+        let x = Array(values)
+        let y: [Float]
+        switch q {
+        case .uniform(let u): y = (try? u.fakeQuantize(x, shape: shape)) ?? (try? u.fakeQuantize(x, shape: [x.count])) ?? x
+        case .adaLog(let a): y = a.fakeQuantize(x)
+        case .log2(let l): y = l.fakeQuantize(x)
+        case .logSqrt2(let l): y = l.fakeQuantize(x)
+        }
+        for i in 0..<min(y.count, values.count) { values[i] = y[i] }
+    }
+
+    /// The replacement constants: LayerNorm folds, then quantized-dequantized weights, then GELU bias folds.
+    public static func quantizedConstants(model: QuantizedModel, graph: StaticGraph) throws -> [String: Tensor] {
+        var c: [String: [Float]] = [:]
+        func get(_ n: String) throws -> [Float] {
+            if let v = c[n] { return v }
+            guard let t = graph.constants[n] else {
+                throw QuantError.emptyData("the quantized model refers to constant '\(n)', which is not in the source model (wrong model file?)")
+            }
+            return t.floats
+        }
+        func shape(_ n: String) -> [Int] { graph.constants[n]?.shape ?? [] }
+        for f in model.layerNormFolds {
+            let k = f.r.count
+            let wShape = shape(f.weight)
+            guard wShape.count == 2, f.b.count == k else { throw QuantError.shapeMismatch("LayerNorm fold of '\(f.linear)'") }
+            let o = wShape[0] * wShape[1] / k
+            var gamma = try get(f.gamma), beta = try get(f.beta)
+            guard gamma.count == k, beta.count == k else { throw QuantError.shapeMismatch("LayerNorm fold of '\(f.linear)': γ/β sizes") }
+            for i in 0..<k { gamma[i] = gamma[i] / f.r[i]; beta[i] = beta[i] / f.r[i] - f.b[i] }
+            var w = SearchContext.rowsFirst(try get(f.weight), k: k, o: o, transposed: !f.weightStoredInOut)
+            for row in 0..<o { for i in 0..<k { w[row * k + i] *= f.r[i] } }
+            var bias = try get(f.bias)
+            for row in 0..<o {
+                var acc: Float = 0
+                for i in 0..<k { acc += w[row * k + i] * f.b[i] }
+                bias[row] += acc
+            }
+            c[f.gamma] = gamma; c[f.beta] = beta; c[f.bias] = bias
+            c[f.weight] = SearchContext.fromRowsFirst(w, k: k, o: o, transposed: !f.weightStoredInOut)
+        }
+        var quantizedRows: [String: (w: [Float], o: Int, k: Int)] = [:]
+        for wq in model.weights {
+            let s = shape(wq.tensor)
+            guard let o = wq.transposed ? s.last : s.first, o > 0 else { throw QuantError.shapeMismatch("weight '\(wq.tensor)' shape \(s)") }
+            let all = try get(wq.tensor)
+            let k = all.count / o
+            let rows = SearchContext.rowsFirst(all, k: k, o: o, transposed: !wq.transposed)
+            let fq = try wq.quantizer.fakeQuantize(rows, shape: [o, k])
+            quantizedRows[wq.tensor] = (fq, o, k)
+            c[wq.tensor] = SearchContext.fromRowsFirst(fq, k: k, o: o, transposed: !wq.transposed)
+        }
+        for f in model.biasFolds {
+            guard let q = quantizedRows[f.weight] else { continue }
+            c[f.bias] = try AdaLogQuantizer.foldShift(f.shift, intoBias: try get(f.bias), quantizedWeight: q.w,
+                                                      outFeatures: q.o, inFeatures: q.k)
+        }
+        var out: [String: Tensor] = [:]
+        for (k, v) in c { out[k] = Tensor(shape: shape(k), floats: v) }
+        return out
+    }
+}
+
+/// Accumulates per-layer output SQNR (dB) of a simulated model against float over several batches.
+public struct LayerSQNRAccumulator {
+    public private(set) var signal: [String: Double] = [:]
+    public private(set) var noise: [String: Double] = [:]
+    public init() {}
+
+    public mutating func add(layer: String, reference: UnsafeBufferPointer<Float>, test: UnsafeBufferPointer<Float>) {
+        var s = 0.0, n = 0.0
+        for i in 0..<min(reference.count, test.count) {
+            let r = Double(reference[i]), d = r - Double(test[i])
+            s += r * r; n += d * d
+        }
+        signal[layer, default: 0] += s; noise[layer, default: 0] += n
+    }
+
+    /// SQNR in dB per layer (+∞ when there is no noise).
+    public var decibels: [String: Double] {
+        var out: [String: Double] = [:]
+        for (k, s) in signal {
+            let n = noise[k] ?? 0
+            out[k] = n == 0 ? .infinity : 10 * log10(s / n)
+        }
+        return out
+    }
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import Imaging
+import ONNXGraph
+import FloatEngine
+import Calibration
+import Quant
+
+/// `quantize MODEL.onnx --calib DIR --bits W4A4 -o OUT.json`: calibrate and search the quantization parameters.
+struct QuantizeModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Calibrate a model and search its quantization parameters (written as JSON).",
+        discussion: """
+            Example: quantize vit_tiny_patch16_224.onnx --calib imagenet-sample --bits W4A4 --preset vit -o vit-w4a4.json
+            Methods: adalog (AdaLog paper's full method), uniform-minmax (per-row min-max weights, per-tensor
+            min-max activations). The JSON holds the plan, every quantizer, the folds, the source model path and
+            SHA-256, the preprocessing and the calibration file list; `quantize eval OUT.json --data DIR` simulates it.
+            """)
+
+    @Argument(help: "ONNX model file.") var model: String
+    @Option(help: "Calibration image folder.") var calib: String
+    @Option(help: "Labels file for a flat ImageNet-named folder (optional; labels are not used for calibration).") var labels: String?
+    @Option(help: "Bit widths, e.g. W4A4, W6A6, W8A8.") var bits: String
+    @Option(help: "adalog or uniform-minmax.") var method: String = "adalog"
+    @Option(help: "Preprocessing preset (vit, imagenet, cifar10, efficientnet-lite0). Default: by input size.") var preset: String?
+    @Option(help: "Calibration images drawn from the folder.") var calibCount: Int = 32
+    @Option(help: "Seed of the calibration draw.") var seed: UInt64 = 5
+    @Option(help: "Keep layers whose node or weight name matches this glob in float (repeatable).") var keepFloat: [String] = []
+    @Option(help: "Per-layer bits PATTERN=W<b>A<b> (repeatable; first match wins).") var layerBits: [String] = []
+    @Option(help: "Softmax-output quantizer: adalog, log2, logsqrt2, uniform.") var softmax: String = "adalog"
+    @Option(help: "GELU-output quantizer: adalog, uniform.") var gelu: String = "adalog"
+    @Option(help: "Score activation candidates of linear layers on this many sampled token rows (default: all rows, exact).")
+    var searchTokens: Int?
+    @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many of the calibration images (default: all, exact).")
+    var searchImages: Int?
+    @Option(help: "Images per float run during calibration.") var batch: Int = 8
+    @Option(name: [.short, .customLong("output")], help: "Output JSON file.") var output: String
+    @Flag(help: "No progress line on stderr.") var quiet = false
+    @Flag(help: "Print each layer's search time and candidate count.") var verbose = false
+
+    func run() throws {
+        let b = try BitSetting(parsing: bits)
+        var po = PlanOptions(bits: b)
+        po.softmax = try PlanOptions.parseSoftmax(softmax)
+        po.gelu = try PlanOptions.parseGelu(gelu)
+        po.keepFloat = keepFloat
+        for lb in layerBits { try po.addLayerBits(lb) }
+        var opts = PipelineOptions(plan: po)
+        opts.method = try QuantMethod.parse(method)
+        if let t = searchTokens {
+            guard t >= 1 else { throw ValidationError("--search-tokens must be at least 1") }
+            opts.settings.activationSearchTokens = t
+        }
+        if let i = searchImages {
+            guard i >= 1 else { throw ValidationError("--search-images must be at least 1") }
+            opts.attentionSearchImages = i
+        }
+        guard calibCount >= 1 else { throw ValidationError("--calib-count must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: calib, isDirectory: &isDir), isDir.boolValue else {
+            throw ValidationError("calibration folder '\(calib)' does not exist or is not a folder")
+        }
+        let start = Date()
+        let m = try ONNXModel(contentsOf: model)
+        let spec = try preprocessSpec(preset: preset, graph: m.graph)
+        let ds = try ImageDataset.open(calib, labels: labels)
+        guard ds.count > 0 else { throw ValidationError("calibration folder '\(calib)' has no images") }
+        let progress = ProgressLine(enabled: !quiet)
+        let cal = try CalibrationSet.draw(from: ds, count: min(calibCount, ds.count), seed: seed, spec: spec) { d, n in
+            progress.show("preprocess \(d)/\(n)")
+        }
+        if calibCount > ds.count {
+            FileHandle.standardError.write("note: '\(calib)' has only \(ds.count) images; calibrating on all of them\n".data(using: .utf8)!)
+        }
+        let bt = min(batch, cal.count)
+        let (g, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt))
+        let hash = try sha256Hex(ofFileAt: model)
+        let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (model, hash),
+                                             foldedBatchNorms: folded) { p in
+            progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
+        }
+        progress.finish()
+        try q.write(to: output)
+        if verbose {
+            for l in q.layers {
+                print(String(format: "  %-45@ %-34@ %6d candidates %7.2f s", l.layer as NSString, l.kind as NSString, l.evaluations, l.seconds))
+                print("      " + zip(l.phases, l.phaseSeconds).map { String(format: "%@ %.2f", $0.0 as NSString, $0.1) }.joined(separator: ", "))
+            }
+        }
+        let total = Date().timeIntervalSince(start)
+        print(String(format: "%@ %@ (%@): %d weights, %d activations quantized; calibration runs %.1f s, search %.1f s, total %.1f s → %@",
+                     model as NSString, b.description as NSString, opts.method.rawValue as NSString, q.weights.count,
+                     q.activations.count, q.calibrationSeconds, q.searchSeconds, total, output as NSString))
+    }
+}
+
+/// A one-line progress display on stderr (at most 4 updates a second).
+final class ProgressLine: @unchecked Sendable {
+    let enabled: Bool
+    var last = Date.distantPast
+    let start = Date()
+    init(enabled: Bool) { self.enabled = enabled }
+    func show(_ s: String) {
+        guard enabled, Date().timeIntervalSince(last) > 0.25 else { return }
+        last = Date()
+        let line = String(format: "\r%-90@", "[\(Int(Date().timeIntervalSince(start)))s] \(s)".prefix(90) as NSString)
+        FileHandle.standardError.write(line.data(using: .utf8)!)
+    }
+    func finish() { if enabled { FileHandle.standardError.write("\n".data(using: .utf8)!) } }
+}
+
+/// SHA-256 of a file, hex (FIPS 180-4).
+func sha256Hex(ofFileAt path: String) throws -> String {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return sha256Hex([UInt8](data))
+}
+
+func sha256Hex(_ message: [UInt8]) -> String {
+    let k: [UInt32] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]
+    var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    var m = message
+    let bitLen = UInt64(message.count) * 8
+    m.append(0x80)
+    while m.count % 64 != 56 { m.append(0) }
+    for i in (0..<8).reversed() { m.append(UInt8((bitLen >> (UInt64(i) * 8)) & 0xff)) }
+    @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    var w = [UInt32](repeating: 0, count: 64)
+    m.withUnsafeBufferPointer { p in
+        for chunk in stride(from: 0, to: p.count, by: 64) {
+            for i in 0..<16 {
+                let j = chunk + i * 4
+                w[i] = UInt32(p[j]) << 24 | UInt32(p[j + 1]) << 16 | UInt32(p[j + 2]) << 8 | UInt32(p[j + 3])
+            }
+            for i in 16..<64 {
+                let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+                let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+            }
+            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+            for i in 0..<64 {
+                let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[i] &+ w[i]
+                let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+            }
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+        }
+    }
+    return h.map { String(format: "%08x", $0) }.joined()
+}

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Accuracy-versus-bits sweep of issue 5 (release build: swift build -c release --product quantize).
+# ViT-Tiny / EfficientNet-Lite0: calibrate on 32 images drawn with seed 5 from imagenet-sample, evaluate the
+# other 468 (eval leaves the calibration files recorded in the JSON out). CIFAR-10 ViT: calibrate from
+# cifar10/train, evaluate cifar10/test. Results land in ${OUT:-/tmp/quant-accuracy}.
+Q=${Q:-.build/release/quantize}
+S=${SHARED:-/work/shared}
+D=$S/data/imagenet-sample; L=$S/data/imagenet-synsets.txt
+R=${OUT:-/tmp/quant-accuracy}; mkdir -p $R
+FAST="--search-tokens 1024 --search-images 8"   # the ViT-Tiny AdaLog runs used these knobs
+run() { # name model preset calib data bits method extra...
+  n=$1; m=$2; p=$3; c=$4; d=$5; b=$6; me=$7; shift 7
+  $Q $m --calib $c --labels $L --bits $b --method $me --preset $p --seed 5 -o $R/$n.json --quiet --verbose "$@" > $R/$n.qlog 2>&1
+  $Q eval $R/$n.json --data $d --labels $L --batch 8 > $R/$n.eval 2>/dev/null
+  head -1 $R/$n.eval
+}
+VT=$S/models/vit_tiny_patch16_224.onnx; EF=$S/models/efficientnet_lite0.onnx; C10=${C10:-/work/main/models/vit_cifar10.onnx}
+for b in W8A8 W6A6 W4A4 W3A3; do
+  run vt-ada-$b $VT vit $D $D $b adalog $FAST
+  run vt-mm-$b $VT vit $D $D $b uniform-minmax
+  run ef-ada-$b $EF efficientnet-lite0 $D $D $b adalog
+  run c10-ada-$b $C10 cifar10 $S/data/cifar10/train $S/data/cifar10/test $b adalog
+  run c10-mm-$b $C10 cifar10 $S/data/cifar10/train $S/data/cifar10/test $b uniform-minmax
+done
