@@ -7,6 +7,7 @@
 //   Calibration    run the float model over images, collect what the searches need
 //   Quant          quantizers (uniform, log2, AdaLog), FPCS, plans, fake-quant simulation
 //   Int8Kernels    integer GEMM/conv/attention (ISA inner loops in CInt8Kernels, runtime dispatch)
+//   Reporting      accuracy-vs-bits reports (Markdown, CSV, JSON, SVG), progress bars, argument checks
 //   quantize       the command-line tool
 //
 // No unsafeFlags: ISA-specific code uses per-function target attributes and runtime dispatch.
@@ -25,6 +26,10 @@ let package = Package(
         .library(name: "Calibration", targets: ["Calibration"]),
         .library(name: "Quant", targets: ["Quant"]),
         .library(name: "Int8Kernels", targets: ["Int8Kernels"]),
+        .library(name: "Reporting", targets: ["Reporting"]),
+        .library(name: "QModel", targets: ["QModel"]),
+        .library(name: "Int8Runtime", targets: ["Int8Runtime"]),
+        .executable(name: "qmodel-run", targets: ["qmodel-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,7 +41,9 @@ let package = Package(
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "CImageCodecs", dependencies: ["CLibPNG", "CLibJPEG"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs"], resources: [.copy("Resources/imagenet-synsets.txt")]),
+        // Atomic file writes (temp file + fsync + rename), shared by every room that writes outputs.
+        .target(name: "FileOutput"),
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "FileOutput"], resources: [.copy("Resources/imagenet-synsets.txt")]),
 
         // MARK: Model graph and float execution
         .target(name: "OnnxProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -53,11 +60,20 @@ let package = Package(
         .target(name: "CInt8Kernels"),
         .target(name: "Int8Kernels", dependencies: ["CInt8Kernels"]),
 
+        // MARK: Model file and integer runtime (no protobuf, no argument parser, no image codecs)
+        .target(name: "QModel", dependencies: ["FileOutput"]),
+        .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel"]),
+        .executableTarget(name: "qmodel-run", dependencies: ["Int8Runtime"]),
+        .executableTarget(name: "runtime-bench", dependencies: ["Int8Runtime"], path: "bench/runtime-bench"),
+
+        // MARK: Reports and terminal output (Foundation only)
+        .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
+
         // MARK: Executables
         .executableTarget(
             name: "quantize",
             dependencies: [
-                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels",
+                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -72,6 +88,8 @@ let package = Package(
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
+        .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )

@@ -6,7 +6,11 @@ requantized uint8) and onnxruntime MatMulInteger (u8 A, s8 B initializer, int32 
 s8 weights) with intra_op_num_threads 1 and 2, then prints GOPS and the ratios:
   ours/peak (single-thread goal >= 0.85 on the ViT shapes), ours/ort (goal >= 1.1), 2t/1t (goal >= 1.7 at >= 50 M MACs).
 
+Ours and onnxruntime run interleaved (--rounds, default 3: ours, ort, ours, ort, ...) and each entry reports its
+best-of over the rounds; the load average after each round goes to stderr.
+
 Usage: python3 bench/kernels_vs_onnxruntime.py [--bench PATH] [--threads 1,2] [--quick] [--isa avx512vnni]
+                                               [--rounds N] [--only gemm|conv]
 """
 import argparse
 import json
@@ -58,8 +62,7 @@ def ort_matmul(m, k, n, threads, min_time, rng):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     s = session(model, threads)
     a = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
-    t = best_time(lambda: s.run(None, {"A": a}), min_time)
-    return 2.0 * m * n * k / t / 1e9
+    return lambda: 2.0 * m * n * k / best_time(lambda: s.run(None, {"A": a}), min_time) / 1e9
 
 
 def ort_conv(hw, cin, cout, ksz, stride, pad, threads, min_time, rng):
@@ -78,8 +81,7 @@ def ort_conv(hw, cin, cout, ksz, stride, pad, threads, min_time, rng):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     s = session(model, threads)
     x = rng.integers(0, 256, size=(1, cin, hw, hw), dtype=np.uint8)
-    t = best_time(lambda: s.run(None, {"X": x}), min_time)
-    return 2.0 * oh * oh * cout * cin * ksz * ksz / t / 1e9
+    return lambda: 2.0 * oh * oh * cout * cin * ksz * ksz / best_time(lambda: s.run(None, {"X": x}), min_time) / 1e9
 
 
 def main():
@@ -89,21 +91,43 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--isa", default=None)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved ours/onnxruntime rounds (best-of each)")
+    ap.add_argument("--only", default=None, help="gemm,conv (default both)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     min_time = 0.1 if args.quick else 0.4
     rng = np.random.default_rng(0)
 
-    ours = {}
+    only = args.only.split(",") if args.only else ["gemm", "conv"]
+    kinds = [(o, e) for o, e in (("gemm", []), ("gemm", ["--int32"]), ("conv", [])) if o in only]
+    ort_runners = {}  # (kind, name, threads) -> callable returning GOPS (session built once)
     for t in threads:
-        for only, extra in (("gemm", []), ("gemm", ["--int32"]), ("conv", [])):
-            cmd = [args.bench, "--json", "--threads", str(t), "--only", only] + extra + (["--quick"] if args.quick else [])
-            if args.isa:
-                cmd += ["--isa", args.isa]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                r = json.loads(line)
-                ours[(r["kernel"], r["shape"], r["isa"], r["threads"])] = r
+        if "gemm" in only:
+            for name, k, n in VIT:
+                ort_runners[("gemm", name, t)] = ort_matmul(197, k, n, t, min_time, rng)
+        if "conv" in only:
+            for c in CONV:
+                ort_runners[("conv", c[0], t)] = ort_conv(*c[1:], t, min_time, rng)
+    # interleaved rounds (ours, onnxruntime, ours, onnxruntime, ...): best-of per entry, so a burst of foreign load
+    # on a shared machine hits both sides alike and is filtered by the max
+    ours, theirs = {}, {}
+    for rnd in range(args.rounds):
+        for t in threads:
+            for o, extra in kinds:
+                cmd = [args.bench, "--json", "--threads", str(t), "--only", o] + extra + (["--quick"] if args.quick else [])
+                if args.isa:
+                    cmd += ["--isa", args.isa]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                for line in out.splitlines():
+                    r = json.loads(line)
+                    key = (r["kernel"], r["shape"], r["isa"], r["threads"])
+                    if key not in ours or r["gops"] > ours[key]["gops"]:
+                        ours[key] = r
+            for key, run in ort_runners.items():
+                if key[2] == t:
+                    theirs[key] = max(theirs.get(key, 0.0), run())
+        load = os.getloadavg()
+        print(f"round {rnd + 1}/{args.rounds} done; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
     isas = sorted({k[2] for k in ours})
 
     print(f"onnxruntime {ort.__version__}; GOPS = 2*MACs/best time. gemm: ours = int32 out (like MatMulInteger), "
@@ -121,7 +145,7 @@ def main():
                 rq = ours.get(("gemm", shape, isa, t))
                 if r is None or rq is None:
                     continue
-                o = ort_matmul(197, k, n, t, min_time, rng)
+                o = theirs[("gemm", name, t)]
                 one = ours.get(("gemm-i32", shape, isa, 1))
                 macs = 197 * k * n / 1e6
                 scale = r["gops"] / one["gops"] if (one and t == 2) else None
@@ -136,7 +160,7 @@ def main():
                 r = ours.get(("conv", name, isa, t))
                 if r is None:
                     continue
-                o = ort_conv(hw, cin, cout, ksz, stride, pad, t, min_time, rng)
+                o = theirs[("conv", name, t)]
                 one = ours.get(("conv", name, isa, 1))
                 oh = (hw + 2 * pad - ksz) // stride + 1
                 macs = oh * oh * cout * cin * ksz * ksz / 1e6

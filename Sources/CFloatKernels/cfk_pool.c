@@ -91,6 +91,10 @@ void cfk_parallel_for(long n, int threads, cfk_task_fn fn, void *ctx) {
         return;
     }
     atomic_fetch_add_explicit(&stat_pooled, 1, memory_order_relaxed);
+    if (n_workers == 0) {
+        const char *env = getenv("CFK_POOL_SPIN"); /* override of the idle spin, in pause iterations */
+        if (env && *env) cfk_pool_set_spin(atol(env));
+    }
     int want = threads - 1 > MAX_WORKERS ? MAX_WORKERS : threads - 1;
     while (n_workers < want) {
         pthread_t t;

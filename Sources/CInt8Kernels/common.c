@@ -207,12 +207,46 @@ void i8k_ref_gemm_s16(const int16_t *A, size_t lda, const int16_t *B, size_t ldb
 }
 
 /* ---------------- im2col ---------------- */
+/* n bytes from s to d with fixed-size copies (inlined moves, no libc call for the short runs of im2col) */
+static inline void copy_run(uint8_t *d, const uint8_t *s, size_t n) {
+    while (n >= 16) { memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
+    if (n >= 8) { memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
+    if (n >= 4) { memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+    while (n--) *d++ = *s++;
+}
+
+static inline void fill_run(uint8_t *d, uint8_t v, size_t n) {
+    while (n--) *d++ = v;
+}
+
 void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0, size_t cg, size_t KH, size_t KW,
                      size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t OW, size_t r0, size_t r1,
                      uint8_t pad_value, uint8_t *dst, size_t ldd) {
+    /* all channels, no dilation along x: for each ky the in-bounds taps kx are consecutive input pixels, one
+     * contiguous run of (kx_hi - kx_lo) * C bytes */
+    const int runs = cg == C && dw == 1;
     for (size_t r = r0; r < r1; r++) {
         size_t oy = r / OW, ox = r % OW;
         uint8_t *d = dst + (r - r0) * ldd;
+        if (runs) {
+            long ix0 = (long)(ox * sw) - (long)pw;
+            size_t lo = ix0 < 0 ? (size_t)(-ix0) : 0;                      /* first in-bounds kx */
+            long hi_l = (long)W - ix0;                                      /* kx < hi_l in bounds */
+            size_t hi = hi_l < 0 ? 0 : ((size_t)hi_l < KW ? (size_t)hi_l : KW);
+            if (lo > hi) lo = hi;
+            for (size_t ky = 0; ky < KH; ky++) {
+                long iy = (long)(oy * sh + ky * dh) - (long)ph;
+                if (iy < 0 || iy >= (long)H) {
+                    fill_run(d, pad_value, KW * C);
+                } else {
+                    fill_run(d, pad_value, lo * C);
+                    copy_run(d + lo * C, in + ((size_t)iy * W + (size_t)(ix0 + (long)lo)) * C, (hi - lo) * C);
+                    fill_run(d + hi * C, pad_value, (KW - hi) * C);
+                }
+                d += KW * C;
+            }
+            continue;
+        }
         for (size_t ky = 0; ky < KH; ky++) {
             long iy = (long)(oy * sh + ky * dh) - (long)ph;
             for (size_t kx = 0; kx < KW; kx++) {

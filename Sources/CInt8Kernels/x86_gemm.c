@@ -155,6 +155,11 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
     if (j < cols) i8k_output_scalar_block(src + j, lds, rows, cols - j, o, n0 + j, (char *)dst + j * i8k_out_elsize(o), ldd);
 }
 
+/* the nbytes (< 4) trailing bytes at p, zero-padded, broadcast to every dword (masked load: no read past the end) */
+I8K_INLINE T512 __m512i tail512(const void *p, size_t nbytes) {
+    return _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8((__mmask16)((1u << nbytes) - 1), p));
+}
+
 /* ======================= AVX-512 VNNI GEMM ======================= */
 #define K512_BODY(LOADA, DOT)                                                                                         \
     __m512i acc[8][3];                                                                                                \
@@ -197,8 +202,7 @@ I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const int
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
 #define LOADA(i, g) (XR ? _mm512_xor_si512(_mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))), flip) \
                         : _mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 4 * (g))))
-#define LOADTAIL(i) (XR ? _mm512_xor_si512(_mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)), flip) \
-                        : _mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 4 * KG, KR)))
+#define LOADTAIL(i) (XR ? _mm512_xor_si512(tail512(A + (i) * lda + 4 * KG, KR), flip) : tail512(A + (i) * lda + 4 * KG, KR))
     K512_BODY(LOADA, DOT_BUSD)
 #undef LOADA
 #undef LOADTAIL
@@ -208,10 +212,166 @@ I8K_INLINE T512 void k512_u8(const int MR, const int NV, const int XR, const int
 I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const int16_t *A, size_t lda, const int16_t *B, size_t KG,
                               size_t KR, size_t pw, int32_t *C) {
 #define LOADA(i, g) _mm512_set1_epi32(i8k_load_u32(A + (i) * lda + 2 * (g)))
-#define LOADTAIL(i) _mm512_set1_epi32(i8k_load_tail(A + (i) * lda + 2 * KG, 2 * KR))
+#define LOADTAIL(i) tail512(A + (i) * lda + 2 * KG, 2 * KR)
     K512_BODY(LOADA, DOT_WSSD)
 #undef LOADA
 #undef LOADTAIL
+}
+
+/* Fused epilogue: the output stage applied straight from the accumulator registers (no int32 tile round trip).
+ * Per-column constants of one panel are computed once per panel call (ep512_setup); the arithmetic is exactly
+ * that of i8k_output_avx512, so results are bit-identical. */
+typedef struct {
+    __m512i add[3], m[3], mo[3], sh[3], left[3], right[3];
+    __m512i rmask[3], rthr[3];            /* double rounding: RDPOT mask 2^e − 1 and mask >> 1 */
+    __m512i te[3], to[3], re[3], ro[3];   /* single rounding: 64-bit shift counts and rounding addends (even/odd) */
+    __m512 sc[3], fb[3];
+    __m512i lo, hi, zp;
+    __mmask16 mk[3], m_min[3];
+    int any_left[3];
+    int kind, rounding, has_fb;
+} ep512;
+
+T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i az = _mm512_set1_epi32(o->a_zero);
+    const int use_cs = o->a_zero != 0 && o->colsum != NULL;
+    e->kind = o->kind;
+    e->rounding = o->rounding;
+    e->has_fb = o->fbias != NULL;
+    e->lo = _mm512_set1_epi32(o->qmin - o->out_zero);
+    e->hi = _mm512_set1_epi32(o->qmax - o->out_zero);
+    e->zp = _mm512_set1_epi32(o->out_zero);
+    for (size_t j = 0; j < 3; j++) {
+        size_t c0 = 16 * j, cn = c0 >= nr ? 0 : (nr - c0 < 16 ? nr - c0 : 16);
+        __mmask16 mk = (__mmask16)((1u << cn) - 1);
+        size_t n = n0 + c0;
+        e->mk[j] = mk;
+        e->any_left[j] = 0;
+        e->m_min[j] = 0;
+        e->add[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
+        e->rmask[j] = e->rthr[j] = e->te[j] = e->to[j] = e->re[j] = e->ro[j] = zero;
+        e->sc[j] = e->fb[j] = _mm512_setzero_ps();
+        if (cn == 0) continue;
+        __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
+        if (use_cs) add = _mm512_sub_epi32(add, _mm512_mullo_epi32(az, _mm512_maskz_loadu_epi32(mk, o->colsum + n)));
+        e->add[j] = add;
+        if (o->kind == I8K_OUT_FLOAT) {
+            e->sc[j] = _mm512_maskz_loadu_ps(mk, o->scale + n);
+            if (o->fbias) e->fb[j] = _mm512_maskz_loadu_ps(mk, o->fbias + n);
+        } else if (o->kind == I8K_OUT_INT8 || o->kind == I8K_OUT_UINT8) {
+            __m512i m = _mm512_maskz_loadu_epi32(mk, o->mult + n);
+            __m512i sh = _mm512_maskz_loadu_epi32(mk, o->shift + n);
+            e->m[j] = m;
+            e->mo[j] = _mm512_srli_epi64(m, 32);
+            e->sh[j] = sh;
+            e->left[j] = _mm512_max_epi32(sh, zero);
+            e->right[j] = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
+            e->m_min[j] = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
+            e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
+            const __m512i one = _mm512_set1_epi32(1), one64 = _mm512_set1_epi64(1);
+            e->rmask[j] = _mm512_sub_epi32(_mm512_sllv_epi32(one, e->right[j]), one);
+            e->rthr[j] = _mm512_srai_epi32(e->rmask[j], 1);
+            __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), sh);
+            e->te[j] = _mm512_and_si512(total, _mm512_set1_epi64(0xFFFFFFFFLL));
+            e->to[j] = _mm512_srli_epi64(total, 32);
+            e->re[j] = _mm512_sllv_epi64(one64, _mm512_sub_epi64(e->te[j], one64));
+            e->ro[j] = _mm512_sllv_epi64(one64, _mm512_sub_epi64(e->to[j], one64));
+        }
+    }
+}
+
+/* 16-column vectors through the stage, one function per kind so the accumulators stay in registers */
+I8K_INLINE T512 void ep512_i32(const ep512 *e, int j, __m512i v, char *dst) {
+    int32_t *d = (int32_t *)dst + 16 * j;
+    if (e->mk[j] == 0xFFFF) _mm512_storeu_si512(d, v);
+    else _mm512_mask_storeu_epi32(d, e->mk[j], v);
+}
+I8K_INLINE T512 void ep512_f32(const ep512 *e, int j, __m512i v, char *dst) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), e->sc[j]);
+    if (e->has_fb) f = _mm512_add_ps(f, e->fb[j]);
+    float *d = (float *)dst + 16 * j;
+    if (e->mk[j] == 0xFFFF) _mm512_storeu_ps(d, f);
+    else _mm512_mask_storeu_ps(d, e->mk[j], f);
+}
+I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
+    __m512i r;
+    if (e->rounding == I8K_ROUND_SINGLE) {
+        /* single512 with the per-column shift counts and addends precomputed */
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, e->m[j]), e->re[j]);
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
+        pe = _mm512_srav_epi64(pe, e->te[j]);
+        po = _mm512_srav_epi64(po, e->to[j]);
+        const __m512i mx = _mm512_set1_epi64(INT32_MAX), mn = _mm512_set1_epi64(INT32_MIN);
+        pe = _mm512_max_epi64(_mm512_min_epi64(pe, mx), mn);
+        po = _mm512_max_epi64(_mm512_min_epi64(po, mx), mn);
+        r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+    } else {
+        /* rdpot512 with mask and threshold precomputed */
+        __m512i x = srdhm512(e->any_left[j] ? _mm512_sllv_epi32(v, e->left[j]) : v, e->m[j], e->mo[j], e->m_min[j]);
+        __m512i rem = _mm512_and_si512(x, e->rmask[j]);
+        __m512i thr = _mm512_add_epi32(e->rthr[j], _mm512_srli_epi32(x, 31));
+        r = _mm512_srav_epi32(x, e->right[j]);
+        r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, _mm512_set1_epi32(1));
+    }
+    r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, e->lo), e->hi), e->zp);
+    uint8_t *d = (uint8_t *)dst + 16 * j;
+    if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
+    else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
+}
+
+/* u8 microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd
+ * elements of size es). */
+I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const uint8_t *A, size_t lda,
+                                   const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, char *dst,
+                                   size_t ldd_bytes) {
+    const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
+    /* accumulators start at the per-column add (bias − a_zero·colsum): int32 addition wraps, so the order does
+     * not change the result, and the epilogue saves one add per vector */
+    __m512i acc[8][3];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = ep->add[j];
+    const int8_t *b = B;
+    const size_t step = pw * 4;
+    const uint8_t *a = A;
+    for (size_t g = 0; g < KG; g++, b += step, a += 4) {
+        __m512i b0 = _mm512_loadu_si512(b), b1 = b0, b2 = b0;
+        if (NV > 1) b1 = _mm512_loadu_si512(b + 64);
+        if (NV > 2) b2 = _mm512_loadu_si512(b + 128);
+        for (int i = 0; i < MR; i++) {
+            __m512i av = _mm512_set1_epi32(i8k_load_u32(a + (size_t)i * lda));
+            if (XR) av = _mm512_xor_si512(av, flip);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
+            if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
+            if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
+        }
+    }
+    if (KR) {
+        __m512i b0 = _mm512_loadu_si512(b), b1 = b0, b2 = b0;
+        if (NV > 1) b1 = _mm512_loadu_si512(b + 64);
+        if (NV > 2) b2 = _mm512_loadu_si512(b + 128);
+        for (int i = 0; i < MR; i++) {
+            __m512i av = tail512(a + (size_t)i * lda, KR);
+            if (XR) av = _mm512_xor_si512(av, flip);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
+            if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
+            if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
+        }
+    }
+    switch (ep->kind) {
+    case I8K_OUT_INT32:
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) ep512_i32(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
+        break;
+    case I8K_OUT_FLOAT:
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) ep512_f32(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
+        break;
+    default:
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) ep512_q8(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
+        break;
+    }
 }
 
 #define NV_SWITCH(CALL_MR, MRV)                                                                                       \
@@ -237,22 +397,24 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
     const int nv = (int)((nr + 15) / 16);
     const size_t es = i8k_out_elsize(out);
     if (K <= I8K_KC) {
-        /* single K slice: each 8-row tile goes straight through the output stage while it is in L1 */
+        /* single K slice: the output stage runs on the accumulators in registers (fused epilogue) */
         const size_t KG = K / 4, KR = K % 4;
+        ep512 ep;
+        ep512_setup(&ep, out, n0, nr);
+        const size_t ldb = ldd * es;
         for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
             const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
             const uint8_t *a = A + m0 * lda;
-            int32_t *tile = buf;
+            char *d = (char *)dst + m0 * ldb;
             if (a_signed) {
-#define CALL(MRV, NVV) k512_u8(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, tile)
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, a, lda, panel, KG, KR, pw, &ep, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_u8(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, tile)
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, a, lda, panel, KG, KR, pw, &ep, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }
-            i8k_output_avx512(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
         }
         return;
     }

@@ -1,3 +1,4 @@
+import FileOutput
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -52,29 +53,7 @@ public enum NPY {
     /// so a reader never sees a half-written file.
     public static func write<T: NPYElement>(_ values: [T], shape: [Int], to path: String) throws(NPYError) {
         let bytes = try encode(values, shape: shape)
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 { throw .write(path: path, reason: String(cString: strerror(errno))) }
-        var written = 0
-        var failure: Int32 = 0
-        bytes.withUnsafeBytes { buf in
-            while written < buf.count {
-                let n = Glibc_write(fd, buf.baseAddress! + written, buf.count - written)
-                if n < 0 { if errno == EINTR { continue }; failure = errno; return }
-                written += n
-            }
-        }
-        if failure == 0, fsync(fd) != 0 { failure = errno }
-        close(fd)
-        if failure != 0 {
-            unlink(tmp)
-            throw .write(path: path, reason: String(cString: strerror(failure)))
-        }
-        if rename(tmp, path) != 0 {
-            let e = errno
-            unlink(tmp)
-            throw .write(path: path, reason: String(cString: strerror(e)))
-        }
+        do { try AtomicFile.write(bytes, toPath: path) } catch { throw .write(path: path, reason: error.description) }
     }
 
     /// Reads a C-order `.npy` of element type `T`; returns the values and the shape.
@@ -131,8 +110,4 @@ public enum NPY {
         }
         return (values, shape)
     }
-}
-
-@inline(__always) private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
-    write(fd, p, n)
 }

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Bit-widths of weights and activations, parsed from "W4A4", "W6A6", "W8A8", "W4A8", ….
-public struct BitSetting: Codable, Equatable, Sendable, CustomStringConvertible {
+public struct BitSetting: Hashable, Comparable, Codable, Sendable, CustomStringConvertible {
     public var weightBits: Int
     public var activationBits: Int
 
@@ -16,15 +16,22 @@ public struct BitSetting: Codable, Equatable, Sendable, CustomStringConvertible 
         self.weightBits = weightBits; self.activationBits = activationBits
     }
 
-    /// Parses "W<b>A<b>" (case-insensitive, b ∈ 2…8).
+    /// `W<bits>A<bits>`.
+    public init(_ bits: Int) throws(QuantError) { try self.init(weightBits: bits, activationBits: bits) }
+
+    /// Parses "W<b>A<b>" (case-insensitive, b ∈ 2…8), or a bare number `b` meaning `W<b>A<b>`.
     public init(parsing text: String) throws(QuantError) {
         let s = String(text.filter { !$0.isWhitespace }).uppercased()
-        guard s.first == "W", let aIndex = s.firstIndex(of: "A") else {
-            throw .badBitSetting(text, reason: "must look like W<bits>A<bits>")
-        }
-        let wPart = s[s.index(after: s.startIndex)..<aIndex], aPart = s[s.index(after: aIndex)...]
-        guard let w = Int(wPart), let a = Int(aPart) else {
-            throw .badBitSetting(text, reason: "the bit counts must be integers")
+        let w: Int, a: Int
+        if let n = Int(s) {
+            (w, a) = (n, n)
+        } else {
+            guard s.first == "W", let aIndex = s.firstIndex(of: "A"),
+                  let wn = Int(s[s.index(after: s.startIndex)..<aIndex]), let an = Int(s[s.index(after: aIndex)...])
+            else {
+                throw .badBitSetting(text, reason: "expected W<bits>A<bits> such as W4A4, or a bare number such as 8")
+            }
+            (w, a) = (wn, an)
         }
         let r = UniformQuantizer.supportedBits
         guard r.contains(w) else { throw .badBitSetting(text, reason: "weight bits \(w) outside \(r.lowerBound)…\(r.upperBound)") }
@@ -33,6 +40,24 @@ public struct BitSetting: Codable, Equatable, Sendable, CustomStringConvertible 
     }
 
     public var description: String { "W\(weightBits)A\(activationBits)" }
+
+    /// Orders by weight bits, then activation bits.
+    public static func < (a: BitSetting, b: BitSetting) -> Bool {
+        (a.weightBits, a.activationBits) < (b.weightBits, b.activationBits)
+    }
+
+    /// Written as the string `W<weights>A<activations>` so a reader never has to guess which number is which.
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { self = try BitSetting(parsing: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
 }
 
 /// Quantizer for post-softmax activations (the P of P·V).

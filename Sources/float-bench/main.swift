@@ -209,6 +209,12 @@ func runAll() {
     }
 }
 
+func poolSummary() {
+    var pooled = 0, inl = 0
+    cfk_pool_stats(&pooled, &inl)
+    if !opt.json { print("thread pool: \(pooled) jobs on the pool, \(inl) run inline, worker joined \(cfk_pool_worker_joins()) times") }
+}
+
 if let isa = opt.isa {
     FloatKernels.$isaOverride.withValue(isa) { runAll() }
 } else {
@@ -220,3 +226,4 @@ if opt.json {
     let data = (try? enc.encode(rows)) ?? Data()
     print(String(data: data, encoding: .utf8) ?? "[]")
 }
+poolSummary()

@@ -41,6 +41,11 @@ struct ConvTests {
             ConvGeometry(inH: 6, inW: 6, inC: 17, outC: 33, kernelH: 1, kernelW: 1),
             ConvGeometry(inH: 8, inW: 9, inC: 12, outC: 8, kernelH: 5, kernelW: 5, stride: 2, pad: 2, groups: 4),
             ConvGeometry(inH: 7, inW: 7, inC: 3, outC: 4, kernelH: 7, kernelW: 7, stride: 2, pad: 3),
+            // im2col run copies: kernel wider than the input, clipped on both sides at once
+            ConvGeometry(inH: 4, inW: 2, inC: 2, outC: 5, kernelH: 3, kernelW: 5, stride: 3, pad: 2),
+            // runs of 3 x 21 = 63 bytes (16/8/4/1-byte copy pieces), x dilation (per-tap path) with all channels
+            ConvGeometry(inH: 5, inW: 6, inC: 21, outC: 17, kernelH: 3, kernelW: 3, stride: 1, pad: 1),
+            ConvGeometry(inH: 6, inW: 7, inC: 5, outC: 3, kernelH: 2, kernelW: 3, stride: 1, pad: 2, dilation: 2),
         ]
         var asym = ConvGeometry(inH: 10, inW: 5, inC: 4, outC: 7, kernelH: 2, kernelW: 3, stride: 1)
         asym.strideW = 2; asym.padTop = 1; asym.padBottom = 0; asym.padLeft = 0; asym.padRight = 2

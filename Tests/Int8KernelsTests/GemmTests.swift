@@ -142,3 +142,49 @@ struct GemmTests {
         }
     }
 }
+
+/// The AVX-512 fused epilogue (output stage applied to the accumulator registers, K <= 1024) on requantization
+/// corners: full-range int32 biases (wrapping sums, INT32_MIN/MAX reached), multipliers 0, 2^30, INT32_MAX and
+/// random, shifts −31 … 30, every output kind, row tails (M = 19 = 2·8 + 3) and partial vectors (N = 37).
+@Suite("GEMM output stage in the microkernel epilogue: requantization corners")
+struct GemmEpilogueCornerTests {
+    @Test("corner accumulators through every output stage", arguments: testISAs)
+    func corners(isa: KernelISA) throws {
+        var g = SplitMix(11)
+        let m = 19, n = 37
+        for k in [1, 3, 8] {
+            let wNK = randomS8(n * k, &g)
+            var wKN = [Int8](repeating: 0, count: k * n)
+            for o in 0..<n { for kk in 0..<k { wKN[kk * n + o] = wNK[o * k + kk] } }
+            let packed = try PackedInt8Weights(weights: wNK, k: k, n: n, layout: .outputMajor)
+            var bias = (0..<n).map { _ in Int32.random(in: Int32.min...Int32.max, using: &g) }
+            bias[0] = Int32.max; bias[1] = Int32.min; bias[2] = 0; bias[3] = Int32.max - 200; bias[4] = Int32.min + 200
+            var mults = (0..<n).map { _ in QuantizedMultiplier(multiplier: Int32.random(in: 0...Int32.max, using: &g),
+                                                               shift: Int32.random(in: -31...30, using: &g)) }
+            mults[0] = QuantizedMultiplier(multiplier: Int32.max, shift: 30)
+            mults[1] = QuantizedMultiplier(multiplier: 1 << 30, shift: -31)
+            mults[2] = QuantizedMultiplier(multiplier: 0, shift: 0)
+            mults[3] = QuantizedMultiplier(multiplier: 1 << 30, shift: -1)   // ties
+            mults[4] = QuantizedMultiplier(multiplier: Int32.max, shift: 0)
+            let noLeft = mults.map { QuantizedMultiplier(multiplier: $0.multiplier, shift: min($0.shift, 0)) }
+            let scales = (0..<n).map { _ in Float.random(in: -1...1, using: &g) }
+            let stageList: [(String, OutputStage)] = [
+                ("int32", .int32),
+                ("int8 double", .requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: -128, qmin: -128, qmax: 127, unsigned: false)),
+                ("int8 double, right shifts only", .requantize(multipliers: noLeft, rounding: .doubleRounding, zeroPoint: 7, qmin: -100, qmax: 100, unsigned: false)),
+                ("uint8 single", .requantize(multipliers: mults, rounding: .singleRounding, zeroPoint: 255, qmin: 0, qmax: 255, unsigned: true)),
+                ("uint8 double", .requantize(multipliers: mults, rounding: .doubleRounding, zeroPoint: 0, qmin: 0, qmax: 255, unsigned: true)),
+                ("float", .dequantize(scales: scales, floatBias: scales.map { -$0 })),
+            ]
+            for activation in [ActivationType.uint8(zeroPoint: 255), .int8(zeroPoint: -128), .uint8(zeroPoint: 0)] {
+                var a = randomU8(m * k, &g)
+                a[0] = 255; a[1] = 0; a[2] = 128
+                for (name, stage) in stageList {
+                    let ref = referenceGEMM(a: a, m: m, k: k, n: n, activation: activation, wKN: wKN, bias: bias, stage: stage)
+                    let got = try runGEMM(a: a, m: m, k: k, n: n, activation: activation, packed: packed, bias: bias, stage: stage, isa: isa)
+                    #expect(firstDifference(got, ref) == nil, "isa \(isa) k \(k) \(activation) \(name)")
+                }
+            }
+        }
+    }
+}

@@ -132,7 +132,8 @@ typedef void (*cfk_task_fn)(void *ctx, long index);
 /** Run fn(ctx, i) for i in [0, n) on up to `threads` threads (the caller is one of them). Workers are
  *  created on first use, spin for a while after each job, then sleep. Nested or concurrent calls run inline. */
 void cfk_parallel_for(long n, int threads, cfk_task_fn fn, void *ctx);
-/** How many pause iterations an idle worker spins before sleeping (default 2000, about 70 us here). */
+/** How many pause iterations an idle worker spins before sleeping (default 2000, about 70 us here;
+ *  the environment variable CFK_POOL_SPIN overrides it at first use). */
 void cfk_pool_set_spin(long iterations);
 /** Jobs (n > 1) run on the pool / run inline (threads <= 1, nested or concurrent) since start. */
 void cfk_pool_stats(long *pooled_jobs, long *inline_jobs);

@@ -1,0 +1,267 @@
+import Int8Kernels
+import QModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension Session {
+    /// Runs `samples` samples (≤ `batch`) of the single input (`samples × inputElements` floats, NHWC per sample)
+    /// and returns each output as `samples × outputElements` floats.
+    public func run(_ input: [Float], samples: Int? = nil) throws(RuntimeError) -> [[Float]] {
+        let n = samples ?? batch
+        guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch) (the session's batch)") }
+        let per = model.tensors[inputIndex].elementCount
+        guard input.count == n * per else { throw .inputSize(expected: n * per, got: input.count) }
+        input.withUnsafeBytes { buffers[inputIndex].copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        try execute(samples: n)
+        return outputIndices.map { i in
+            let c = n * model.tensors[i].elementCount
+            return Array(UnsafeBufferPointer(start: buffers[i].assumingMemoryBound(to: Float.self), count: c))
+        }
+    }
+
+    /// Runs with the input already in `inputBuffer`; outputs stay in `outputBuffer(_:)`. No allocation by the runtime
+    /// itself (the kernels still allocate small per-call parameter arrays, see the report).
+    public func execute(samples n: Int) throws(RuntimeError) {
+        guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch)") }
+        for step in steps { try run(step, n) }
+    }
+
+    /// Pointer to the input buffer (`batch × inputElements` floats).
+    public var inputBuffer: UnsafeMutablePointer<Float> { buffers[inputIndex].assumingMemoryBound(to: Float.self) }
+    /// Pointer to output `i` (`batch × elements` floats).
+    public func outputBuffer(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(buffers[outputIndices[i]].assumingMemoryBound(to: Float.self)) }
+
+    private func f(_ i: Int) -> UnsafeMutablePointer<Float> { buffers[i].assumingMemoryBound(to: Float.self) }
+    private func u8(_ i: Int) -> UnsafeMutablePointer<UInt8> { buffers[i].assumingMemoryBound(to: UInt8.self) }
+
+    private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        guard let c, c != .none else { return }
+        let hi: Float = c == .relu6 ? 6 : .infinity
+        for i in 0..<count { p[i] = Swift.min(hi, Swift.max(0, p[i])) }
+    }
+
+    private func run(_ step: Step, _ n: Int) throws(RuntimeError) {
+        let isa = self.isa, threads = self.threads
+        func k(_ name: String, _ body: () throws(Int8KernelError) -> Void) throws(RuntimeError) {
+            do { try body() } catch { throw .kernel(op: name, error) }
+        }
+        switch step {
+        case let .convFloat(_, x, y, w, bias, h, wd, c, o, kh, kw, sh, sw, pt, pl, oh, ow, clamp, sc):
+            let kk = kh * kw * c
+            let col = f(sc)
+            w.withUnsafeBufferPointer { wb in
+                for b in 0..<n {
+                    let xin = f(x) + b * h * wd * c, out = f(y) + b * oh * ow * o
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            var j = 0
+                            for ky in 0..<kh {
+                                let iy = oy * sh - pt + ky
+                                for kx in 0..<kw {
+                                    let ix = ox * sw - pl + kx
+                                    if iy < 0 || iy >= h || ix < 0 || ix >= wd {
+                                        for cc in 0..<c { col[j + cc] = 0 }
+                                    } else {
+                                        (col + j).update(from: xin + (iy * wd + ix) * c, count: c)
+                                    }
+                                    j += c
+                                }
+                            }
+                            let dst = out + (oy * ow + ox) * o
+                            for oo in 0..<o { dst[oo] = bias[oo] + dot(wb.baseAddress! + oo * kk, col, kk) }
+                        }
+                    }
+                    applyClamp(clamp, out, oh * ow * o)
+                }
+            }
+        case let .conv(name, x, y, kern, act, bias, stage, post):
+            let g = kern.geometry
+            let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                }
+                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+            }
+        case let .depthwise(name, x, y, kern, act, bias, stage, post):
+            let g = kern.geometry
+            let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                }
+                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+            }
+        case let .linear(name, x, y, wts, act, bias, stage, rows, post):
+            let m = rows * n
+            try k(name) { () throws(Int8KernelError) in
+                try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads)
+            }
+            if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
+        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
+            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
+            let count = rows * n * kern.weights.k
+            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self), codes = u8(x)
+            kern.table.table.withUnsafeBufferPointer { tb in
+                let top = tb.count - 1
+                for i in 0..<count { a16[i] = tb[min(Int(codes[i]), top)] }
+            }
+            try k(name) { () throws(Int8KernelError) in
+                try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
+            }
+        case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.layerNormQuantize(f(x), rows: rows * n, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
+                                                  zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa)
+            }
+        case let .attention(name, x, y, heads, d, t, qq, ls, table, uniformP, stages, sc, hsc):
+            let c = heads * d
+            let es = stages[0].elementSize
+            let s8 = buffers[sc]
+            for b in 0..<n {
+                let xin = f(x) + b * t * 3 * c
+                try k(name) { () throws(Int8KernelError) in
+                    for row in 0..<t {
+                        for blk in 0..<3 {
+                            for h in 0..<heads {
+                                let off = row * 3 * c + blk * c + h * d
+                                let p = qq[blk * heads + h]
+                                try Elementwise.quantize(xin + off, count: d, scale: p.scale, zeroPoint: 0, qmin: p.lo, qmax: p.hi, unsigned: false, dst: s8 + off, isa: isa)
+                            }
+                        }
+                    }
+                    let q8 = UnsafePointer(s8.assumingMemoryBound(to: Int8.self))
+                    if let table {
+                        try AttentionInt8.multiHead(qkv: q8, tokens: t, heads: heads, headDim: d,
+                                                    logitScales: ls, table: table, outputs: stages, dst: buffers[y] + b * t * c * es, isa: isa, threads: threads)
+                    } else if let u = uniformP {
+                        for h in 0..<heads {
+                            try uniformHead(q8 + h * d, t: t, d: d, c: c, logitScale: ls[h], p: u, stage: stages[h], dst: buffers[y] + (b * t * c + h * d) * es, scratch: buffers[hsc])
+                        }
+                    }
+                }
+            }
+        case let .geluAdaLog(name, x, y, count, shift, tau, sc):
+            let tmp = f(sc)
+            for b in 0..<n {
+                try k(name) { () throws(Int8KernelError) in
+                    try Elementwise.gelu(f(x) + b * count, count: count, dst: tmp, isa: isa)
+                    if shift != 0 { for i in 0..<count { tmp[i] += shift } }
+                    try Elementwise.adalogEncode(tmp, count: count, thresholds: tau, codes: u8(y) + b * count, isa: isa)
+                }
+            }
+        case let .quantize(name, x, y, count, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.quantize(f(x), count: count * n, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], isa: isa)
+            }
+        case let .dequantize(name, x, y, count, q):
+            try k(name) { () throws(Int8KernelError) in
+                try Elementwise.dequantize(buffers[x], count: count * n, unsigned: q.unsigned, scale: q.scale, zeroPoint: q.zero, dst: f(y), isa: isa)
+            }
+        case let .gelu(name, x, y, count):
+            try k(name) { () throws(Int8KernelError) in try Elementwise.gelu(f(x), count: count * n, dst: f(y), isa: isa) }
+        case let .add(name, a, b, y, count):
+            try k(name) { () throws(Int8KernelError) in try Elementwise.add(f(a), f(b), count: count * n, dst: f(y), isa: isa) }
+        case let .pool(_, x, y, hw, c):
+            for b in 0..<n {
+                let xin = f(x) + b * hw * c, out = f(y) + b * c
+                for cc in 0..<c { out[cc] = 0 }
+                for p in 0..<hw { for cc in 0..<c { out[cc] += xin[p * c + cc] } }
+                let inv = 1 / Float(hw)
+                for cc in 0..<c { out[cc] *= inv }
+            }
+        case let .tokenSelect(_, x, y, t, c, index):
+            for b in 0..<n { (f(y) + b * c).update(from: f(x) + b * t * c + index * c, count: c) }
+        case let .classPosition(_, x, y, t, c, cls, pos):
+            for b in 0..<n {
+                let xin = f(x) + b * t * c, out = f(y) + b * (t + 1) * c
+                for cc in 0..<c { out[cc] = cls[cc] + pos[cc] }
+                for i in 0..<(t * c) { out[c + i] = xin[i] + pos[c + i] }
+            }
+        case let .maxPool(_, x, y, dtype, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow):
+            switch dtype {
+            case .float32: maxPool(f(x), f(y), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            case .int8: maxPool(buffers[x].assumingMemoryBound(to: Int8.self), buffers[y].assumingMemoryBound(to: Int8.self), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            default: maxPool(u8(x), u8(y), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow)
+            }
+        case let .copy(_, x, y, bytes):
+            buffers[y].copyMemory(from: buffers[x], byteCount: bytes * n)
+        }
+    }
+}
+
+/// Float dot product with four independent partial sums (pinned order).
+@inline(__always) func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+    var i = 0
+    while i + 4 <= n { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; i += 4 }
+    while i < n { s0 += a[i] * b[i]; i += 1 }
+    return (s0 + s1) + (s2 + s3)
+}
+
+extension Session {
+    /// Milliseconds per op kind (best of `repeats` runs of each op in sequence), for benchmarks.
+    public func profile(_ input: [Float], repeats: Int = 3) throws(RuntimeError) -> [String: Double] {
+        _ = try run(input, samples: 1)
+        var best = [Double](repeating: .infinity, count: steps.count)
+        for _ in 0..<max(1, repeats) {
+            for (i, s) in steps.enumerated() {
+                var a = timespec(), b = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &a)
+                try run(s, 1)
+                clock_gettime(CLOCK_MONOTONIC, &b)
+                best[i] = Swift.min(best[i], Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
+            }
+        }
+        var out: [String: Double] = [:]
+        for (i, op) in model.ops.enumerated() { out[op.kind, default: 0] += best[i] }
+        return out
+    }
+}
+
+extension Session {
+    /// One head with a uniform post-softmax quantizer (the uniform baseline): int8 Q·Kᵀ → float softmax →
+    /// P codes round(p/s_p) (uint8, zero point 0) → int16 codes × int16-widened V → per-head output stage
+    /// (accumulator unit s_p·s_v). `scratch` holds T×T floats and T×T int16.
+    func uniformHead(_ qkv: UnsafePointer<Int8>, t: Int, d: Int, c: Int, logitScale: Float, p: UniformParams, stage: OutputStage,
+                     dst: UnsafeMutableRawPointer, scratch: UnsafeMutableRawPointer) throws(Int8KernelError) {
+        let ld = 3 * c
+        var kMat = [Int8](repeating: 0, count: t * d), vMat = [Int8](repeating: 0, count: t * d)
+        for j in 0..<t { for i in 0..<d { kMat[j * d + i] = qkv[j * ld + c + i]; vMat[j * d + i] = qkv[j * ld + 2 * c + i] } }
+        let kp = try PackedInt8Weights(weights: kMat, k: d, n: t, layout: .outputMajor)
+        let vp = try PackedInt16Weights(weights: vMat, k: t, n: d, layout: .inputMajor)
+        let logits = scratch.assumingMemoryBound(to: Float.self)
+        try Int8GEMM.run(a: UnsafeRawPointer(qkv).assumingMemoryBound(to: UInt8.self), lda: ld, m: t, activation: .int8(zeroPoint: 0), weights: kp,
+                         output: .dequantize(scales: [logitScale], floatBias: nil), dst: UnsafeMutableRawPointer(logits), ldd: t, isa: isa)
+        let codes = UnsafeMutableRawPointer(logits + t * t).assumingMemoryBound(to: UInt8.self)
+        let a16 = UnsafeMutableRawPointer(logits + t * t + (t * t + 3) / 4).assumingMemoryBound(to: Int16.self)
+        let row = UnsafeMutableRawPointer(scratch + 7 * t * t + 64).assumingMemoryBound(to: Float.self)
+        for i in 0..<t {
+            try Elementwise.softmax(logits + i * t, count: t, dst: row, isa: isa)
+            (logits + i * t).update(from: row, count: t)
+        }
+        try Elementwise.quantize(logits, count: t * t, scale: p.scale, zeroPoint: 0, qmin: 0, qmax: Int32((1 << p.bits) - 1), unsigned: true, dst: codes, isa: isa)
+        for i in 0..<(t * t) { a16[i] = Int16(codes[i]) }
+        try Int8GEMM.runInt16(a: a16, lda: t, m: t, weights: vp, output: stage, dst: dst, ldd: c, isa: isa)
+    }
+}
+
+/// NHWC max pool; windows clipped to the input (padding never wins).
+func maxPool<T: Comparable>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _ h: Int, _ w: Int, _ c: Int, _ kh: Int, _ kw: Int,
+                            _ sh: Int, _ sw: Int, _ pt: Int, _ pl: Int, _ oh: Int, _ ow: Int) {
+    for b in 0..<n {
+        let xin = x + b * h * w * c, out = y + b * oh * ow * c
+        for oy in 0..<oh { for ox in 0..<ow {
+            let y0 = max(0, oy * sh - pt), y1 = min(h, oy * sh - pt + kh), x0 = max(0, ox * sw - pl), x1 = min(w, ox * sw - pl + kw)
+            let dst = out + (oy * ow + ox) * c
+            dst.update(from: xin + (y0 * w + x0) * c, count: c)
+            for iy in y0..<y1 { for ix in x0..<x1 {
+                let src = xin + (iy * w + ix) * c
+                for cc in 0..<c where src[cc] > dst[cc] { dst[cc] = src[cc] }
+            } }
+        } }
+    }
+}

@@ -1,0 +1,316 @@
+// Executes a QModel on the integer kernels (adalog.md §4, pragmatic path).
+import Int8Kernels
+@_exported import QModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Errors preparing or running a model: which op, and what is wrong.
+public enum RuntimeError: Error, CustomStringConvertible, Sendable {
+    case model(QModelError)
+    case kernel(op: String, Int8KernelError)
+    case unsupported(op: String, String)
+    case inputSize(expected: Int, got: Int)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .model(e): e.description
+        case let .kernel(op, e): "op '\(op)': \(e)"
+        case let .unsupported(op, m): "op '\(op)': unsupported: \(m)"
+        case let .inputSize(e, g): "input has \(g) floats, expected \(e) (batch × per-sample elements)"
+        case let .invalidArgument(m): m
+        }
+    }
+}
+
+/// One prepared step: kernels packed, output stages built, buffers resolved.
+enum Step {
+    case convFloat(name: String, x: Int, y: Int, weights: [Float], bias: [Float], h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int,
+                   sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int, clamp: Clamp, scratch: Int)
+    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
+    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
+    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?)
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
+    case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
+    case attention(name: String, x: Int, y: Int, heads: Int, d: Int, t: Int, qkvQ: [(scale: Float, lo: Int32, hi: Int32)],
+                   logitScales: [Float], table: AdaLogTable?, uniformP: UniformParams?, stages: [OutputStage], scratch: Int, headScratch: Int)
+    case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
+    case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
+    case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
+    case add(name: String, a: Int, b: Int, y: Int, count: Int)
+    case gelu(name: String, x: Int, y: Int, count: Int)
+    case pool(name: String, x: Int, y: Int, hw: Int, c: Int)
+    case tokenSelect(name: String, x: Int, y: Int, t: Int, c: Int, index: Int)
+    case classPosition(name: String, x: Int, y: Int, t: Int, c: Int, cls: [Float], pos: [Float])
+    case copy(name: String, x: Int, y: Int, bytes: Int)
+    case maxPool(name: String, x: Int, y: Int, dtype: DType, h: Int, w: Int, c: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int)
+}
+
+/// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
+struct QuantSpec {
+    var scale: Float
+    var zero: Int32     // zero point of the *stored* value (0 for folded int8)
+    var qmin: Int32
+    var qmax: Int32
+    var unsigned: Bool
+    var activation: ActivationType { unsigned ? .uint8(zeroPoint: zero) : .int8(zeroPoint: zero) }
+
+    init(_ t: TensorInfo) throws(RuntimeError) {
+        guard case let .uniform(u)? = t.quantizer, t.dtype == .int8 || t.dtype == .uint8 else {
+            throw .invalidArgument("tensor '\(t.name)' is not uniform-quantized")
+        }
+        scale = u.scale
+        let top = Int32((1 << u.bits) - 1)
+        if t.dtype == .uint8 { zero = u.zeroPoint; qmin = 0; qmax = top; unsigned = true }
+        else { zero = 0; qmin = -u.zeroPoint; qmax = top - u.zeroPoint; unsigned = false }
+    }
+}
+
+/// A loaded model ready to run: weights packed and every activation buffer allocated once for `batch` samples.
+/// Not thread-safe: one `Session` runs one inference at a time (it owns its buffers).
+public final class Session {
+    public let model: QModel
+    public let batch: Int
+    public let threads: Int
+    public let isa: KernelISA
+    /// Requantization rounding of every int → int output stage. Single rounding (`(x·M + 2^(30−shift)) >> (31−shift)`,
+    /// half up) by default: it is exact rounding of acc·M, so it agrees with the fake-quant simulation except at
+    /// exact ties. TFLite's double rounding loses up to ½ unit of acc·M0/2^31 first, which flipped about 15 % of
+    /// the codes of a 4-bit uniform-P attention output (small accumulators) in the tests.
+    public let requantRounding: RequantRounding
+    /// Per-sample shape of the (single) input and of each output.
+    public let inputShape: [Int]
+    public let outputShapes: [[Int]]
+    var steps: [Step] = []
+    /// Pointer of every tensor (by tensor index), then of every scratch area.
+    var buffers: [UnsafeMutableRawPointer] = []
+    /// The allocations behind `buffers` (tensors whose lifetimes do not overlap share one).
+    var owned: [UnsafeMutableRawPointer] = []
+    /// Bytes allocated for activations and scratch (after lifetime sharing).
+    public private(set) var arenaBytes = 0
+    var scratchNeed = [0, 0]
+    var scratchLane: [(Int, Int)] = []
+    var tensorIndex: [String: Int] = [:]
+    let inputIndex: Int
+    let outputIndices: [Int]
+
+    /// Prepares `model` for batches of up to `batch` samples on `threads` threads.
+    public init(model: QModel, batch: Int = 1, threads: Int = 2, isa: KernelISA = .best,
+                requantRounding: RequantRounding = .singleRounding) throws(RuntimeError) {
+        self.requantRounding = requantRounding
+        do { try model.validate() } catch { throw .model(error) }
+        guard batch >= 1, batch <= 4096 else { throw .invalidArgument("batch \(batch) must be in 1...4096") }
+        guard isa.isSupported else { throw .invalidArgument("ISA \(isa) is not supported on this CPU") }
+        self.model = model; self.batch = batch; self.threads = max(1, threads); self.isa = isa
+        for (i, t) in model.tensors.enumerated() { tensorIndex[t.name] = i }
+        // Plan once: a tensor's buffer is returned to a free list after its last reader, and later outputs take
+        // the smallest free buffer that fits (a producer's output never aliases its own inputs: the output is
+        // placed before the inputs are released). Graph inputs/outputs keep their own buffers.
+        let tcount = model.tensors.count
+        var lastUse = [Int](repeating: -1, count: tcount)
+        for (oi, op) in model.ops.enumerated() { for n in op.inputs { lastUse[tensorIndex[n]!] = oi } }
+        let tix = tensorIndex
+        var pinned = Set(model.outputs.compactMap { tix[$0] })
+        pinned.insert(tensorIndex[model.inputs[0]]!)
+        var slot = [Int](repeating: -1, count: tcount)
+        var slotSize: [Int] = [], free: [Int] = []
+        func bytes(_ i: Int) -> Int { max(64, batch * model.tensors[i].dtype.byteCount(model.tensors[i].elementCount)) }
+        func place(_ i: Int) {
+            let need = bytes(i)
+            if !pinned.contains(i), let best = free.filter({ slotSize[$0] >= need }).min(by: { slotSize[$0] < slotSize[$1] }) {
+                slot[i] = best; free.removeAll { $0 == best }
+            } else {
+                slot[i] = slotSize.count; slotSize.append(need)
+            }
+        }
+        place(tensorIndex[model.inputs[0]]!)
+        for (oi, op) in model.ops.enumerated() {
+            let o = tensorIndex[op.output]!
+            place(o)
+            for n in Set(op.inputs) { let i = tensorIndex[n]!; if lastUse[i] == oi, !pinned.contains(i) { free.append(slot[i]) } }
+            if lastUse[o] < 0, !pinned.contains(o) { free.append(slot[o]) }
+        }
+        for i in 0..<tcount where slot[i] < 0 { slot[i] = slotSize.count; slotSize.append(bytes(i)) }
+        for size in slotSize {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+            owned.append(p); arenaBytes += size
+        }
+        let own = owned
+        buffers = slot.map { own[$0] }
+        inputIndex = tensorIndex[model.inputs[0]]!
+        inputShape = model.tensors[inputIndex].shape
+        let ti = tensorIndex
+        outputIndices = model.outputs.map { ti[$0]! }
+        outputShapes = outputIndices.map { model.tensors[$0].shape }
+        for op in model.ops { steps.append(try prepare(op)) }
+        bindScratch()
+    }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    /// Scratch areas live only during their op, so all ops share one allocation per lane (an op that needs two
+    /// areas at once takes lanes 0 and 1). Returns the `buffers` index; pointers are bound after `prepare`.
+    func scratch(_ bytes: Int, lane: Int = 0) -> Int {
+        scratchNeed[lane] = max(scratchNeed[lane], max(64, bytes))
+        buffers.append(UnsafeMutableRawPointer(bitPattern: 64)!)
+        scratchLane.append((buffers.count - 1, lane))
+        return buffers.count - 1
+    }
+
+    func bindScratch() {
+        for lane in 0..<scratchNeed.count where scratchNeed[lane] > 0 {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: scratchNeed[lane], alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: scratchNeed[lane])
+            owned.append(p); arenaBytes += scratchNeed[lane]
+            for (i, l) in scratchLane where l == lane { buffers[i] = p }
+        }
+    }
+
+    func floats(_ name: String) -> [Float] { model.constant(name)?.floats() ?? [] }
+
+    /// Output stage for an integer accumulator with real unit `accScale[o]` written to tensor `out`.
+    func stage(for out: TensorInfo, accScale: [Double], bias: [Float]?, clamp: Clamp, op: String) throws(RuntimeError) -> (OutputStage, [Int32]?, Clamp?) {
+        if out.dtype == .float32 {
+            return (.dequantize(scales: accScale.map { Float($0) }, floatBias: bias), nil, clamp == .none ? nil : clamp)
+        }
+        let q = try QuantSpec(out)
+        var mults: [QuantizedMultiplier] = []
+        do { for s in accScale { mults.append(try QuantizedMultiplier(s / Double(q.scale))) } } catch { throw .kernel(op: op, error) }
+        var lo = q.qmin, hi = q.qmax
+        let zReal = q.zero   // stored value of real 0
+        switch clamp {
+        case .none: break
+        case .relu: lo = max(lo, zReal)
+        case .relu6:
+            lo = max(lo, zReal)
+            let six = (6.0 / Double(q.scale)).rounded(.toNearestOrEven)
+            hi = min(hi, Int32(clamping: Int(max(-1e9, min(1e9, six))) + Int(zReal)))
+        }
+        let ib: [Int32]? = bias.map { b in (0..<b.count).map { Int32(clamping: Int((Double(b[$0]) / accScale[$0]).rounded(.toNearestOrEven).clamped(-2e9, 2e9))) } }
+        return (.requantize(multipliers: mults, rounding: requantRounding, zeroPoint: q.zero, qmin: lo, qmax: max(lo, hi), unsigned: q.unsigned), ib, nil)
+    }
+
+    func prepare(_ op: Op) throws(RuntimeError) -> Step {
+        let name = op.name
+        func T(_ n: String) -> TensorInfo { model.tensors[tensorIndex[n]!] }
+        func I(_ n: String) -> Int { tensorIndex[n]! }
+        func wvals(_ w: WeightRef) -> ([Int8], [Float]) { (model.foldedWeights(w) ?? [], floats(w.scales)) }
+        func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
+            do { return try body() } catch { throw .kernel(op: name, error) }
+        }
+        switch op {
+        case let .conv2d(o):
+            let x = T(o.input), y = T(o.output)
+            let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2]), oc = y.shape[2]
+            let (wq, ws) = wvals(o.weight)
+            let kk = o.kernel[0] * o.kernel[1] * (c / o.groups)
+            if x.dtype == .float32 {
+                var wf = [Float](repeating: 0, count: wq.count)
+                for oo in 0..<oc { for j in 0..<kk { wf[oo * kk + j] = Float(wq[oo * kk + j]) * ws[oo] } }
+                let b = o.bias.map(floats) ?? [Float](repeating: 0, count: oc)
+                return .convFloat(name: name, x: I(o.input), y: I(o.output), weights: wf, bias: b, h: h, w: w, c: c, o: oc,
+                                  kh: o.kernel[0], kw: o.kernel[1], sh: o.stride[0], sw: o.stride[1], pt: o.pads[0], pl: o.pads[1],
+                                  oh: y.shape[0], ow: y.shape[1], clamp: o.clamp, scratch: scratch(kk * 4))
+            }
+            let xq = try QuantSpec(x)
+            var g = ConvGeometry(inH: h, inW: w, inC: c, outC: oc, kernelH: o.kernel[0], kernelW: o.kernel[1], groups: o.groups)
+            g.strideH = o.stride[0]; g.strideW = o.stride[1]
+            g.padTop = o.pads[0]; g.padLeft = o.pads[1]; g.padBottom = o.pads[2]; g.padRight = o.pads[3]
+            let acc = ws.map { Double(xq.scale) * Double($0) }
+            let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
+            if o.groups == 1 {
+                let kern = try k { () throws(Int8KernelError) in try Conv2DInt8(geometry: g, weights: wq) }
+                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+            }
+            // depthwise: [C][kh][kw][1] → [kh][kw][C]
+            let khw = o.kernel[0] * o.kernel[1]
+            var dw = [Int8](repeating: 0, count: wq.count)
+            for ch in 0..<c { for j in 0..<khw { dw[j * c + ch] = wq[ch * khw + j] } }
+            let kern = try k { () throws(Int8KernelError) in try DepthwiseConv2DInt8(geometry: g, weights: dw) }
+            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+        case let .linear(o):
+            let x = T(o.input), y = T(o.output)
+            let kk = x.shape.last!, n = y.shape.last!
+            let xq = try QuantSpec(x)
+            let (wq, ws) = wvals(o.weight)
+            let packed = try k { () throws(Int8KernelError) in try PackedInt8Weights(weights: wq, k: kk, n: n, layout: .outputMajor) }
+            let (st, ib, post) = try stage(for: y, accScale: ws.map { Double(xq.scale) * Double($0) }, bias: o.bias.map(floats), clamp: o.clamp, op: name)
+            return .linear(name: name, x: I(o.input), y: I(o.output), weights: packed, act: xq.activation, bias: ib, stage: st,
+                           rows: x.elementCount / kk, post: post)
+        case let .adaLogLinear(o):
+            let x = T(o.input), y = T(o.output)
+            guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }
+            let kk = x.shape.last!, n = y.shape.last!
+            let (wq, ws) = wvals(o.weight)
+            let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
+            let kern = try k { () throws(Int8KernelError) in try AdaLogLinear(weights: wq, inFeatures: kk, outFeatures: n, table: table) }
+            let unit = table.accumulatorUnit(scale: Double(a.scale))
+            let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
+            return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk,
+                                 scratch: scratch(batch * x.elementCount * 2))
+        case let .layerNormQuantize(o):
+            let x = T(o.input), c = x.shape.last!
+            return .layerNormQuantize(name: name, x: I(o.input), y: I(o.output), gamma: floats(o.gamma), beta: floats(o.beta), eps: o.epsilon,
+                                      rows: x.elementCount / c, c: c, q: try QuantSpec(T(o.output)))
+        case let .attention(o):
+            let x = T(o.input), y = T(o.output)
+            var table: AdaLogTable? = nil, uniformP: UniformParams? = nil
+            switch o.probabilities {
+            case let .adaLog(a): table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
+            case let .uniform(u): uniformP = u
+            }
+            var qq: [(scale: Float, lo: Int32, hi: Int32)] = []
+            for g in [o.query, o.key, o.value] {
+                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], -g.zeroPoint[h], top - g.zeroPoint[h])) }
+            }
+            let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
+            let units = (0..<o.heads).map { h in table.map { $0.accumulatorUnit(scale: Double(o.value.scale[h])) } ?? Double(uniformP!.scale) * Double(o.value.scale[h]) }
+            var stages: [OutputStage] = []
+            for h in 0..<o.heads {
+                let (st, _, _) = try stage(for: y, accScale: [units[h]], bias: nil, clamp: .none, op: name)
+                stages.append(st)
+            }
+            return .attention(name: name, x: I(o.input), y: I(o.output), heads: o.heads, d: o.headDim, t: x.shape[0], qkvQ: qq,
+                              logitScales: ls, table: table, uniformP: uniformP, stages: stages, scratch: scratch(x.elementCount),
+                              headScratch: uniformP == nil ? 0 : scratch(x.shape[0] * x.shape[0] * 7 + x.shape[0] * 4 + 128, lane: 1))
+        case let .geluAdaLog(o):
+            let y = T(o.output)
+            guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }
+            let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
+            return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift,
+                               thresholds: table.thresholds(scale: Double(a.scale)), scratch: scratch(y.elementCount * 4))
+        case let .gelu(o):
+            return .gelu(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount)
+        case let .quantize(o):
+            return .quantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(T(o.output)))
+        case let .dequantize(o):
+            return .dequantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(T(o.input)))
+        case let .add(o):
+            return .add(name: name, a: I(o.a), b: I(o.b), y: I(o.output), count: T(o.output).elementCount)
+        case let .globalAveragePool(o):
+            let x = T(o.input)
+            return .pool(name: name, x: I(o.input), y: I(o.output), hw: x.shape[0] * x.shape[1], c: x.shape[2])
+        case let .tokenSelect(o):
+            let x = T(o.input)
+            return .tokenSelect(name: name, x: I(o.input), y: I(o.output), t: x.shape[0], c: x.shape[1], index: o.index)
+        case let .classPosition(o):
+            let x = T(o.input)
+            return .classPosition(name: name, x: I(o.input), y: I(o.output), t: x.shape[0], c: x.shape[1], cls: floats(o.classToken), pos: floats(o.position))
+        case let .maxPool(o):
+            let x = T(o.input), y = T(o.output)
+            return .maxPool(name: name, x: I(o.input), y: I(o.output), dtype: x.dtype, h: x.shape[0], w: x.shape[1], c: x.shape[2], kh: o.kernel[0], kw: o.kernel[1],
+                            sh: o.stride[0], sw: o.stride[1], pt: o.pads[0], pl: o.pads[1], oh: y.shape[0], ow: y.shape[1])
+        case let .reshape(o):
+            let x = T(o.input)
+            return .copy(name: name, x: I(o.input), y: I(o.output), bytes: x.dtype.byteCount(x.elementCount))
+        }
+    }
+}
+
+extension Double {
+    func clamped(_ lo: Double, _ hi: Double) -> Double { Swift.min(hi, Swift.max(lo, self)) }
+}
