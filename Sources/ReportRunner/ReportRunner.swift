@@ -218,12 +218,12 @@ public enum ReportRunner {
                 let setting = "\(bits) \(method.rawValue)"
                 var opts = PipelineOptions(plan: PlanOptions(bits: bits))
                 opts.method = method
-                let sbar = progress.bar("\(setting) calibrate+search", total: 1, unit: "step")
+                let sbar = progress.bar("\(setting) calibrate+search", total: 100, unit: "%")
                 let t0 = Date()
                 let q = try QuantizationPipeline.run(graph: qGraph, calibration: cal, options: opts,
                                                      source: (c.modelPath, hash), foldedBatchNorms: folded) { p in
                     sbar.setLabel("\(setting) \(p.phase) \(p.layer)")
-                    if p.total > 0 { sbar.update(completed: min(p.done, p.total) * 1000 / p.total) }
+                    if p.total > 0 { sbar.update(completed: min(p.done, p.total) * 100 / p.total) }
                 }
                 let calSeconds = Date().timeIntervalSince(t0)
                 sbar.finish()
