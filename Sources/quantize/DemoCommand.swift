@@ -10,11 +10,12 @@ struct Demo: ParsableCommand {
         commandName: "demo",
         abstract: "Quantize the bundled CIFAR-10 ViT at W8A8, W6A6 and W4A4 (adalog and uniform-minmax) and write a report.",
         discussion: """
-            Run it from the repository root: it reads models/vit_cifar10.onnx, calibrates on 32 images drawn from
-            calib-data/ (CIFAR-10 training images) and evaluates on demo-data/ (500 CIFAR-10 test images).
-            The report (report.md, report.csv, report.json, layers.csv, accuracy_vs_bits.svg) goes to --out.
+            Run it from the repository root: it reads models/vit_cifar10.onnx, calibrates on 32 images drawn \
+            from calib-data/ (CIFAR-10 training images) and evaluates on demo-data/ (500 CIFAR-10 test images). \
+            The report (report.md, report.csv, report.json, layers.csv, accuracy_vs_bits.svg) goes to --out. \
+            Writing an int8 model is not available yet.
 
-            Example:
+            Examples:
               swift run -c release quantize demo
               swift run -c release quantize demo --out /tmp/demo --quiet
             """)
@@ -26,12 +27,15 @@ struct Demo: ParsableCommand {
     static let calibFolder = "calib-data"
     static let dataFolder = "demo-data"
 
-    func run() throws {
-        output.bootstrapLogging()
+    func validate() throws {
         let fm = FileManager.default
         for p in [Self.modelPath, Self.calibFolder, Self.dataFolder] where !fm.fileExists(atPath: p) {
             throw ValidationError(ReportRunError.bundledFileMissing(path: p).description)
         }
+    }
+
+    func run() throws {
+        output.bootstrapLogging()
         let bits = try ArgumentValidation.bits("W8A8,W6A6,W4A4")
         var c = ReportConfiguration(modelPath: Self.modelPath, calibrationFolder: Self.calibFolder, dataFolder: Self.dataFolder,
                                     bits: bits, methods: [.adalog, .uniformMinMax], preset: "cifar10")

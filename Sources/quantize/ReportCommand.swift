@@ -19,19 +19,23 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Quantize a model at several bit widths and methods, evaluate each, and write an accuracy-versus-bits report.",
         discussion: """
-            For every method × bit setting: calibrate on --calib-count images drawn from --calib, search the
-            quantization parameters, simulate the quantized model (fake-quant on the float engine) and evaluate it on
-            --data next to the float model. Writes into --out: report.md, report.csv, report.json, layers.csv
+            For every method × bit setting: calibrate on --calib-count images drawn from --calib, search the \
+            quantization parameters, simulate the quantized model (fake-quant on the float engine) and evaluate it \
+            on --data next to the float model. Writes into --out: report.md, report.csv, report.json, layers.csv \
             (per-layer output SQNR in dB, worst first) and accuracy_vs_bits.svg.
 
-            When --calib and --data are the same folder, the calibration images are left out of the evaluation.
-            Model size counts quantized weights at their bit width plus their scales and zero points, and all other
-            constants as float32.
+            When --calib and --data are the same folder, the calibration images are left out of the evaluation. \
+            Model size counts quantized weights at their bit width plus their scales and zero points, and all \
+            other constants as float32.
 
             Examples:
-              quantize report models/vit_cifar10.onnx --calib calib-data --data demo-data --bits W8A8,W4A4
-              quantize report vit_tiny_patch16_224.onnx --calib imagenet-sample --data imagenet-sample \\
-                  --labels imagenet-synsets.txt --preset vit --methods adalog --bits W6A6,W4A4 --out vit-report
+              quantize report models/vit_cifar10.onnx \\
+                --calib calib-data --data demo-data --bits W8A8,W4A4
+              quantize report vit_tiny_patch16_224.onnx \\
+                --calib imagenet-sample --data imagenet-sample \\
+                --labels imagenet-synsets.txt --preset vit \\
+                --methods adalog --bits W6A6,W4A4 --out vit-report
+
             Exit codes: 0 success, 64 bad command line, 1 the work failed.
             """)
 
@@ -52,8 +56,7 @@ struct ReportCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        _ = try ArgumentValidation.bits(bits)
-        _ = try ArgumentValidation.methods(methods)
+        try checkReportConfiguration(try configuration())
     }
 
     func configuration() throws -> ReportConfiguration {
@@ -76,15 +79,14 @@ struct ReportCommand: ParsableCommand {
     }
 }
 
+/// Folder, model and value checks before any work, as ArgumentParser validation errors (exit code 64, with usage).
+func checkReportConfiguration(_ c: ReportConfiguration) throws {
+    do { try ReportRunner.validate(c) } catch { throw ValidationError(error.description) }
+}
+
 /// Validates, runs and writes a report; prints the written paths and a short table. Shared by `report` and `demo`.
 @discardableResult
 func runReport(_ c: ReportConfiguration, out: String, output: OutputOptions) throws -> QuantReport {
-    do { try ReportRunner.validate(c) } catch {
-        switch error {
-        case .argument, .badValue, .missingModel, .bundledFileMissing: throw ValidationError(error.description)
-        default: throw error
-        }
-    }
     let dir = try ArgumentValidation.outputDirectory(out)
     let start = Date()
     let report = try ReportRunner.run(c, progress: CLIProgress(output))
