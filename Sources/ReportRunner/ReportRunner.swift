@@ -285,7 +285,8 @@ public enum ReportRunner {
 
         var pre: [String: ReportValue] = [
             "size": .int(spec.size), "crop_pct": .double(spec.cropPct), "interpolation": .string(spec.interpolation.rawValue),
-            "mean": .array(spec.mean.map { .double(Double($0)) }), "std": .array(spec.std.map { .double(Double($0)) }),
+            "mean": .array(spec.mean.map { .double(Double("\($0)") ?? Double($0)) }),
+            "std": .array(spec.std.map { .double(Double("\($0)") ?? Double($0)) }),
         ]
         if let p = c.preset { pre["preset"] = .string(p) }
         var meta = ReportMetadata(toolVersion: c.toolVersion, modelPath: c.modelPath, preprocessing: pre,
@@ -294,7 +295,7 @@ public enum ReportRunner {
         if excluded > 0 {
             meta.notes.append("The \(excluded) calibration images drawn from the evaluation folder were left out of the evaluation.")
         }
-        meta.notes.append("Per-layer SQNR measured on the first \(min(c.sqnrImages, n)) evaluation images (fake-quant simulation against float).")
+        meta.notes.append("Per-layer SQNR measured on the first \(min(c.sqnrImages, n)) evaluation images: each layer's output in the fake-quant simulation against the float model's, so errors of earlier layers are included.")
         meta.notes.append("Model size: quantized weights at their bit width plus 4 bytes per scale and zero point, other constants as float32; activation quantizer parameters not counted.")
         let name = URL(fileURLWithPath: c.modelPath).deletingPathExtension().lastPathComponent
         return QuantReport(model: name, float: floatAcc, results: results, layers: layers, metadata: meta)
