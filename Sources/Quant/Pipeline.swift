@@ -208,6 +208,25 @@ struct SearchContext {
         return try UniformQuantizer(bits: bits, granularity: granularity, scales: s, zeroPoints: z)
     }
 
+    /// Candidates per group (row-major groups of equal size): the [min, max] range (0 included) shrunk by
+    /// α ∈ {1, 0.98, …, 0.38} (32 values), zero-point = round(−lo/s) clamped to the code range.
+    static func shrunkRangeCandidates(_ x: [Float], groups g: Int, bits: Int) -> UniformCandidates {
+        let per = x.count / max(g, 1), levels = Float((1 << bits) - 1)
+        var lo = [Float](repeating: 0, count: g), hi = lo
+        for gi in 0..<g { for v in x[(gi * per)..<((gi + 1) * per)] where v.isFinite { lo[gi] = min(lo[gi], v); hi[gi] = max(hi[gi], v) } }
+        let n = 32
+        var sc = [Float](repeating: 0, count: n * g), zp = sc
+        for c in 0..<n {
+            let a = 1 - 0.02 * Float(c)
+            for gi in 0..<g {
+                let s = max((hi[gi] - lo[gi]) * a / levels, 1e-8)
+                sc[c * g + gi] = s
+                zp[c * g + gi] = min(max((-lo[gi] * a / s).rounded(.toNearestOrEven), 0), levels)
+            }
+        }
+        return UniformCandidates(count: n, groups: g, scales: sc, zeroPoints: zp)
+    }
+
     /// Row permutation so that the first `n` rows of a token subsample are spread over all images.
     static func spreadRows(_ x: [Float], rows: Int, cols: Int) -> [Float] {
         var idx = Array(0..<rows)
@@ -340,11 +359,10 @@ struct SearchContext {
                                         input: String, x: [Float]?, kind: TensorKind, bits: BitSetting, reluBounded: Bool,
                                         _ model: inout QuantizedModel) throws -> (kind: String, count: Int) {
         let s = options.settings
-        let wGrid = try UniformGrid(role: UniformGrid.convWeightRole(bits: bits.weightBits, eqN: s.eqN), bits: bits.weightBits, values: w, shape: [o, k],
-                                    granularity: .perChannel(axis: 0), eqN: s.eqN)
-        let wr = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: s) { c in
-            weightSelfLosses(w: w, rows: o, cols: k, bits: bits.weightBits, c)
-        }
+        // CNN weight rows (e.g. 9-tap depthwise rows) are often one-sided, which the reference's mid-range
+        // zero-point window cannot represent: search shrunk min-max ranges with their own zero-points instead.
+        let wc = Self.shrunkRangeCandidates(w, groups: o, bits: bits.weightBits)
+        let wr = FPCS.best(of: wc) { c in weightSelfLosses(w: w, rows: o, cols: k, bits: bits.weightBits, c) }
         var wrs = wr
         wrs.scales = wr.scales.map { $0 > 0 && $0.isFinite ? $0 : 1e-8 }   // all-zero rows (e.g. zero-init BN gamma folded in)
         let wq = try LayerSearch.perRowQuantizer(wrs, bits: bits.weightBits)
@@ -355,19 +373,9 @@ struct SearchContext {
             // Subsample very large activations for the self-error objective (every 4th value past 4M values).
             let stride = max(1, x.count / 4_000_000)
             let xs = stride == 1 ? x : Swift.stride(from: 0, to: x.count, by: stride).map { x[$0] }
-            let cands: UniformCandidates, delta0: [Float]
-            if reluBounded {
-                let q = try Percentile.miniBatchedQuantiles(xs, [0.9, 1.0, 0.1])
-                let levels = Float((1 << ab) - 1)
-                let lo = max(q[0] - q[2], 1e-6), hi = max(q[1], lo)
-                let ns = s.eqN
-                let sc = (0..<ns).map { i in (lo + (hi - lo) * Float(i) / Float(max(ns - 1, 1))) / levels }
-                cands = UniformCandidates(count: ns, groups: 1, scales: sc, zeroPoints: [Float](repeating: 0, count: ns))
-                delta0 = [ns > 1 ? sc[1] - sc[0] : sc[0] / 2]
-            } else {
-                let g = try UniformGrid(role: .activation, bits: ab, values: xs, shape: [xs.count], granularity: .perTensor, eqN: s.eqN)
-                cands = g.candidates; delta0 = g.delta0
-            }
+            // Shrunk min-max ranges with their own zero-point (0 for ReLU-bounded inputs, whose minimum is 0).
+            let cands = Self.shrunkRangeCandidates(xs, groups: 1, bits: ab)
+            let delta0 = [cands.scales.count > 1 ? abs(cands.scales[1] - cands.scales[0]) : cands.scales[0] / 2]
             let ar = FPCS.uniform(grid: cands, delta0: delta0, minScale: 1e-6, settings: s) { c in
                 activationSelfLosses(x: xs, rows: xs.count, cols: 1, bits: ab, c)
             }
