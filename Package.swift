@@ -68,12 +68,14 @@ let package = Package(
 
         // MARK: Reports and terminal output (Foundation only)
         .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
+        // `quantize report` / `quantize demo` as a library (testable; the commands stay thin).
+        .target(name: "ReportRunner", dependencies: ["Reporting", "Quant", "Calibration", "Imaging", "ONNXGraph", "FloatEngine"]),
 
         // MARK: Executables
         .executableTarget(
             name: "quantize",
             dependencies: [
-                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting",
+                "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting", "ReportRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -88,6 +90,7 @@ let package = Package(
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
+        .testTarget(name: "ReportRunnerTests", dependencies: ["ReportRunner", "Reporting", "Quant", "ONNXGraph", "OnnxProto", "CImageCodecs"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
         .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),

@@ -81,10 +81,15 @@ public struct ReportMetadata: Sendable, Equatable {
     public var calibrationFolder: String?
     public var evaluationImages: Int
     public var evaluationFolder: String?
+    /// Plain-text remarks on how the numbers were obtained (e.g. calibration images left out of the evaluation),
+    /// printed under the Markdown header and written as `notes` in the JSON.
+    public var notes: [String]
 
     public init(toolVersion: String, date: Date = Date(), modelPath: String? = nil,
                 preprocessing: [String: ReportValue] = [:], calibrationImages: Int, calibrationSeed: UInt64,
-                calibrationFolder: String? = nil, evaluationImages: Int, evaluationFolder: String? = nil) {
+                calibrationFolder: String? = nil, evaluationImages: Int, evaluationFolder: String? = nil,
+                notes: [String] = []) {
+        self.notes = notes
         self.toolVersion = toolVersion
         self.date = date
         self.modelPath = modelPath

@@ -79,6 +79,7 @@ public struct ReportWriter: Sendable {
             let spec = m.preprocessing.keys.sorted().map { "\($0) \(m.preprocessing[$0]!)" }.joined(separator: ", ")
             out += "Preprocessing (same for calibration and evaluation): \(spec).\n\n"
         }
+        for note in m.notes { out += note + "\n\n" }
         out += "Float model: top-1 \(pct(r.float.top1)) %, top-5 \(pct(r.float.top5)) %. "
         out += "Produced by quantize \(m.toolVersion) on \(ReportJSON.isoDate(m.date)).\n\n"
 
@@ -267,7 +268,7 @@ public enum ReportJSON {
         enum K: String, CodingKey {
             case model, float, results, layers
             case accuracyUnit = "accuracy_unit", toolVersion = "tool_version", date, modelPath = "model_path"
-            case preprocessing, calibration, evaluation
+            case preprocessing, calibration, evaluation, notes
         }
         enum RK: String, CodingKey {
             case bits, method, top1, top5, agreement, sizeBytes = "size_bytes", calibrationSeconds = "calibration_seconds"
@@ -312,7 +313,8 @@ public enum ReportJSON {
                 calibrationSeed: try cal?.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0,
                 calibrationFolder: try cal?.decodeIfPresent(String.self, forKey: .folder),
                 evaluationImages: try ev?.decodeIfPresent(Int.self, forKey: .images) ?? 0,
-                evaluationFolder: try ev?.decodeIfPresent(String.self, forKey: .folder))
+                evaluationFolder: try ev?.decodeIfPresent(String.self, forKey: .folder),
+                notes: try c.decodeIfPresent([String].self, forKey: .notes) ?? [])
             r = QuantReport(model: try c.decode(String.self, forKey: .model), float: try c.decode(Accuracy.self, forKey: .float),
                             results: results, layers: layers, metadata: meta)
         }
@@ -356,6 +358,7 @@ public enum ReportJSON {
             var ev = c.nestedContainer(keyedBy: CK.self, forKey: .evaluation)
             try ev.encode(m.evaluationImages, forKey: .images)
             try ev.encode(m.evaluationFolder, forKey: .folder)
+            if !m.notes.isEmpty { try c.encode(m.notes, forKey: .notes) }
         }
     }
 }
