@@ -10,7 +10,7 @@
 //   Reporting      accuracy-vs-bits reports (Markdown, CSV, JSON, SVG), progress bars, argument checks
 //   quantize       the command-line tool
 //
-// No unsafeFlags: ISA-specific code uses per-function target attributes and runtime dispatch.
+// No unsafe build flags: ISA-specific code uses per-function target attributes and runtime dispatch.
 import PackageDescription
 
 let package = Package(
