@@ -10,6 +10,18 @@ public let geluShift: Float = 0.16997124
 /// Lower clamp of u/s before the logarithm in every log quantizer (the reference's 1e−15).
 let logClampMin: Float = 1e-15
 
+/// Codes of a fixed-base log quantizer: k = round(−log2(clamp((x + shift)/s, 1e−15, 1)) · stepsPerOctave);
+/// k ≥ 2^b → the zero state 2^b. Shared by log2 (1 step per octave) and log√2 (2 steps).
+func logCodes(_ x: [Float], shift: Float, scale: Float, stepsPerOctave: Float, bits: Int,
+              rounding: RoundingMode) -> [Int32] {
+    let zeroCode = Int32(1 << bits)
+    return x.map { v in
+        let u = min(max((v + shift) / scale, logClampMin), 1)
+        let k = (-log2f(u) * stepsPerOctave).rounded(rounding.rule)
+        return k >= Float(1 << bits) ? zeroCode : Int32(max(k, 0))
+    }
+}
+
 /// A power-of-two log quantizer: k = round(−log2(clamp(u/s, 1e−15, 1))); k ≥ 2^b → the extra zero
 /// state; x̂ = s·2^(−k). Codes are 0…2^b−1 plus `zeroCode` = 2^b (so 2^b + 1 states, adalog.md §1.11.3).
 public struct Log2Quantizer: Codable, Equatable, Sendable {
@@ -30,11 +42,7 @@ public struct Log2Quantizer: Codable, Equatable, Sendable {
     public var zeroCode: Int32 { Int32(1 << bits) }
 
     public func quantize(_ x: [Float]) -> [Int32] {
-        x.map { v in
-            let u = min(max((v + shift) / scale, logClampMin), 1)
-            let k = (-log2f(u)).rounded(rounding.rule)
-            return k >= Float(1 << bits) ? zeroCode : Int32(max(k, 0))
-        }
+        logCodes(x, shift: shift, scale: scale, stepsPerOctave: 1, bits: bits, rounding: rounding)
     }
 
     public func dequantize(_ codes: [Int32]) -> [Float] {
@@ -64,11 +72,7 @@ public struct LogSqrt2Quantizer: Codable, Equatable, Sendable {
     public var zeroCode: Int32 { Int32(1 << bits) }
 
     public func quantize(_ x: [Float]) -> [Int32] {
-        x.map { v in
-            let u = min(max((v + shift) / scale, logClampMin), 1)
-            let k = (-log2f(u) * 2).rounded(rounding.rule)
-            return k >= Float(1 << bits) ? zeroCode : Int32(max(k, 0))
-        }
+        logCodes(x, shift: shift, scale: scale, stepsPerOctave: 2, bits: bits, rounding: rounding)
     }
 
     public func dequantize(_ codes: [Int32]) -> [Float] {
