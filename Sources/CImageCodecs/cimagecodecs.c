@@ -2,6 +2,7 @@
  * resampling loops. See include/cimagecodecs.h for the contract. */
 #include "cimagecodecs.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <setjmp.h>
@@ -65,6 +66,33 @@ int cic_png_decode_rgb(const uint8_t *data, size_t len, const cic_decode_options
     if (len == 0) { set_err(err, errlen, "empty input"); return CIC_ERR_EMPTY; }
     if (len < 8 || png_sig_cmp(data, 0, 8) != 0) { set_err(err, errlen, "not a PNG file (bad signature)"); return CIC_ERR_MAGIC; }
 
+    /* Walk the chunk list before libpng sees it: a chunk that declares more bytes than the file still holds is
+     * truncation, refused here. libpng only *warns* ("chunk data is too large", a benign error) about an oversized
+     * ancillary chunk and then allocates its declared length (up to 2 GiB for a 100-byte file; found by fuzzing).
+     * Lenient mode tolerates a cut inside IDAT (libpng reads IDAT incrementally and allocates nothing for it). */
+    for (size_t pos = 8; pos + 8 <= len;) {
+        uint32_t clen = ((uint32_t)data[pos] << 24) | ((uint32_t)data[pos + 1] << 16) | ((uint32_t)data[pos + 2] << 8) | data[pos + 3];
+        const uint8_t *type = data + pos + 4;
+        int is_idat = memcmp(type, "IDAT", 4) == 0;
+        if (clen > 0x7fffffffu) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "chunk length %u at offset %zu exceeds the PNG maximum 2^31-1", (unsigned)clen, pos);
+            set_err(err, errlen, msg);
+            return CIC_ERR_CORRUPT;
+        }
+        if ((uint64_t)clen + 12 > (uint64_t)(len - pos)) {
+            if (is_idat && !opt->strict) break;
+            char msg[160];
+            snprintf(msg, sizeof msg, "chunk '%c%c%c%c' at offset %zu declares %u bytes but only %zu remain",
+                     isprint(type[0]) ? type[0] : '?', isprint(type[1]) ? type[1] : '?', isprint(type[2]) ? type[2] : '?',
+                     isprint(type[3]) ? type[3] : '?', pos, (unsigned)clen, len - pos - 8);
+            set_err(err, errlen, msg);
+            return CIC_ERR_TRUNCATED;
+        }
+        if (memcmp(type, "IEND", 4) == 0) break;
+        pos += 12 + (size_t)clen;
+    }
+
     cic_png_src src = {data, len, 8, 0, err, errlen};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, cic_png_error, cic_png_warning);
     if (!png) { set_err(err, errlen, "out of memory (png_create_read_struct)"); return CIC_ERR_NOMEM; }
@@ -89,6 +117,11 @@ int cic_png_decode_rgb(const uint8_t *data, size_t len, const cic_decode_options
     png_set_sig_bytes(png, 8);
     if (opt->strict) png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    /* Text, ICC, palette-suggestion and EXIF chunks are never used: skip them unparsed (CRC still checked), so
+     * libpng neither allocates nor decompresses them. */
+    static const png_byte unused_chunks[] = {'t', 'E', 'X', 't', '\0', 'z', 'T', 'X', 't', '\0', 'i', 'T', 'X', 't', '\0',
+                                             'i', 'C', 'C', 'P', '\0', 's', 'P', 'L', 'T', '\0', 'e', 'X', 'I', 'f', '\0'};
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, unused_chunks, 6);
     png_read_info(png, info);
 
     png_uint_32 w = 0, h = 0;
