@@ -74,8 +74,9 @@ public final class FloatSession {
     var plan: ExecutionPlan
 
     /// Specialises `model` to `batch` and prepares it (weights packed once).
-    public convenience init(graph: Graph, batch: Int = 1, options: SessionOptions = .init()) throws {
-        try self.init(staticGraph: try graph.specialized(batch: batch), options: options)
+    public convenience init(graph: Graph, batch: Int = 1, options: SessionOptions = .init(),
+                            limits: ResourceLimits = .default) throws {
+        try self.init(staticGraph: try graph.specialized(batch: batch, limits: limits), options: options)
     }
 
     public init(staticGraph: StaticGraph, options: SessionOptions = .init()) throws {

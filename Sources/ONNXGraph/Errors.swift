@@ -21,6 +21,9 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
     case inputShape(input: String, expected: String, got: [Int])
     /// Shape inference failed at a node (usually: the model cannot take this input size).
     case shapeMismatch(node: String, op: String, reason: String)
+    /// The model needs more memory than the configured cap (`ResourceLimits`, `--max-memory-mb`); refused before
+    /// allocating. `bytes` is what `what` needs, `used` what was already counted.
+    case exceedsMemoryLimit(what: String, bytes: Int, used: Int, limit: Int)
     /// Something about running the graph (wrong inputs, unknown tensor in a hook or substitution).
     case execution(String)
 
@@ -41,6 +44,12 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
         case .inputShape(let i, let e, let g): return "input '\(i)': expected shape \(e), got \(g)"
         case .shapeMismatch(let n, let op, let r):
             return "node '\(n)' (\(op)): \(r) — the model cannot take this input shape"
+        case .exceedsMemoryLimit(let what, let bytes, let used, let limit):
+            func mb(_ b: Int) -> String {
+                b == Int.max ? "more than addressable memory" : b < 1 << 20 ? "\(b) bytes" : "\((b + (1 << 19)) >> 20) MiB"
+            }
+            return "\(what) needs \(mb(bytes)) on top of \(mb(used)) already counted, above the memory limit of \(mb(limit)) "
+                + "(raise it with --max-memory-mb if this model is intended)"
         case .execution(let m): return m
         }
     }

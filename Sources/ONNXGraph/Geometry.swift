@@ -11,6 +11,9 @@ public struct WindowGeometry: Sendable, Equatable {
 }
 
 public enum Geometry {
+    /// Largest stride, dilation, kernel or pad accepted (keeps every size computation far from overflow).
+    static let maxAttribute = 1 << 24
+
     /// Geometry of Conv / MaxPool / AveragePool over `inSpatial` with `kernel` (auto_pad, ceil_mode handled).
     public static func window(_ node: Node, inSpatial: [Int], kernel: [Int]) throws -> WindowGeometry {
         let r = inSpatial.count
@@ -19,8 +22,9 @@ public enum Geometry {
         let dil = node.ints("dilations") ?? [Int](repeating: 1, count: r)
         var pads = node.ints("pads") ?? [Int](repeating: 0, count: 2 * r)
         guard strides.count == r, dil.count == r, pads.count == 2 * r, kernel.count == r,
-              strides.allSatisfy({ $0 > 0 }), dil.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
-            throw bad("strides/dilations/pads/kernel do not fit \(r) spatial dims")
+              (strides + dil + kernel).allSatisfy({ $0 > 0 && $0 <= maxAttribute }), pads.allSatisfy({ $0 >= 0 && $0 <= maxAttribute }),
+              inSpatial.allSatisfy({ $0 >= 0 && $0 <= maxAttribute }) else {
+            throw bad("strides/dilations/pads/kernel do not fit \(r) spatial dims or are out of range")
         }
         let autoPad = node.string("auto_pad") ?? "NOTSET"
         let ceil = node.int("ceil_mode", default: 0) != 0
@@ -63,12 +67,14 @@ public enum Geometry {
         let dil = node.ints("dilations") ?? [Int](repeating: 1, count: r)
         var pads = node.ints("pads") ?? [Int](repeating: 0, count: 2 * r)
         let outPad = node.ints("output_padding") ?? [Int](repeating: 0, count: r)
-        guard strides.count == r, dil.count == r, pads.count == 2 * r, outPad.count == r else {
-            throw ONNXError.badNode(node: node.displayName, op: node.opType, reason: "attributes do not fit \(r) spatial dims")
+        let given = node.ints("output_shape")
+        guard strides.count == r, dil.count == r, pads.count == 2 * r, outPad.count == r, kernel.count == r,
+              (strides + dil + kernel).allSatisfy({ $0 > 0 && $0 <= maxAttribute }),
+              (pads + outPad + inSpatial + (given ?? [])).allSatisfy({ $0 >= 0 && $0 <= maxAttribute }) else {
+            throw ONNXError.badNode(node: node.displayName, op: node.opType, reason: "attributes do not fit \(r) spatial dims or are out of range")
         }
         var out = [Int](repeating: 0, count: r)
         let autoPad = node.string("auto_pad") ?? "NOTSET"
-        let given = node.ints("output_shape")
         for i in 0..<r {
             let full = strides[i] * (inSpatial[i] - 1) + outPad[i] + (kernel[i] - 1) * dil[i] + 1
             if let g = given, g.count >= r {

@@ -10,34 +10,44 @@ public struct ONNXModel: @unchecked Sendable {
     public var graph: Graph
     public var proto: Onnx_ModelProto
 
-    /// Reads and decodes a model file. External-data files are looked up beside the model.
-    public init(contentsOf path: String) throws(ONNXError) {
+    /// Reads and decodes a model file. External-data files are looked up beside the model. A model needing more
+    /// memory than `limits` allows (file, initializers, external data) is refused before it is read or decoded.
+    public init(contentsOf path: String, limits: ResourceLimits = .default) throws(ONNXError) {
         let url = URL(fileURLWithPath: path)
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber {
+            var budget = MemoryBudget(limits)
+            try budget.charge(size.intValue, bytesPerElement: 1, for: "the model file '\(path)'")
+        }
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw .cannotRead(path: path, reason: (error as NSError).localizedDescription)
         }
-        try self.init(serialized: data, path: path, baseDirectory: url.deletingLastPathComponent().path)
+        try self.init(serialized: data, path: path, baseDirectory: url.deletingLastPathComponent().path, limits: limits)
     }
 
     /// Decodes a model from bytes. `baseDirectory` is where external-data files live (nil: none allowed).
-    public init(serialized data: Data, path: String = "<memory>", baseDirectory: String? = nil) throws(ONNXError) {
+    public init(serialized data: Data, path: String = "<memory>", baseDirectory: String? = nil,
+                limits: ResourceLimits = .default) throws(ONNXError) {
         if data.isEmpty { throw .malformedProtobuf(path: path, reason: "the file is empty") }
+        var budget = MemoryBudget(limits)
+        try budget.charge(data.count, bytesPerElement: 1, for: "the model file '\(path)'")
         let proto: Onnx_ModelProto
         do { proto = try Onnx_ModelProto(serializedBytes: data) } catch {
             throw .malformedProtobuf(path: path, reason: "\(error)")
         }
         self.path = path
         self.proto = proto
-        self.graph = try GraphReader(path: path, baseDirectory: baseDirectory).read(proto)
+        var reader = GraphReader(path: path, baseDirectory: baseDirectory, budget: budget)
+        self.graph = try reader.read(proto)
     }
 }
 
 struct GraphReader {
     let path: String
     let baseDirectory: String?
+    var budget: MemoryBudget
 
-    func read(_ m: Onnx_ModelProto) throws(ONNXError) -> Graph {
+    mutating func read(_ m: Onnx_ModelProto) throws(ONNXError) -> Graph {
         guard m.hasGraph else { throw .emptyModel(path: path) }
         let g = m.graph
         if g.node.isEmpty && g.output.isEmpty { throw .emptyModel(path: path) }
@@ -77,7 +87,7 @@ struct GraphReader {
         return ValueInfo(name: v.name, dtype: dtype, dims: dims)
     }
 
-    func attribute(_ a: Onnx_AttributeProto, node: String) throws(ONNXError) -> Attribute {
+    mutating func attribute(_ a: Onnx_AttributeProto, node: String) throws(ONNXError) -> Attribute {
         switch a.type.rawValue {
         case 1: return .float(a.f)
         case 2: return .int(Int(clamping: a.i))
@@ -99,7 +109,7 @@ struct GraphReader {
     }
 
     /// Decodes a TensorProto (raw_data, typed fields or external data) into a `Tensor`.
-    func tensor(_ t: Onnx_TensorProto) throws(ONNXError) -> Tensor {
+    mutating func tensor(_ t: Onnx_TensorProto) throws(ONNXError) -> Tensor {
         let name = t.name
         guard let dtype = DType(onnxCode: Int(t.dataType)) else {
             throw .badTensor(name: name, reason: "element type \(t.dataType) is not supported (float, float16, bfloat16, double, int8/16/32/64, uint8/16/32/64, bool are)")
@@ -113,6 +123,9 @@ struct GraphReader {
             guard !o, c < (1 << 34) else { throw .badTensor(name: name, reason: "too many elements (shape \(t.dims))") }
             count = c
         }
+        // Decoded values are held as Float or Int64: charge them before decoding (external data is read first too).
+        try budget.charge(count, bytesPerElement: storedBytes(dtype) + (t.dataLocation == .external ? Self.elementSize(dtype) : 0),
+                          for: "tensor '\(name)' (shape \(shape), \(dtype))")
         var raw: Data? = nil
         if t.dataLocation == .external {
             raw = try externalBytes(t, elementSize: Self.elementSize(dtype) , count: count)
@@ -177,9 +190,9 @@ struct GraphReader {
             throw .externalData(tensor: t.name, file: fileURL.path, reason: "\(error)")
         }
         let need = length ?? count * elementSize
-        guard offset >= 0, need >= 0, offset + need <= data.count else {
+        guard offset >= 0, need >= 0, offset <= data.count, need <= data.count - offset else {
             throw .externalData(tensor: t.name, file: fileURL.path,
-                                reason: "needs bytes \(offset)..<\(offset + need), file has \(data.count)")
+                                reason: "needs \(need) bytes from offset \(offset), file has \(data.count)")
         }
         return data.subdata(in: data.startIndex + offset ..< data.startIndex + offset + need)
     }

@@ -259,6 +259,9 @@ extension StaticGraph {
             guard let w = g.constants[conv.inputs[1]], let sc = g.constants[bn.inputs[1]], let b = g.constants[bn.inputs[2]],
                   let mean = g.constants[bn.inputs[3]], let vr = g.constants[bn.inputs[4]] else { continue }
             let o = w.shape[0], per = w.count / max(o, 1)
+            // Per-channel statistics must have one value per output channel (a hostile file may say otherwise).
+            let oldBiasCount = conv.input(2).flatMap { g.constants[$0]?.count } ?? o
+            guard [sc.count, b.count, mean.count, vr.count, oldBiasCount].allSatisfy({ $0 == o }) else { continue }
             let eps = bn.float("epsilon", default: 1e-5)
             let s = (0..<o).map { sc.floats[$0] / (vr.floats[$0] + eps).squareRoot() }
             var wf = w.floats

@@ -18,6 +18,19 @@ public enum ReferenceOps {
         "ArgMax", "ArgMin", "Softmax", "LogSoftmax", "MatMul",
     ]
 
+    /// Largest tensor (in elements) one evaluation may create. Specialisation lowers it to what is left of the
+    /// memory budget (`ResourceLimits`), so folding refuses an oversized constant before allocating it.
+    @TaskLocal public static var elementLimit: Int = ShapeInference.maxElements
+
+    /// The element count of `shape` when every dimension is ≥ 0 and the count is within `elementLimit`.
+    static func checkedSize(_ shape: [Int], _ bad: (String) -> ONNXError) throws -> Int {
+        guard let n = checkedElementCount(shape) else { throw bad("invalid or overflowing shape \(shape)") }
+        guard n <= elementLimit else {
+            throw bad("result of shape \(shape) has \(n) elements, above the limit of \(elementLimit) (memory cap)")
+        }
+        return n
+    }
+
     public static func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int) throws -> [Tensor] {
         let op = node.opType
         func bad(_ r: String) -> ONNXError { .badNode(node: node.displayName, op: op, reason: r) }
@@ -47,29 +60,29 @@ public enum ReferenceOps {
             return [cast(try input(0), to: try input(1).dtype)]
         case "ConstantOfShape":
             let shape = try input(0).ints.map { Int($0) }
-            guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), elementCount(shape) <= ShapeInference.maxElements else { throw bad("bad shape \(shape)") }
+            let n = try checkedSize(shape, bad)
             let v = node.tensor("value") ?? Tensor(shape: [1], floats: [0])
-            let n = elementCount(shape)
             switch v.data {
             case .float(let f): return [Tensor(shape: shape, dtype: v.dtype, floats: [Float](repeating: f.first ?? 0, count: n))]
             case .int(let i): return [Tensor(shape: shape, dtype: v.dtype, ints: [Int64](repeating: i.first ?? 0, count: n))]
             }
         case "Range":
             let s = try input(0), l = try input(1), d = try input(2)
+            guard s.count == 1, l.count == 1, d.count == 1 else { throw bad("start, limit and delta must be scalars") }
             if s.dtype.isFloat {
                 let a = s.floats[0], b = l.floats[0], c = d.floats[0]
                 guard c != 0 else { throw bad("delta is 0") }
                 let q = ((b - a) / c).rounded(.up)
-                guard q.isFinite, q <= Float(ShapeInference.maxElements) else { throw bad("range too long") }
+                guard q.isFinite, q <= Float(elementLimit) else { throw bad("range too long") }
                 let n = max(Int(q), 0)
                 return [Tensor(shape: [n], dtype: s.dtype, floats: (0..<n).map { a + Float($0) * c })]
             } else {
                 let a = s.ints[0], b = l.ints[0], c = d.ints[0]
                 guard c != 0 else { throw bad("delta is 0") }
                 let q = (Double(b) - Double(a)) / Double(c)
-                guard q.isFinite, q <= Double(ShapeInference.maxElements) else { throw bad("range too long") }
+                guard q.isFinite, q <= Double(elementLimit) else { throw bad("range too long") }
                 let n = max(Int(q.rounded(.up)), 0)
-                return [Tensor(shape: [n], dtype: s.dtype, ints: (0..<n).map { a + Int64($0) * c })]
+                return [Tensor(shape: [n], dtype: s.dtype, ints: (0..<n).map { a &+ Int64($0) &* c })]
             }
         case "Gather":
             return [try gather(try input(0), try input(1), axis: node.int("axis", default: 0), bad)]
@@ -129,18 +142,23 @@ public enum ReferenceOps {
         case "Expand":
             let x = try input(0)
             let target = try input(1).ints.map { Int($0) }
-            guard target.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), let shape = broadcastShape([x.shape, target]),
-                  elementCount(shape) <= ShapeInference.maxElements else { throw bad("cannot expand \(x.shape) to \(target)") }
+            guard target.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), let shape = broadcastShape([x.shape, target]) else {
+                throw bad("cannot expand \(x.shape) to \(target)")
+            }
+            _ = try checkedSize(shape, bad)
             return [broadcastTo(x, shape)]
         case "Tile":
             let x = try input(0)
             let reps = try input(1).ints.map { Int($0) }
-            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }),
-                  elementCount(zip(x.shape, reps).map { $0 * $1 }) <= ShapeInference.maxElements else { throw bad("repeats \(reps) do not fit rank \(x.rank) or are too large") }
+            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }) else {
+                throw bad("repeats \(reps) do not fit rank \(x.rank) or are too large")
+            }
+            _ = try checkedSize(zip(x.shape, reps).map { $0 * $1 }, bad)
             return [tile(x, reps)]
         case "Where":
             let c = try input(0), a = try input(1), b = try input(2)
             guard let shape = broadcastShape([c.shape, a.shape, b.shape]) else { throw bad("shapes \(c.shape), \(a.shape), \(b.shape) do not broadcast") }
+            _ = try checkedSize(shape, bad)
             let st = [c.shape, a.shape, b.shape].map { broadcastStrides($0, to: shape) }
             let cv = c.ints
             if a.dtype.isFloat || b.dtype.isFloat {
@@ -357,6 +375,7 @@ public enum ReferenceOps {
             guard indices[i] >= 0, indices[i] < n else { throw bad("index \(idx.ints[i]) out of range 0..<\(n)") }
         }
         let shape = Array(data.shape[..<axis]) + idx.shape + Array(data.shape[(axis + 1)...])
+        _ = try checkedSize(shape, bad)
         func go<T>(_ v: [T], _ zero: T) -> [T] {
             var o = [T](repeating: zero, count: outer * indices.count * inner)
             var p = 0
@@ -383,8 +402,8 @@ public enum ReferenceOps {
                 var c = rem / isx[d]; rem %= isx[d]
                 if d == axis {
                     c = Int(iv[flat]); if c < 0 { c += data.shape[d] }
-                    guard c >= 0, c < data.shape[d] else { throw bad("index out of range") }
                 }
+                guard c >= 0, c < data.shape[d] else { throw bad("index out of range (indices \(idx.shape) vs data \(data.shape))") }
                 off += c * ds[d]
             }
             o[flat] = f[off]
@@ -515,7 +534,8 @@ public enum ReferenceOps {
         for i in 0..<ax.count {
             guard let a = normalizeAxis(Int(ax[i]), rank: s.count) else { throw bad("axis \(ax[i]) out of range") }
             let dim = Int64(s[a])
-            let step = steps?[i] ?? 1
+            // |step| > dim selects at most one element; clamping keeps the size arithmetic from overflowing.
+            let step = max(min(steps?[i] ?? 1, dim + 1), -(dim + 1))
             guard step != 0 else { throw bad("step 0") }
             var st = starts[i], en = ends[i]
             if st < 0 { st += dim }
@@ -562,7 +582,7 @@ public enum ReferenceOps {
             let chunk = (dim + n - 1) / n
             sizes = (0..<n).map { min(chunk, max(dim - $0 * chunk, 0)) }
         }
-        guard sizes.reduce(0, +) == dim, sizes.count == node.outputs.count else {
+        guard sizes.allSatisfy({ $0 >= 0 && $0 <= dim }), sizes.reduce(0, +) == dim, sizes.count == node.outputs.count else {
             throw bad("split sizes \(sizes) do not add up to \(dim) or do not match \(node.outputs.count) outputs")
         }
         return sizes
@@ -614,6 +634,7 @@ public enum ReferenceOps {
             axes = try a.ints.map { guard let x = normalizeAxis(Int($0), rank: rank) else { throw bad("axis out of range") }; return x }
         }
         guard pads.count == 2 * axes.count else { throw bad("pads \(pads) do not fit \(axes.count) axes") }
+        guard pads.allSatisfy({ abs($0) < 1 << 28 }) else { throw bad("pads \(pads) are out of range") }
         var b = [Int](repeating: 0, count: rank), e = b
         for (i, a) in axes.enumerated() { b[a] = pads[i]; e[a] = pads[i + axes.count] }
         return (b, e, node.string("mode") ?? "constant", value)
@@ -623,9 +644,10 @@ public enum ReferenceOps {
         guard let x = inputs.first ?? nil else { throw bad("input missing") }
         let (b, e, mode, value) = try padSpec(node, inputs, rank: x.rank, opset: opset, bad)
         let shape = (0..<x.rank).map { x.shape[$0] + b[$0] + e[$0] }
-        guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }), elementCount(shape) <= ShapeInference.maxElements else {
+        guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 28) }) else {
             throw bad("pads \(b) / \(e) make an invalid or too large shape")
         }
+        _ = try checkedSize(shape, bad)
         let f = x.floats
         var o = [Float](repeating: value, count: elementCount(shape))
         let ins = rowMajorStrides(x.shape), os = rowMajorStrides(shape)
@@ -657,7 +679,7 @@ public enum ReferenceOps {
     static func binary(_ op: String, _ a: Tensor, _ b: Tensor, fmod: Bool, _ bad: (String) -> ONNXError) throws -> Tensor {
         guard let shape = broadcastShape([a.shape, b.shape]) else { throw bad("shapes \(a.shape) and \(b.shape) do not broadcast") }
         let st = [broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape)]
-        let n = elementCount(shape)
+        let n = try checkedSize(shape, bad)
         if a.dtype.isFloat || b.dtype.isFloat || op == "Pow" {
             let av = a.floats, bv = b.floats
             var o = [Float](repeating: 0, count: n)
@@ -686,12 +708,13 @@ public enum ReferenceOps {
         case "Add": f = { $0 &+ $1 }
         case "Sub": f = { $0 &- $1 }
         case "Mul": f = { $0 &* $1 }
-        case "Div": f = { x, y in if y == 0 { divZero = true; return 0 }; return x / y }
+        case "Div": f = { x, y in if y == 0 { divZero = true; return 0 }; return x.dividedReportingOverflow(by: y).partialValue }
         case "Max": f = { max($0, $1) }
         case "Min": f = { min($0, $1) }
         case "Mod": f = { x, y in
             if y == 0 { divZero = true; return 0 }
-            let r = x % y; return (!fmod && r != 0 && (r < 0) != (y < 0)) ? r + y : r }
+            let r = x.remainderReportingOverflow(dividingBy: y).partialValue
+            return (!fmod && r != 0 && (r < 0) != (y < 0)) ? r &+ y : r }
         default: throw bad("unknown binary op")
         }
         if n > 0 { forEachBroadcast(shape, st) { i, off in o[i] = f(av[off[0]], bv[off[1]]) } }
@@ -702,7 +725,7 @@ public enum ReferenceOps {
     static func compare(_ op: String, _ a: Tensor, _ b: Tensor, _ bad: (String) -> ONNXError) throws -> Tensor {
         guard let shape = broadcastShape([a.shape, b.shape]) else { throw bad("shapes \(a.shape) and \(b.shape) do not broadcast") }
         let st = [broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape)]
-        var o = [Int64](repeating: 0, count: elementCount(shape))
+        var o = [Int64](repeating: 0, count: try checkedSize(shape, bad))
         if o.isEmpty { return Tensor(shape: shape, dtype: .bool, ints: o) }
         if a.dtype.isFloat || b.dtype.isFloat {
             let av = a.floats, bv = b.floats
@@ -810,6 +833,7 @@ public enum ReferenceOps {
 
     static func matmul(_ a: Tensor, _ b: Tensor, _ bad: (String) -> ONNXError) throws -> Tensor {
         let shape = try matmulShape(a.shape, b.shape, bad)
+        _ = try checkedSize(shape, bad)
         let a2 = a.rank == 1 ? [1] + a.shape : a.shape, b2 = b.rank == 1 ? b.shape + [1] : b.shape
         let m = a2[a2.count - 2], k = a2[a2.count - 1], n = b2[b2.count - 1]
         let batch = broadcastShape([Array(a2.dropLast(2)), Array(b2.dropLast(2))])!

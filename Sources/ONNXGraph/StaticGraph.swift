@@ -33,7 +33,9 @@ public struct StaticGraph: Sendable {
 
 extension Graph {
     /// Binds every symbolic leading dimension to `batch` and specialises the graph.
-    public func specialized(batch: Int) throws -> StaticGraph {
+    /// A graph whose constants and runtime tensors would need more than `limits` is refused with
+    /// `ONNXError.exceedsMemoryLimit` before the memory is allocated.
+    public func specialized(batch: Int, limits: ResourceLimits = .default) throws -> StaticGraph {
         var shapes: [String: [Int]] = [:]
         for i in inputs {
             guard let dims = i.dims else {
@@ -52,12 +54,16 @@ extension Graph {
             }
             shapes[i.name] = s
         }
-        return try specialized(inputShapes: shapes)
+        return try specialized(inputShapes: shapes, limits: limits)
     }
 
     /// Specialises the graph to the given input shapes (checked against the declared ones).
-    public func specialized(inputShapes: [String: [Int]]) throws -> StaticGraph {
+    public func specialized(inputShapes: [String: [Int]], limits: ResourceLimits = .default) throws -> StaticGraph {
         var consts: [String: Tensor] = initializers
+        var budget = MemoryBudget(limits)
+        for (name, t) in initializers {
+            try budget.charge(t.count, bytesPerElement: storedBytes(t.dtype), for: "initializer '\(name)'")
+        }
         var shapes: [String: [Int]] = [:]
         var dtypes: [String: DType] = [:]
         var specs: [TensorSpec] = []
@@ -72,7 +78,10 @@ extension Graph {
                 }
                 guard ok else { throw ONNXError.inputShape(input: i.name, expected: i.shapeDescription, got: s) }
             }
-            guard s.allSatisfy({ $0 > 0 }) else { throw ONNXError.inputShape(input: i.name, expected: i.shapeDescription, got: s) }
+            guard s.allSatisfy({ $0 > 0 }), let n = checkedElementCount(s), n <= ShapeInference.maxElements else {
+                throw ONNXError.inputShape(input: i.name, expected: i.shapeDescription, got: s)
+            }
+            try budget.charge(n, bytesPerElement: 4, for: "input '\(i.name)' of shape \(s)")
             shapes[i.name] = s
             dtypes[i.name] = i.dtype
             specs.append(TensorSpec(name: i.name, shape: s, dtype: i.dtype))
@@ -87,6 +96,11 @@ extension Graph {
             guard OpSupport.isSupported(node.opType, domain: node.domain) else {
                 throw ONNXError.unsupportedOp(node: node.displayName, op: node.opType, domain: node.domain,
                                               opset: opsetHere, supported: OpSupport.allSupported.sorted())
+            }
+            let needed = ShapeInference.minimumInputs(node.opType, opset: opset)
+            guard node.inputs.count >= needed, node.inputs.prefix(needed).allSatisfy({ !$0.isEmpty }) else {
+                throw ONNXError.badNode(node: node.displayName, op: node.opType,
+                                        reason: "needs at least \(needed) inputs, has \(node.inputs.filter { !$0.isEmpty }.count)")
             }
             // Inputs: constant, runtime (known shape), omitted, or missing.
             var constIns: [Tensor?] = []
@@ -104,17 +118,23 @@ extension Graph {
                 continue
             }
             if allConst && ReferenceOps.supported.contains(node.opType) {
-                let outs = try ReferenceOps.evaluate(node, constIns, opset: opset)
-                for (name, t) in zip(node.outputs, outs) where !name.isEmpty { consts[name] = t }
+                // What folding may allocate is bounded by what is left of the budget (checked inside, before allocating).
+                let room = min(ShapeInference.maxElements, max(0, budget.limit - budget.used) / 4)
+                let outs = try ReferenceOps.$elementLimit.withValue(room) { try ReferenceOps.evaluate(node, constIns, opset: opset) }
+                for (name, t) in zip(node.outputs, outs) where !name.isEmpty {
+                    try budget.charge(t.count, bytesPerElement: storedBytes(t.dtype), for: "folded constant '\(name)' (node \(node.displayName))")
+                    consts[name] = t
+                }
                 continue
             }
             let inTypes = node.inputs.map { $0.isEmpty ? DType.float32 : (consts[$0]?.dtype ?? dtypes[$0] ?? .float32) }
             let outs = try ShapeInference.infer(node, shapes: inShapes, dtypes: inTypes, constants: constIns, opset: opset)
             for (name, o) in zip(node.outputs, outs) where !name.isEmpty {
-                guard o.shape.allSatisfy({ $0 >= 0 }), elementCount(o.shape) <= ShapeInference.maxElements else {
+                guard let n = checkedElementCount(o.shape), n <= ShapeInference.maxElements else {
                     throw ONNXError.shapeMismatch(node: node.displayName, op: node.opType,
                                                   reason: "output shape \(o.shape) is invalid or too large (limit \(ShapeInference.maxElements) elements)")
                 }
+                try budget.charge(n, bytesPerElement: 4, for: "tensor '\(name)' of shape \(o.shape) (node \(node.displayName))")
                 shapes[name] = o.shape
                 dtypes[name] = o.dtype
             }
@@ -175,6 +195,22 @@ extension Graph {
 public enum ShapeInference {
     /// Largest tensor the suite will allocate (2²⁸ floats = 1 GiB); bigger shapes are reported as errors.
     public static let maxElements = 1 << 28
+
+    /// Inputs an op cannot do without (checked before folding or inference, so neither indexes past the list).
+    public static func minimumInputs(_ op: String, opset: Int) -> Int {
+        switch op {
+        case "Constant": return 0
+        case "Where", "Range": return 3
+        case "BatchNormalization": return 5
+        case "Slice": return opset >= 10 ? 3 : 1
+        case "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And",
+             "Or", "Xor", "MatMul", "Gemm", "Conv", "ConvTranspose", "Reshape", "Expand", "Tile", "Gather",
+             "GatherElements", "CastLike", "PRelu":
+            return 2
+        case "CumSum": return 2
+        default: return 1
+        }
+    }
 
     public static func infer(_ node: Node, shapes: [[Int]?], dtypes: [DType], constants: [Tensor?],
                              opset: Int) throws -> [(shape: [Int], dtype: DType)] {
@@ -257,7 +293,7 @@ public enum ShapeInference {
             return [(o, t0)]
         case "Tile":
             let reps = try c(1, "repeats").ints.map { Int($0) }
-            guard reps.count == x.count else { throw bad("repeats do not fit rank") }
+            guard reps.count == x.count, reps.allSatisfy({ $0 >= 0 && $0 < 1 << 28 }) else { throw bad("repeats \(reps) do not fit rank \(x.count) or are out of range") }
             return [(zip(x, reps).map { $0 * $1 }, t0)]
         case "Pad":
             let (b, e, _, _) = try ReferenceOps.padSpec(node, constants, rank: x.count, opset: opset, bad)
@@ -288,14 +324,14 @@ public enum ShapeInference {
             let w = try s(1)
             guard x.count == 4, w.count == 4 else { throw bad("only 2-D convolution (NCHW) is supported, got input \(x), weights \(w)") }
             let g = node.int("group", default: 1)
-            guard g > 0, x[1] == w[1] * g, w[0] % g == 0 else { throw bad("channels \(x[1]) do not match weights \(w) with group \(g)") }
+            guard g > 0, g <= x[1], x[1] == w[1] * g, w[0] % g == 0 else { throw bad("channels \(x[1]) do not match weights \(w) with group \(g)") }
             let geo = try Geometry.window(node, inSpatial: Array(x[2...]), kernel: node.ints("kernel_shape") ?? Array(w[2...]))
             return [([x[0], w[0]] + geo.outSpatial, .float32)]
         case "ConvTranspose":
             let w = try s(1)
             guard x.count == 4, w.count == 4 else { throw bad("only 2-D ConvTranspose is supported") }
             let g = node.int("group", default: 1)
-            guard g > 0, x[1] == w[0] else { throw bad("channels \(x[1]) do not match weights \(w)") }
+            guard g > 0, g <= x[1], x[1] == w[0], x[1] % g == 0 else { throw bad("channels \(x[1]) do not match weights \(w) with group \(g)") }
             let (geo, _) = try Geometry.convTranspose(node, inSpatial: Array(x[2...]), kernel: node.ints("kernel_shape") ?? Array(w[2...]))
             return [([x[0], w[1] * g] + geo.outSpatial, .float32)]
         case "MaxPool", "AveragePool":
@@ -334,6 +370,7 @@ public enum ShapeInference {
         if consts.count > 3, let sizes = consts[3], sizes.count > 0 {
             let sz = sizes.ints.map { Int($0) }
             if let axes = node.ints("axes") {
+                guard axes.count == sz.count else { throw bad("sizes \(sz) do not match axes \(axes)") }
                 var o = x
                 for (i, a) in axes.enumerated() { guard let aa = normalizeAxis(a, rank: x.count) else { throw bad("axis") }; o[aa] = sz[i] }
                 return o
@@ -344,6 +381,7 @@ public enum ShapeInference {
         if consts.count > 2, let scales = consts[2], scales.count > 0 {
             var sc = [Float](repeating: 1, count: x.count)
             if let axes = node.ints("axes") {
+                guard axes.count == scales.count else { throw bad("scales do not match axes \(axes)") }
                 for (i, a) in axes.enumerated() { guard let aa = normalizeAxis(a, rank: x.count) else { throw bad("axis") }; sc[aa] = scales.floats[i] }
             } else {
                 guard scales.count == x.count else { throw bad("scales do not fit rank") }

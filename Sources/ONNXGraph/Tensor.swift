@@ -115,8 +115,17 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Number of elements of a shape (1 for a scalar).
-@inlinable public func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+/// Number of elements of a shape (1 for a scalar). Saturates at `Int.max` instead of trapping when a hostile shape
+/// overflows (callers that allocate check the count against a limit first).
+@inlinable public func elementCount(_ shape: [Int]) -> Int {
+    var n = 1
+    for d in shape {
+        let (m, o) = n.multipliedReportingOverflow(by: d)
+        if o { return Int.max }
+        n = m
+    }
+    return n
+}
 
 /// Row-major strides of a shape.
 @inlinable public func rowMajorStrides(_ shape: [Int]) -> [Int] {

@@ -1,0 +1,177 @@
+// Hostile ONNX files: each is refused with a typed ONNXError (no trap, no huge allocation, no stack overflow).
+// Inputs found by fuzzing (fuzz/, tools/fuzz.sh onnx) are committed under Fixtures/hostile/ and replayed here.
+import Foundation
+import OnnxProto
+import SwiftProtobuf
+import Testing
+@testable import ONNXGraph
+
+@Suite("Hostile ONNX files")
+struct HostileModelTests {
+    /// A small valid model: y = x · w + b.
+    func linear(_ w: [Float] = [1, 2, 3, 4, 5, 6]) -> ModelBuilder {
+        var b = ModelBuilder()
+        b.input("x", ["N", 2])
+        b.output("y", ["N", 3])
+        b.floatInit("w", [2, 3], w)
+        b.floatInit("b", [3], [0, 0, 0])
+        b.node("MatMul", ["x", "w"], ["m"])
+        b.node("Add", ["m", "b"], ["y"])
+        return b
+    }
+
+    @Test func truncatedAtEveryTenthByteIsATypedError() throws {
+        let data = try linear().data()
+        for cut in stride(from: 1, to: data.count, by: 10) {
+            do { _ = try ONNXModel(serialized: data.prefix(cut)) } catch {
+                // Any ONNXError is fine (a prefix can even be a valid, smaller model); only a crash is not.
+                continue
+            }
+        }
+    }
+
+    @Test func initializerDeclaringBillionsOfElementsWithFewBytes() throws {
+        var b = linear()
+        var t = Onnx_TensorProto(); t.name = "huge"; t.dataType = 1; t.dims = [1 << 20, 1 << 20]; t.rawData = Data(count: 16)
+        b.initializer(t)
+        #expect {
+            try b.model()
+        } throws: { e in
+            guard case .badTensor(let name, _)? = e as? ONNXError else { return false }
+            return name == "huge"
+        }
+    }
+
+    @Test func initializerAboveTheMemoryCapIsRefusedBeforeDecoding() throws {
+        var b = linear()
+        b.floatInit("big", [256, 256], [Float](repeating: 1, count: 65536))   // 256 KiB
+        let data = try b.data()
+        #expect(throws: Never.self) { try ONNXModel(serialized: data, limits: .megabytes(1)) }
+        // The file itself fits; its decoded 'big' initializer (256 KiB of floats) does not.
+        let cap = data.count + 100_000
+        #expect {
+            try ONNXModel(serialized: data, limits: ResourceLimits(maxBytes: cap))
+        } throws: { e in
+            guard case .exceedsMemoryLimit(let what, let bytes, _, let limit)? = e as? ONNXError else { return false }
+            return what.contains("'big'") && bytes == 65536 * 4 && limit == cap
+                && (e as! ONNXError).description.contains("--max-memory-mb")
+        }
+    }
+
+    @Test func modelFileAboveTheCapIsRefusedBeforeReading() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.onnx").path
+        try linear([Float](repeating: 0.5, count: 6)).data().write(to: URL(fileURLWithPath: path))
+        #expect {
+            try ONNXModel(contentsOf: path, limits: ResourceLimits(maxBytes: 64))
+        } throws: { e in
+            guard case .exceedsMemoryLimit(let what, _, _, _)? = e as? ONNXError else { return false }
+            return what.contains("m.onnx")
+        }
+    }
+
+    @Test func activationsAboveTheCapAreRefusedAtSpecialisation() throws {
+        let m = try linear().model()
+        #expect(throws: Never.self) { try m.graph.specialized(batch: 4, limits: .megabytes(1)) }
+        #expect {
+            try m.graph.specialized(batch: 100_000, limits: .megabytes(1))
+        } throws: { e in
+            if case .exceedsMemoryLimit? = e as? ONNXError { return true }
+            return false
+        }
+    }
+
+    @Test func constantFoldingAboveTheCapIsRefusedBeforeAllocating() throws {
+        // ConstantOfShape([16384, 16384]) would fold to 1 GiB of floats.
+        var b = ModelBuilder()
+        b.input("x", [1])
+        b.output("y", [16384, 16384])
+        var shape = Onnx_TensorProto(); shape.name = "shape"; shape.dataType = 7; shape.dims = [2]; shape.int64Data = [16384, 16384]
+        b.initializer(shape)
+        b.node("ConstantOfShape", ["shape"], ["c"])
+        b.node("Add", ["x", "c"], ["y"])
+        let m = try b.model()
+        #expect {
+            try m.graph.specialized(batch: 1, limits: .megabytes(64))
+        } throws: { e in
+            guard case .badNode(_, let op, let reason)? = e as? ONNXError else { return false }
+            return op == "ConstantOfShape" && reason.contains("memory cap")
+        }
+    }
+
+    @Test func overflowingShapesAreErrorsNotTraps() throws {
+        // Expand to a shape whose element count overflows Int.
+        var b = ModelBuilder()
+        b.input("x", [1])
+        b.output("y", [1])
+        var shape = Onnx_TensorProto(); shape.name = "shape"; shape.dataType = 7; shape.dims = [4]
+        shape.int64Data = [1 << 27, 1 << 27, 1 << 27, 1 << 27]
+        b.initializer(shape)
+        var one = Onnx_TensorProto(); one.name = "one"; one.dataType = 1; one.dims = [1]; one.floatData = [1]
+        b.initializer(one)
+        b.node("Expand", ["one", "shape"], ["e"])
+        b.node("Add", ["x", "e"], ["y"])
+        let m = try b.model()
+        #expect(throws: ONNXError.self) { try m.graph.specialized(batch: 1) }
+    }
+
+    @Test func deeplyNestedSubgraphsAreRefusedWithoutStackOverflow() throws {
+        // GraphProto → NodeProto → AttributeProto(g) → GraphProto … 20,000 levels deep, built at the wire level.
+        func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = [UInt8(number << 3 | 2)]
+            var n = payload.count
+            repeat { var byte = UInt8(n & 0x7F); n >>= 7; if n > 0 { byte |= 0x80 }; out.append(byte) } while n > 0
+            return out + payload
+        }
+        var graph: [UInt8] = []
+        for _ in 0..<20_000 {
+            let attribute = field(1, Array("g".utf8)) + field(6, graph)   // AttributeProto.name = 1, .g = 6
+            let node = field(5, attribute)                                  // NodeProto.attribute = 5
+            graph = field(1, node)                                          // GraphProto.node = 1
+        }
+        let model = field(7, graph)                                         // ModelProto.graph = 7
+        #expect {
+            try ONNXModel(serialized: Data(model))
+        } throws: { e in
+            guard case .malformedProtobuf? = e as? ONNXError else { return false }
+            return true
+        }
+    }
+
+    @Test func externalDataOffsetsThatOverflowAreRefused() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data(count: 64).write(to: dir.appendingPathComponent("w.bin"))
+        var b = linear()
+        var t = Onnx_TensorProto(); t.name = "ext"; t.dataType = 1; t.dims = [4]; t.dataLocation = .external
+        for (k, v) in [("location", "w.bin"), ("offset", String(Int.max - 2)), ("length", "16")] {
+            var e = Onnx_StringStringEntryProto(); e.key = k; e.value = v; t.externalData.append(e)
+        }
+        b.initializer(t)
+        #expect {
+            try b.model(baseDirectory: dir.path)
+        } throws: { e in
+            guard case .externalData(let tensor, _, _)? = e as? ONNXError else { return false }
+            return tensor == "ext"
+        }
+    }
+
+    /// Inputs the fuzzer found (fuzz/out/onnx/crash-*), each now a typed error or a valid model.
+    @Test(arguments: HostileModelTests.fuzzFindings)
+    func fuzzFinding(_ name: String) throws {
+        let data = try Data(contentsOf: Fixtures.url("hostile/" + name))
+        let limits = ResourceLimits(maxBytes: 64 << 20)
+        guard let m = try? ONNXModel(serialized: data, limits: limits) else { return }
+        for batch in [1, 2] {
+            guard let s = try? m.graph.specialized(batch: batch, limits: limits) else { continue }
+            _ = try? ModelPatterns(graph: s)
+            _ = try? s.foldingBatchNorms()
+        }
+    }
+
+    static var fuzzFindings: [String] {
+        let dir = Fixtures.url("hostile")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".onnx") }.sorted()
+    }
+}
