@@ -14,6 +14,9 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
     case unsupported(op: String, String)
     case inputSize(expected: Int, got: Int)
     case invalidArgument(String)
+    /// Activations and scratch of this model at this batch would need more than the memory cap; refused before
+    /// allocating (`maxMemoryBytes` of `Session.init`, `--max-memory-mb`).
+    case exceedsMemoryLimit(needed: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -22,6 +25,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
         case let .unsupported(op, m): "op '\(op)': unsupported: \(m)"
         case let .inputSize(e, g): "input has \(g) floats, expected \(e) (batch × per-sample elements)"
         case let .invalidArgument(m): m
+        case let .exceedsMemoryLimit(needed, limit):
+            "the model needs \(needed >> 20) MiB of activation and scratch memory at this batch size, above the memory limit of \(limit >> 20) MiB (raise it with --max-memory-mb)"
         }
     }
 }
@@ -91,6 +96,7 @@ public final class Session {
     var owned: [UnsafeMutableRawPointer] = []
     /// Bytes allocated for activations and scratch (after lifetime sharing).
     public private(set) var arenaBytes = 0
+    var memoryLimit = Int.max
     var scratchNeed = [0, 0]
     var scratchLane: [(Int, Int)] = []
     var tensorIndex: [String: Int] = [:]
@@ -98,8 +104,10 @@ public final class Session {
     let outputIndices: [Int]
 
     /// Prepares `model` for batches of up to `batch` samples on `threads` threads.
+    /// A model whose activation and scratch buffers would exceed `maxMemoryBytes` is refused with
+    /// `RuntimeError.exceedsMemoryLimit` before they are allocated.
     public init(model: QModel, batch: Int = 1, threads: Int = 2, isa: KernelISA = .best,
-                requantRounding: RequantRounding = .singleRounding) throws(RuntimeError) {
+                requantRounding: RequantRounding = .singleRounding, maxMemoryBytes: Int = 16 << 30) throws(RuntimeError) {
         self.requantRounding = requantRounding
         do { try model.validate() } catch { throw .model(error) }
         guard batch >= 1, batch <= 4096 else { throw .invalidArgument("batch \(batch) must be in 1...4096") }
@@ -134,6 +142,9 @@ public final class Session {
             if lastUse[o] < 0, !pinned.contains(o) { free.append(slot[o]) }
         }
         for i in 0..<tcount where slot[i] < 0 { slot[i] = slotSize.count; slotSize.append(bytes(i)) }
+        let planned = slotSize.reduce(0) { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 }
+        guard planned <= maxMemoryBytes else { throw .exceedsMemoryLimit(needed: planned, limit: maxMemoryBytes) }
+        memoryLimit = maxMemoryBytes
         for size in slotSize {
             let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
             p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
@@ -147,6 +158,10 @@ public final class Session {
         outputIndices = model.outputs.map { ti[$0]! }
         outputShapes = outputIndices.map { model.tensors[$0].shape }
         for op in model.ops { steps.append(try prepare(op)) }
+        let scratchTotal = scratchNeed.reduce(0, +)
+        guard scratchTotal <= memoryLimit - arenaBytes else {
+            throw .exceedsMemoryLimit(needed: arenaBytes + scratchTotal, limit: memoryLimit)
+        }
         bindScratch()
     }
 

@@ -1,4 +1,4 @@
-// qmodel-run MODEL.qmodel [INPUT.f32] [--threads N] [--repeat N]
+// qmodel-run MODEL.qmodel [INPUT.f32] [--threads N] [--repeat N] [--max-memory-mb N]
 // Loads a .qmodel, runs one sample (raw little-endian float32 NHWC file, or zeros) and prints the output.
 import Int8Runtime
 #if canImport(Glibc)
@@ -14,17 +14,17 @@ func fail(_ m: String) -> Never {
 }
 
 var args = Array(CommandLine.arguments.dropFirst())
-var threads = 2, repeats = 1
+var threads = 2, repeats = 1, maxMemoryMB = 16384
 var positional: [String] = []
 var i = 0
 while i < args.count {
     switch args[i] {
-    case "--threads", "--repeat":
-        guard i + 1 < args.count, let v = Int(args[i + 1]), v >= 1 else { fail("\(args[i]) needs a positive integer") }
-        if args[i] == "--threads" { threads = v } else { repeats = v }
+    case "--threads", "--repeat", "--max-memory-mb":
+        guard i + 1 < args.count, let v = Int(args[i + 1]), v >= 1, v <= 1 << 30 else { fail("\(args[i]) needs a positive integer") }
+        if args[i] == "--threads" { threads = v } else if args[i] == "--repeat" { repeats = v } else { maxMemoryMB = v }
         i += 2
     case "-h", "--help":
-        print("usage: qmodel-run MODEL.qmodel [INPUT.f32] [--threads N] [--repeat N]"); exit(0)
+        print("usage: qmodel-run MODEL.qmodel [INPUT.f32] [--threads N] [--repeat N] [--max-memory-mb N]"); exit(0)
     default:
         positional.append(args[i]); i += 1
     }
@@ -32,8 +32,9 @@ while i < args.count {
 guard let path = positional.first, positional.count <= 2 else { fail("usage: qmodel-run MODEL.qmodel [INPUT.f32] [--threads N] [--repeat N]") }
 
 do {
-    let model = try QModelFile.load(path: path)
-    let session = try Session(model: model, batch: 1, threads: threads)
+    // The file is read whole and its sections copied once: the file may use at most half the memory cap.
+    let model = try QModelFile.load(path: path, maxFileSize: (maxMemoryMB << 20) / 2)
+    let session = try Session(model: model, batch: 1, threads: threads, maxMemoryBytes: maxMemoryMB << 20)
     let count = session.inputShape.reduce(1, *)
     var input = [Float](repeating: 0, count: count)
     if positional.count == 2 {
