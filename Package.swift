@@ -54,7 +54,7 @@ let package = Package(
         // MARK: Calibration and quantization
         .target(name: "Calibration", dependencies: ["Imaging", "ONNXGraph", "FloatEngine"]),
         .target(name: "CQuantKernels"),
-        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine", "CQuantKernels"]),
+        .target(name: "Quant", dependencies: ["Calibration", "ONNXGraph", "FloatEngine", "CQuantKernels", "FileOutput"]),
 
         // MARK: Integer kernels
         .target(name: "CInt8Kernels"),

@@ -3,6 +3,7 @@
 // shift into fc2's bias), the source model and the preprocessing/calibration that produced it.
 import Foundation
 import Imaging
+import FileOutput
 
 /// Which calibration method produced the parameters.
 public enum QuantMethod: String, Codable, Sendable, CaseIterable {
@@ -106,9 +107,10 @@ public struct QuantizedModel: Codable, Equatable, Sendable {
         return try e.encode(self)
     }
 
-    /// Writes the JSON atomically (temporary file + rename).
+    /// Writes the JSON atomically through ``AtomicFile`` (temporary file beside it, fsync, rename; an interrupted
+    /// run leaves no temporary file when the tool called `AtomicFile.removeTemporariesOnInterrupt()`).
     public func write(to path: String) throws {
-        try jsonData().write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicFile.write(try jsonData(), to: URL(fileURLWithPath: path))
     }
 
     public static func load(from path: String) throws -> QuantizedModel {

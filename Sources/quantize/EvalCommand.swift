@@ -26,18 +26,19 @@ struct Eval: ParsableCommand {
     @Option(help: "Evaluate only the first N images.") var limit: Int?
     @Option(help: "Images per model run.") var batch: Int = 8
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if model.lowercased().hasSuffix(".json") { return try runQuantized() }
-        let m = try ONNXModel(contentsOf: model)
+        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let spec = try preprocessSpec(preset: preset, graph: m.graph)
         let ds = try ImageDataset.open(data, labels: labels)
         guard ds.isLabelled else { throw ValidationError("'\(data)' has no labels: use an ImageFolder layout or pass --labels") }
         let n = min(limit ?? ds.count, ds.count)
         guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
         let b = min(batch, n)
-        let session = try FloatSession(graph: m.graph, batch: b)
+        let session = try FloatSession(graph: m.graph, batch: b, limits: resources.limits)
         let per = 3 * spec.size * spec.size
         guard let inSpec = session.graph.inputs.first, elementCount(inSpec.shape) == b * per else {
             throw ValidationError("preset size \(spec.size) does not fit the model input \(session.graph.inputs.first?.shape ?? [])")
@@ -84,7 +85,7 @@ extension Eval {
     /// Evaluates a quantized model (fake-quant simulation) next to its float source on the same images.
     func runQuantized() throws {
         let q = try QuantizedModel.load(from: model)
-        let m = try ONNXModel(contentsOf: q.sourceModel)
+        let m = try ONNXModel(contentsOf: q.sourceModel, limits: resources.limits)
         let hash = try sha256Hex(ofFileAt: q.sourceModel)
         if hash != q.sourceSHA256 {
             FileHandle.standardError.write("warning: '\(q.sourceModel)' changed since quantization (SHA-256 differs)\n".data(using: .utf8)!)
@@ -102,7 +103,7 @@ extension Eval {
         let n = min(limit ?? ds.count, ds.count)
         guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
         let b = min(batch, n)
-        var g = try m.graph.specialized(batch: b)
+        var g = try m.graph.specialized(batch: b, limits: resources.limits)
         if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
         let floatSession = try FloatSession(staticGraph: g)
         let sim = try QuantSimulator(model: q, graph: g)

@@ -20,12 +20,13 @@ struct Infer: ParsableCommand {
     @Option(help: "How many classes to print per image.") var top: Int = 5
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "Write the logits [images, classes] as float32 .npy.") var logitsOut: String?
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
-        let m = try ONNXModel(contentsOf: model)
+        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let spec = try preprocessSpec(preset: preset, graph: m.graph)
-        let session = try FloatSession(graph: m.graph, batch: 1)
+        let session = try FloatSession(graph: m.graph, batch: 1, limits: resources.limits)
         var all: [Float] = []
         var results: [[String: Any]] = []
         var classes = 0

@@ -9,15 +9,16 @@ struct Inspect: ParsableCommand {
 
     @Argument(help: "ONNX model file.") var model: String
     @Flag(help: "Print JSON instead of text.") var json = false
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
-        let m = try ONNXModel(contentsOf: model)
+        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let g = m.graph
         let unsupported = g.unsupportedNodes
         var patterns: PatternSummary? = nil
         var specError: String? = nil
         if unsupported.isEmpty {
-            do { patterns = PatternSummary(try ModelPatterns(graph: try g.specialized(batch: 1))) }
+            do { patterns = PatternSummary(try ModelPatterns(graph: try g.specialized(batch: 1, limits: resources.limits))) }
             catch { specError = "\(error)" }
         }
         let hist = g.opHistogram

@@ -38,6 +38,7 @@ struct QuantizeModel: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Output JSON file.") var output: String
     @Flag(help: "No progress line on stderr.") var quiet = false
     @Flag(help: "Print each layer's search time and candidate count.") var verbose = false
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         let b = try BitSetting(parsing: bits)
@@ -63,7 +64,7 @@ struct QuantizeModel: ParsableCommand {
             throw ValidationError("calibration folder '\(calib)' does not exist or is not a folder")
         }
         let start = Date()
-        let m = try ONNXModel(contentsOf: model)
+        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let spec = try preprocessSpec(preset: preset, graph: m.graph)
         let ds = try ImageDataset.open(calib, labels: labels)
         guard ds.count > 0 else { throw ValidationError("calibration folder '\(calib)' has no images") }
@@ -75,7 +76,7 @@ struct QuantizeModel: ParsableCommand {
             FileHandle.standardError.write("note: '\(calib)' has only \(ds.count) images; calibrating on all of them\n".data(using: .utf8)!)
         }
         let bt = min(batch, cal.count)
-        let (g, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt))
+        let (g, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt, limits: resources.limits))
         let hash = try sha256Hex(ofFileAt: model)
         let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (model, hash),
                                              foldedBatchNorms: folded) { p in

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ONNXGraph
 import FloatEngine
+import FileOutput
 
 /// `quantize run-raw`: runs a model in float on raw little-endian float32 input, writing raw float32
 /// output. A plumbing command for parity scripts (tools/parity_real_models.py) and benchmarks.
@@ -17,10 +18,11 @@ struct RunRaw: ParsableCommand {
     @Option(help: "Time this many extra runs and print the best latency (ms).") var repeats: Int = 0
     @Flag(help: "Disable fusion of bias/activation/GELU.") var noFuse = false
     @Flag(help: "Print per-op time of the timed runs.") var profile = false
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
-        let m = try ONNXModel(contentsOf: model)
-        let session = try FloatSession(graph: m.graph, batch: batch, options: SessionOptions(fuse: !noFuse))
+        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
+        let session = try FloatSession(graph: m.graph, batch: batch, options: SessionOptions(fuse: !noFuse), limits: resources.limits)
         let data = try Data(contentsOf: URL(fileURLWithPath: input))
         let values: [Float] = data.withUnsafeBytes { p in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
         let t0 = Date()
@@ -36,7 +38,7 @@ struct RunRaw: ParsableCommand {
         }
         var bytes = Data(capacity: out.count * 4)
         for v in out { var le = v.bitPattern.littleEndian; withUnsafeBytes(of: &le) { bytes.append(contentsOf: $0) } }
-        try bytes.write(to: URL(fileURLWithPath: output))
+        try AtomicFile.write(bytes, to: URL(fileURLWithPath: output))
         if profile { print(prof.report) }
         print(String(format: "first_ms %.3f best_ms %.3f outputs %d", first * 1000, best * 1000, out.count))
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileOutput
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,4 +10,6 @@ struct Quantize: ParsableCommand {
 }
 
 // main.swift is top-level code once the target has more than one file, so @main cannot be used here.
+// An interrupted run (Ctrl-C, SIGTERM, SIGHUP) removes the temporary file of any output being written: no partial files.
+AtomicFile.removeTemporariesOnInterrupt()
 Quantize.main()
