@@ -20,6 +20,9 @@ ROOT=$PWD
 TARGET=${1:?usage: tools/fuzz.sh TARGET SECONDS [libFuzzer options...]}
 SECONDS_TO_RUN=${2:-60}
 shift 2 || shift $#
+# Swift's own crash backtracer reads memory from a helper thread, which ASan reports as a wild read: leave the
+# stack traces to the sanitizers. Set before building too: SwiftPM rebuilds everything when the environment changes.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 CLANG=${CLANG:-$(dirname "$(readlink -f "$(command -v swift)")")/clang}
 OUT=fuzz/out/$TARGET
 mkdir -p "$OUT/corpus" fuzz/.build

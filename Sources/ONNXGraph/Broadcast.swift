@@ -50,8 +50,9 @@ public func forEachBroadcast(_ outShape: [Int], _ strides: [[Int]], _ body: (Int
     }
 }
 
-/// Normalises a possibly negative axis against `rank`; nil if out of range.
+/// Normalises a possibly negative axis against `rank`; nil if out of range. A scalar (rank 0) has no axis: accepting
+/// axis 0 there let Concat/Split/ArgMax/CumSum index an empty shape (fuzz finding: Concat of a rank-0 constant).
 public func normalizeAxis(_ a: Int, rank: Int) -> Int? {
     let r = a < 0 ? a + rank : a
-    return (r >= 0 && r < max(rank, 1)) ? r : nil
+    return (r >= 0 && r < rank) ? r : nil
 }

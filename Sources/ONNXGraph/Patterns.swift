@@ -252,11 +252,20 @@ extension StaticGraph {
     /// into the conv's weights and bias. The conv then produces the BN's output tensor.
     public func foldingBatchNorms() throws -> StaticGraph {
         var g = self
-        let p = try ModelPatterns(graph: self)
-        for (convName, bnName) in p.convBatchNorms {
-            guard let ci = g.nodes.firstIndex(where: { $0.name == convName }), let bi = g.nodes.firstIndex(where: { $0.name == bnName }) else { continue }
-            let conv = g.nodes[ci], bn = g.nodes[bi]
-            guard let w = g.constants[conv.inputs[1]], let sc = g.constants[bn.inputs[1]], let b = g.constants[bn.inputs[2]],
+        // Pairs are found by tensor, not by node name: names may be empty or repeated (an unnamed conv_bn model made
+        // the name lookup pick the conv as its own BatchNorm and index past its inputs; found by fuzzing).
+        let outputs = Set(outputs.map(\.name))
+        var ci = 0
+        while ci < g.nodes.count {
+            let conv = g.nodes[ci]
+            ci += 1
+            guard conv.opType == "Conv", conv.inputs.count >= 2, let out = conv.outputs.first, conv.outputs.count == 1,
+                  !outputs.contains(out) else { continue }
+            let readers = g.nodes.indices.filter { g.nodes[$0].inputs.contains(out) }
+            guard readers.count == 1, let bi = readers.first, bi >= ci else { continue }
+            let bn = g.nodes[bi]
+            guard bn.opType == "BatchNormalization", bn.inputs.count >= 5, bn.inputs[0] == out, !bn.outputs.isEmpty,
+                  let w = g.constants[conv.inputs[1]], w.rank == 4, let sc = g.constants[bn.inputs[1]], let b = g.constants[bn.inputs[2]],
                   let mean = g.constants[bn.inputs[3]], let vr = g.constants[bn.inputs[4]] else { continue }
             let o = w.shape[0], per = w.count / max(o, 1)
             // Per-channel statistics must have one value per output channel (a hostile file may say otherwise).
@@ -268,14 +277,16 @@ extension StaticGraph {
             for oc in 0..<o { for j in 0..<per { wf[oc * per + j] *= s[oc] } }
             let oldBias = conv.input(2).flatMap { g.constants[$0]?.floats } ?? [Float](repeating: 0, count: o)
             let nb = (0..<o).map { (oldBias[$0] - mean.floats[$0]) * s[$0] + b.floats[$0] }
-            let wName = conv.inputs[1] + "::bnfold", bName = conv.name + "::bnfold_bias"
+            // Named after the conv's (unique) output tensor: node names may be empty, and two unnamed convs used to
+            // write their folded biases to the same "::bnfold_bias" constant.
+            let wName = conv.inputs[1] + "::bnfold@" + out, bName = out + "::bnfold_bias"
             g.constants[wName] = Tensor(shape: w.shape, floats: wf)
             g.constants[bName] = Tensor(shape: [o], floats: nb)
             var nc = conv
             nc.inputs = [conv.inputs[0], wName, bName]
             nc.outputs = [bn.outputs[0]]
             g.shapes[conv.outputs[0]] = nil
-            g.nodes[ci] = nc
+            g.nodes[ci - 1] = nc
             g.nodes.remove(at: bi)
         }
         return g

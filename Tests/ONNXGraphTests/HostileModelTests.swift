@@ -5,6 +5,7 @@ import OnnxProto
 import SwiftProtobuf
 import Testing
 @testable import ONNXGraph
+import FloatEngine
 
 @Suite("Hostile ONNX files")
 struct HostileModelTests {
@@ -155,6 +156,32 @@ struct HostileModelTests {
             guard case .externalData(let tensor, _, _)? = e as? ONNXError else { return false }
             return tensor == "ext"
         }
+    }
+
+    /// Fuzz finding (the conv_bn seed itself): BatchNorm folding looked nodes up by name, so in a model with unnamed
+    /// nodes it took the Conv as its own BatchNorm and indexed past its inputs (a trap); two unnamed convs also shared
+    /// one folded-bias constant. Folding must now give the same outputs as the unfolded graph.
+    @Test func batchNormFoldingWithUnnamedNodes() throws {
+        var b = ModelBuilder()
+        b.input("x", [1, 2, 3, 3])
+        b.output("y", [1, 2, 3, 3])
+        for (k, src) in [(1, "x"), (2, "n1")] {
+            b.floatInit("w\(k)", [2, 2, 1, 1], [0.5, -1, 2, 0.25].map { $0 * Float(k) })
+            for (stat, v) in [("s", [1.5, 0.5]), ("b", [0.1, -0.2]), ("m", [0.3, 0.0]), ("v", [2.0, 0.5])] as [(String, [Float])] {
+                b.floatInit("\(stat)\(k)", [2], v.map { $0 + Float(k) / 10 })
+            }
+            b.node("Conv", [src, "w\(k)"], ["c\(k)"])
+            b.node("BatchNormalization", ["c\(k)", "s\(k)", "b\(k)", "m\(k)", "v\(k)"], [k == 2 ? "y" : "n\(k)"])
+        }
+        let g = try b.model().graph.specialized(batch: 1)
+        let folded = try g.foldingBatchNorms()
+        #expect(folded.nodes.map(\.opType) == ["Conv", "Conv"])
+        let x = (0..<18).map { Float($0) / 7 - 1 }
+        let ref = try FloatSession(staticGraph: g).run(x), got = try FloatSession(staticGraph: folded).run(x)
+        #expect(maxAbsDiff(ref, got) < 1e-5)
+        // The committed fuzz input: loads, specialises, folds.
+        let seed = try ONNXModel(serialized: Data(contentsOf: Fixtures.url("hostile/unnamed-conv-bn.onnx")))
+        #expect(try seed.graph.specialized(batch: 2).foldingBatchNorms().nodes.filter { $0.opType == "BatchNormalization" }.isEmpty)
     }
 
     /// Inputs the fuzzer found (fuzz/out/onnx/crash-*), each now a typed error or a valid model.
