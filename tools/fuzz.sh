@@ -46,7 +46,8 @@ build_c() { # name source
   echo "$bin"
 }
 
-build_swift() { # product
+build_swift() { # product (FUZZ_SKIP_BUILD=1 reuses the last build: a changed build command rebuilds everything)
+  if [ -n "${FUZZ_SKIP_BUILD:-}" ] && [ -x "fuzz/.build/release/$1" ]; then echo "fuzz/.build/release/$1"; return; fi
   (cd fuzz && swift build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library \
      --product "$1" >&2)
   echo "fuzz/.build/release/$1"
