@@ -17,6 +17,13 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Optional cost knob (not in the reference): score activation candidates of linear layers
     /// (uniform per-tensor and AdaLog) on only the first this-many token rows. nil = all rows (exact).
     public var activationSearchTokens: Int? = nil
+    /// Not in the reference: how weights are rounded onto the searched per-row grids of transformer linear
+    /// layers and the patch embed (nil = nearest, the reference). See GPTQ.swift.
+    public var weightRounding: WeightRounding? = nil
+    /// GPTQ dampening λ / mean(diag H) (nil = 0.01).
+    public var gptqDampening: Float? = nil
+    /// Not in the reference: empirical bias correction of CNN layers (see BiasCorrection). nil = off.
+    public var biasCorrection: Bool? = nil
 
     public init() {}
 }
