@@ -395,8 +395,29 @@ struct SearchContext {
             model.activations.append(ActivationQuantization(tensor: input, consumer: layer, kind: kind, quantizer: .uniform(aq)))
             inputQuantizer = aq
         }
+        var rounded: [Float]? = nil
+        if let mode = s.weightRounding, mode != .nearest, let x, !isConv || geometry != nil {
+            // GPTQ per group with H from the (quantized) input patches of that group.
+            let xh = try inputQuantizer.map { try $0.fakeQuantize(x, shape: [x.count]) } ?? x
+            let groups = geometry?.groups ?? 1
+            let og = o / groups
+            var out = [Float](repeating: 0, count: o * k)
+            for gi in 0..<groups {
+                let h: [Float]
+                if let g = geometry { h = BiasCorrectionMath.patchGram(xh, g, group: gi) }
+                else { h = LA.atb(xh, xh, n: xh.count / k, k: k, m: k) }
+                let rows = Array(w[(gi * og * k)..<((gi + 1) * og * k)])
+                let r = try GPTQ.round(weight: rows, rows: og, cols: k, hessian: h,
+                                       scales: Array(wq.scales[(gi * og)..<((gi + 1) * og)]),
+                                       zeroPoints: Array(wq.zeroPoints[(gi * og)..<((gi + 1) * og)]), bits: wq.bits,
+                                       dampening: s.gptqDampening ?? 0.01)
+                out.replaceSubrange((gi * og * k)..<((gi + 1) * og * k), with: r)
+            }
+            rounded = out
+            model.weights[model.weights.count - 1].codes = Self.codes(out, wq, o: o, k: k)
+        }
         if s.biasCorrection == true, let bias, let x, !isConv || geometry != nil {
-            let wh = try wq.fakeQuantize(w, shape: [o, k])
+            let wh = try rounded ?? wq.fakeQuantize(w, shape: [o, k])
             let xh = try inputQuantizer.map { try $0.fakeQuantize(x, shape: [x.count]) } ?? x
             let delta = BiasCorrectionMath.delta(x: x, xHat: xh, w: w, wHat: wh, o: o, k: k, geometry: geometry)
             if model.biasCorrections == nil { model.biasCorrections = [] }
@@ -574,6 +595,64 @@ enum BiasCorrectionMath {
             }
         }
         return out
+    }
+
+    /// Σ over images and output positions of pᵀp, p the zero-padded input patch of group `group`
+    /// ([cin·kh·kw], channel-major then tap), i.e. the GPTQ Hessian of that group's weight rows.
+    static func patchGram(_ x: [Float], _ g: ConvGeometry, group: Int) -> [Float] {
+        let cin = g.channels / g.groups, taps = g.kh * g.kw, k = cin * taps
+        let oh = g.outHeight, ow = g.outWidth
+        if g.kh == 1 && g.kw == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0 && oh == g.height && ow == g.width {
+            // 1×1 conv: H = Σ_n A_n A_nᵀ with A_n the [cin × HW] slice of image n.
+            var h = [Float](repeating: 0, count: k * k)
+            let hw = g.height * g.width
+            x.withUnsafeBufferPointer { xp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    for n in 0..<g.batch {
+                        let a = xp.baseAddress! + (n * g.channels + group * cin) * hw
+                        FloatKernels.matmul(m: k, n: k, k: hw, a: a, lda: hw, b: a, ldb: hw, bTransposed: true,
+                                            c: hp.baseAddress!, ldc: k, accumulate: n > 0)
+                    }
+                }
+            }
+            return h
+        }
+        // General case: gather patches in chunks of rows and accumulate PᵀP.
+        let chunk = 1024
+        var pbuf = [Float](repeating: 0, count: chunk * k)
+        var h = [Float](repeating: 0, count: k * k)
+        var filled = 0, first = true
+        func flush() {
+            guard filled > 0 else { return }
+            let pt = LA.transpose(Array(pbuf[0..<(filled * k)]), rows: filled, cols: k)
+            pt.withUnsafeBufferPointer { tp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    FloatKernels.matmul(m: k, n: k, k: filled, a: tp.baseAddress!, lda: filled, b: tp.baseAddress!, ldb: filled,
+                                        bTransposed: true, c: hp.baseAddress!, ldc: k, accumulate: !first)
+                }
+            }
+            first = false; filled = 0
+        }
+        x.withUnsafeBufferPointer { xp in
+            for n in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
+                let row = filled * k
+                for ci in 0..<cin {
+                    let base = (n * g.channels + group * cin + ci) * g.height * g.width
+                    for ty in 0..<g.kh {
+                        let iy = oy * g.strideH - g.padTop + ty * g.dilationH
+                        for tx in 0..<g.kw {
+                            let ix = ox * g.strideW - g.padLeft + tx * g.dilationW
+                            pbuf[row + ci * taps + ty * g.kw + tx] =
+                                (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width) ? xp[base + iy * g.width + ix] : 0
+                        }
+                    }
+                }
+                filled += 1
+                if filled == chunk { flush() }
+            } } }
+        }
+        flush()
+        return h
     }
 
     /// delta_o = E[x]·w_o − E[x̂]·ŵ_o. Linear layers (geometry nil): x is [n × k] and the means are per column.

@@ -36,6 +36,8 @@ struct QuantizeModel: ParsableCommand {
     var searchImages: Int?
     @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) or gptq-ia (GPTQ on the input-aware target). Transformer layers only.")
     var weightRounding: String = "nearest"
+    @Option(help: "Smallest AdaLog base numerator q searched (base 2^(q/37)); the reference searches 10…137. Smaller q gives finer bases for 6–8 bits.")
+    var adalogQMin: Int?
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
@@ -58,6 +60,10 @@ struct QuantizeModel: ParsableCommand {
             opts.settings.activationSearchTokens = t
         }
         if biasCorrection { opts.settings.biasCorrection = true }
+        if let qm = adalogQMin {
+            guard (1...10).contains(qm) else { throw ValidationError("--adalog-q-min must be in 1…10") }
+            opts.settings.adaLogQMin = qm
+        }
         let wr = try WeightRounding.parse(weightRounding)
         if wr != .nearest {
             opts.settings.weightRounding = wr

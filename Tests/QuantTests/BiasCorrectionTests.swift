@@ -60,3 +60,48 @@ import FloatEngine
         for i in 0..<orig.count { #expect(abs(now[i] - (orig[i] + b.delta[i])) <= 1e-6 * max(1, abs(orig[i]))) }
     }
 }
+
+@Suite struct ConvGPTQTests {
+    static func bruteGram(_ x: [Float], _ g: ConvGeometry, group: Int) -> [Float] {
+        let cin = g.channels / g.groups, taps = g.kh * g.kw, k = cin * taps
+        var h = [Float](repeating: 0, count: k * k)
+        for n in 0..<g.batch { for oy in 0..<g.outHeight { for ox in 0..<g.outWidth {
+            var p = [Float](repeating: 0, count: k)
+            for ci in 0..<cin { for ty in 0..<g.kh { for tx in 0..<g.kw {
+                let iy = oy * g.strideH - g.padTop + ty * g.dilationH, ix = ox * g.strideW - g.padLeft + tx * g.dilationW
+                if iy >= 0 && iy < g.height && ix >= 0 && ix < g.width {
+                    p[ci * taps + ty * g.kw + tx] = x[((n * g.channels + group * cin + ci) * g.height + iy) * g.width + ix]
+                }
+            } } }
+            for i in 0..<k { for j in 0..<k { h[i * k + j] += p[i] * p[j] } }
+        } } }
+        return h
+    }
+
+    @Test func patchGramMatchesBruteForce() {
+        // Grouped 3×3 stride-2 conv with padding, and a 1×1 conv (the GEMM path).
+        let g3 = ConvGeometry(batch: 2, channels: 4, height: 7, width: 6, kh: 3, kw: 3, strideH: 2, strideW: 2,
+                              padTop: 1, padLeft: 1, padBottom: 1, padRight: 1, dilationH: 1, dilationW: 1, groups: 2, outChannels: 4)
+        let g1 = ConvGeometry(batch: 2, channels: 4, height: 7, width: 6, kh: 1, kw: 1, strideH: 1, strideW: 1,
+                              padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, dilationH: 1, dilationW: 1, groups: 1, outChannels: 3)
+        let x = GPTQTests.noise(2 * 4 * 7 * 6, seed: 61)
+        for (g, group) in [(g3, 0), (g3, 1), (g1, 0)] {
+            let a = BiasCorrectionMath.patchGram(x, g, group: group), b = Self.bruteGram(x, g, group: group)
+            #expect(a.count == b.count)
+            #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 }, "group \(group) kernel \(g.kh)")
+        }
+    }
+
+    @Test func cnnPipelineWithGPTQStoresCodesForEveryLayer() throws {
+        let (g, folded) = try QuantizationPipeline.prepare(try PipelineFixtures.graph("resnet_ts13.onnx"))
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
+        opts.settings = PipelineFixtures.fastSettings
+        opts.settings.weightRounding = .gptq
+        opts.settings.biasCorrection = true
+        let cal = PipelineFixtures.calibration(count: 2, size: 32)
+        let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("resnet", "x"), foldedBatchNorms: folded)
+        #expect(!q.weights.isEmpty && q.weights.allSatisfy { $0.codes != nil })
+        let sim = try QuantSimulator(model: q, graph: g)
+        #expect(try sim.session.run(cal.images).allSatisfy(\.isFinite))
+    }
+}

@@ -196,3 +196,46 @@ import FloatEngine
         #expect(out.allSatisfy { $0.isFinite })
     }
 }
+
+@Suite struct AdaLogBaseRangeTests {
+    @Test func qMinWidensTheBaseSearchAndHelpsAtEightBits() throws {
+        var s = FPCSSettings()
+        #expect(FPCS.adaLogQCandidates(s) == Array(10...137))
+        s.adaLogQMin = 1
+        #expect(FPCS.adaLogQCandidates(s) == Array(1...137))
+        // 8-bit P·V on a small random attention: a base finer than 2^(10/37) wins and lowers the output error.
+        let t = 24, d = 8
+        let logits = GPTQTests.noise(t * t, seed: 51).map { $0 * 4 }
+        var p = [Float](repeating: 0, count: t * t)
+        for i in 0..<t {
+            let row = logits[(i * t)..<((i + 1) * t)]
+            let m = row.max()!
+            let e = row.map { expf($0 - m) }
+            let sum = e.reduce(0, +)
+            for j in 0..<t { p[i * t + j] = e[j] / sum }
+        }
+        let v = GPTQTests.noise(t * d, seed: 52)
+        var fast = FPCSSettings()
+        fast.rounds = 1
+        fast.steps = 2
+        func outputError(_ r: AttentionValuesSearchResult) throws -> Double {
+            let ph = try r.probabilityQuantizer.fakeQuantize(p), vh = try r.value.fakeQuantize(v, shape: [1, 1, t, d])
+            var e = 0.0
+            for i in 0..<t { for c in 0..<d {
+                var a = 0.0, b = 0.0
+                for j in 0..<t { a += Double(p[i * t + j] * v[j * d + c]); b += Double(ph[i * t + j] * vh[j * d + c]) }
+                e += (a - b) * (a - b)
+            } }
+            return e
+        }
+        let ref = try LayerSearch.attentionValues(probabilities: p, value: v, batch: 1, heads: 1, tokens: t, headDim: d,
+                                                  probabilityBits: 8, valueBits: 8, settings: fast)
+        fast.adaLogQMin = 1
+        let wide = try LayerSearch.attentionValues(probabilities: p, value: v, batch: 1, heads: 1, tokens: t, headDim: d,
+                                                   probabilityBits: 8, valueBits: 8, settings: fast)
+        #expect(ref.probabilities!.q >= 10)
+        #expect(wide.probabilities!.q < 10)
+        let eWide = try outputError(wide), eRef = try outputError(ref)
+        #expect(eWide < eRef)
+    }
+}
