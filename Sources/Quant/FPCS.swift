@@ -17,6 +17,16 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Optional cost knob (not in the reference): score activation candidates of linear layers
     /// (uniform per-tensor and AdaLog) on only the first this-many token rows. nil = all rows (exact).
     public var activationSearchTokens: Int? = nil
+    /// Not in the reference: how weights are rounded onto the searched per-row grids of transformer linear
+    /// layers and the patch embed (nil = nearest, the reference). See GPTQ.swift.
+    public var weightRounding: WeightRounding? = nil
+    /// GPTQ dampening λ / mean(diag H) (nil = 0.01).
+    public var gptqDampening: Float? = nil
+    /// Not in the reference: smallest AdaLog base numerator q searched (nil = 10, the reference's 10…137). The
+    /// reference's smallest base 2^(10/37) has a 20 % relative step at any bit width; at 6–8 bits finer bases fit.
+    public var adaLogQMin: Int? = nil
+    /// Not in the reference: empirical bias correction of CNN layers (see BiasCorrection). nil = off.
+    public var biasCorrection: Bool? = nil
 
     public init() {}
 }
@@ -125,7 +135,7 @@ public enum FPCS {
 
     /// The q candidates 10…137 (eq_n of them).
     public static func adaLogQCandidates(_ settings: FPCSSettings = FPCSSettings()) -> [Int] {
-        Array(10..<(10 + settings.eqN))
+        Array(min(settings.adaLogQMin ?? 10, 10)..<(10 + settings.eqN))
     }
 
     /// AdaLog (q, s) FPCS for the post-GELU quantizer: (1) score all q at `currentScale`, keep

@@ -27,6 +27,8 @@ public struct LinearSearchResult: Sendable {
     public var weight: UniformQuantizer
     public var input: UniformQuantizer
     public var stats: SearchStats
+    /// The weight [o × k] on the chosen grid when it was not rounded to nearest (GPTQ), else nil.
+    public var roundedWeight: [Float]? = nil
 }
 
 /// The RepQ-ViT/AdaLog scale reparameterization of a post-LayerNorm input (adalog.md §1.6).
@@ -62,6 +64,8 @@ public struct GeluLinearSearchResult: Sendable {
     /// b − shift·Ŵ·1 with the final quantized weight.
     public var foldedBias: [Float]
     public var stats: SearchStats
+    /// The weight [o × k] on the chosen grid when it was not rounded to nearest (GPTQ), else nil.
+    public var roundedWeight: [Float]? = nil
 }
 
 public struct AttentionScoresSearchResult: Sendable {
@@ -159,7 +163,24 @@ public enum LayerSearch {
             aq = try UniformQuantizer(bits: inputBits, scales: ar2.scales, zeroPoints: ar2.zeroPoints)
             stats.add("A out r\(round)", ar2.evaluations, since: t)
         }
-        return LinearSearchResult(weight: wq, input: aq, stats: stats)
+        var rounded: [Float]? = nil
+        if let mode = settings.weightRounding, mode != .nearest {
+            t = .now
+            let xh = try aq.fakeQuantize(x, shape: [n, k])
+            let obj = WeightOutputObjective(x: x, xHat: xh, tokens: n, inFeatures: k, weight: w, outFeatures: o)
+            rounded = try gptqRound(w, rows: o, cols: k, quantizer: wq, objective: obj, mode: mode, settings: settings)
+            stats.add("W \(mode.rawValue)", 0, since: t)
+        }
+        return LinearSearchResult(weight: wq, input: aq, stats: stats, roundedWeight: rounded)
+    }
+
+    /// GPTQ rounding of w onto wq's per-row grid with the Hessian (and, for `gptq-ia`, G·w) of `objective`.
+    static func gptqRound(_ w: [Float], rows o: Int, cols k: Int, quantizer wq: UniformQuantizer,
+                          objective: WeightOutputObjective, mode: WeightRounding,
+                          settings: FPCSSettings) throws(QuantError) -> [Float] {
+        try GPTQ.round(weight: w, rows: o, cols: k, hessian: objective.hessian, scales: wq.scales, zeroPoints: wq.zeroPoints,
+                       bits: wq.bits, gw: mode == .gptqInputAware ? objective.gw : nil,
+                       dampening: settings.gptqDampening ?? 0.01)
     }
 
     /// The fold of adalog.md §1.6 for per-channel input parameters (s_c, z_c) of a LayerNorm → Linear pair.
@@ -251,6 +272,7 @@ public enum LayerSearch {
         // log2(x + shift), computed once for every AdaLog candidate.
         let logU = x.map { log2f(max($0 + shift, 0)) }   // u ≤ 0 → −∞ → the clamp at 1e−15
         var cache = AdaLogLevelCache(bits: inputBits)
+        var lastWeightObjective: WeightOutputObjective? = nil
         for round in 1...max(1, settings.rounds) where settings.rounds > 0 {
             t = .now
             let wh = try wq.fakeQuantize(w, shape: [o, k])
@@ -284,11 +306,21 @@ public enum LayerSearch {
             }
             wq = try perRowQuantizer(wr2, bits: weightBits)
             stats.add("W out r\(round)", wr2.evaluations, since: t)
+            lastWeightObjective = wobj
         }
-        let wh = try wq.fakeQuantize(w, shape: [o, k])
+        var rounded: [Float]? = nil
+        if let mode = settings.weightRounding, mode != .nearest {
+            t = .now
+            let obj = lastWeightObjective ?? WeightOutputObjective(x: x, xHat: fastAdaLog(aq, logU: logU, x: x), tokens: n,
+                                                                       inFeatures: k, weight: w, outFeatures: o)
+            rounded = try gptqRound(w, rows: o, cols: k, quantizer: wq, objective: obj, mode: mode, settings: settings)
+            stats.add("W \(mode.rawValue)", 0, since: t)
+        }
+        let wh: [Float]
+        if let rounded { wh = rounded } else { wh = try wq.fakeQuantize(w, shape: [o, k]) }
         let folded = try AdaLogQuantizer.foldShift(shift, intoBias: bias, quantizedWeight: wh, outFeatures: o, inFeatures: k)
         aq.biasReparameterized = true
-        return GeluLinearSearchResult(weight: wq, input: aq, foldedBias: folded, stats: stats)
+        return GeluLinearSearchResult(weight: wq, input: aq, foldedBias: folded, stats: stats, roundedWeight: rounded)
     }
 
     /// AdaLog fake-quant (x̂ = û − shift) through the precomputed log2(x + shift) (the search path).
@@ -414,7 +446,7 @@ public enum LayerSearch {
     /// W FPCS on the output error with the float input (the image is not quantized at ≥ 8 bits).
     /// - Parameters: columns [n × k] im2col rows of the input (k = C·kh·kw); weight [o × k].
     public static func patchEmbed(columns x: [Float], rows n: Int, inFeatures k: Int, weight w: [Float], outChannels o: Int,
-                                  weightBits: Int, settings: FPCSSettings = FPCSSettings()) throws(QuantError) -> (weight: UniformQuantizer, stats: SearchStats) {
+                                  weightBits: Int, settings: FPCSSettings = FPCSSettings()) throws(QuantError) -> (weight: UniformQuantizer, stats: SearchStats, roundedWeight: [Float]?) {
         try check(n > 0 && k > 0 && o > 0 && x.count == n * k && w.count == o * k,
                   "patch embed: columns \(x.count) for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         var stats = SearchStats()
@@ -424,7 +456,14 @@ public enum LayerSearch {
         let obj = WeightOutputObjective(x: x, xHat: nil, tokens: n, inFeatures: k, weight: w, outFeatures: o)
         let r = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, settings: settings) { c in obj.losses(c, bits: weightBits) }
         stats.add("W out r1", r.evaluations, since: t)
-        return (try perRowQuantizer(r, bits: weightBits), stats)
+        let wq = try perRowQuantizer(r, bits: weightBits)
+        var rounded: [Float]? = nil
+        if let mode = settings.weightRounding, mode != .nearest {
+            let t2 = ContinuousClock.now
+            rounded = try gptqRound(w, rows: o, cols: k, quantizer: wq, objective: obj, mode: .gptq, settings: settings)
+            stats.add("W \(mode.rawValue)", 0, since: t2)
+        }
+        return (wq, stats, rounded)
     }
 }
 

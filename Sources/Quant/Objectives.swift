@@ -72,8 +72,10 @@ public final class WeightOutputObjective {
     public let rows: Int, cols: Int
     let w: [Float]
     let hPacked: PackedMatrix
+    /// H = X̂ᵀX̂ (or XᵀX when the input is not quantized), [cols × cols] (kept for GPTQ rounding).
+    public let hessian: [Float]
     /// G·w_o per row, [rows × cols].
-    let gw: [Float]
+    public let gw: [Float]
     /// ‖(X − X̂) w_o‖² per row.
     let constant: [Double]
     /// Candidate (row-sets) per GEMM call; bounds the scratch memory to ~16 MB.
@@ -100,6 +102,7 @@ public final class WeightOutputObjective {
                 }
             }
             hPacked = h.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, k: k, n: k) }
+            hessian = h
             gw = LA.matmul(w, g, m: o, n: k, k: k, bT: true)
             let t = LA.matmul(w, dd, m: o, n: k, k: k, bT: false)
             var c = [Double](repeating: 0, count: o)
@@ -112,6 +115,7 @@ public final class WeightOutputObjective {
         } else {
             let h = LA.atb(x, x, n: n, k: k, m: k)
             hPacked = h.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, k: k, n: k) }
+            hessian = h
             gw = [Float](repeating: 0, count: o * k)
             constant = [Double](repeating: 0, count: o)
         }

@@ -194,6 +194,12 @@ struct SearchContext {
         return out
     }
 
+    /// The codes of a GPTQ-rounded weight [o × k] (nil when rounded to nearest).
+    static func codes(_ rounded: [Float]?, _ q: UniformQuantizer, o: Int, k: Int) -> Data? {
+        guard let rounded else { return nil }
+        return Data(GPTQ.codes(of: rounded, rows: o, cols: k, scales: q.scales, zeroPoints: q.zeroPoints, bits: q.bits))
+    }
+
     /// Per-tensor min-max quantizer with 0 inside the range.
     static func minMax(_ x: [Float], bits: Int, granularity: Granularity = .perTensor, shape: [Int]? = nil) throws -> UniformQuantizer {
         let groups = try groupedValues(x, shape: shape ?? [x.count], granularity: granularity)
@@ -297,7 +303,7 @@ struct SearchContext {
         if plan.family == .cnn {
             return try searchCNNLinearOrConv(layer: l.node, weightName: l.weight, transposedStore: !l.weightTransposed,
                                              w: w, o: o, k: k, input: l.input, x: x, kind: kind, bits: bits,
-                                             reluBounded: reluBounded, &model)
+                                             reluBounded: reluBounded, bias: l.bias, geometry: nil, &model)
         }
         switch spec {
         case .uniformReparameterized(let ab):
@@ -316,7 +322,8 @@ struct SearchContext {
                                                           bias: biasName, weightStoredInOut: !l.weightTransposed,
                                                           r: r.reparameterization.r, b: r.reparameterization.b))
                 model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed,
-                                                        quantizer: r.linear.weight))
+                                                        quantizer: r.linear.weight,
+                                                        codes: Self.codes(r.linear.roundedWeight, r.linear.weight, o: o, k: k)))
                 model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind,
                                                                 quantizer: .uniform(r.linear.input)))
                 lastStats = r.linear.stats
@@ -326,7 +333,8 @@ struct SearchContext {
         case .uniform:
             let r = try LayerSearch.uniformLinear(x: x, tokens: n, inFeatures: k, weight: w, outFeatures: o,
                                                   weightBits: bits.weightBits, inputBits: bits.activationBits, settings: settings)
-            model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight))
+            model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight,
+                                                    codes: Self.codes(r.roundedWeight, r.weight, o: o, k: k)))
             model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind, quantizer: .uniform(r.input)))
             lastStats = r.stats
             return ("uniform linear", r.stats.totalEvaluations)
@@ -334,7 +342,8 @@ struct SearchContext {
             let bias = try l.bias.map { try const($0) }
             let r = try LayerSearch.geluLinear(x: x, tokens: n, inFeatures: k, weight: w, outFeatures: o, bias: bias,
                                                weightBits: bits.weightBits, inputBits: ab, shift: shift, settings: settings)
-            model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight))
+            model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight,
+                                                    codes: Self.codes(r.roundedWeight, r.weight, o: o, k: k)))
             model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind, quantizer: .adaLog(r.input)))
             if let biasName = l.bias {
                 model.biasFolds.append(BiasFold(linear: l.node, bias: biasName, weight: l.weight,
@@ -357,6 +366,7 @@ struct SearchContext {
     /// when the input is ReLU-bounded).
     mutating func searchCNNLinearOrConv(layer: String, weightName: String, transposedStore: Bool, w: [Float], o: Int, k: Int,
                                         input: String, x: [Float]?, kind: TensorKind, bits: BitSetting, reluBounded: Bool,
+                                        bias: String? = nil, geometry: ConvGeometry? = nil, isConv: Bool = false,
                                         _ model: inout QuantizedModel) throws -> (kind: String, count: Int) {
         let s = options.settings
         // CNN weight rows (e.g. 9-tap depthwise rows) are often one-sided, which the reference's mid-range
@@ -368,6 +378,7 @@ struct SearchContext {
         let wq = try LayerSearch.perRowQuantizer(wrs, bits: bits.weightBits)
         model.weights.append(WeightQuantization(layer: layer, tensor: weightName, transposed: transposedStore, quantizer: wq))
         var evals = wr.evaluations
+        var inputQuantizer: UniformQuantizer? = nil
         let aspec = plan.spec(for: imageInputs.contains(input) ? .imageInput : kind, layer: layer, reluBounded: reluBounded)
         if case .uniform(let ab, _, _) = aspec, let x {
             // Subsample very large activations for the self-error objective (every 4th value past 4M values).
@@ -382,6 +393,35 @@ struct SearchContext {
             evals += ar.evaluations
             let aq = try UniformQuantizer(bits: ab, scales: ar.scales.map { $0 > 0 && $0.isFinite ? $0 : 1e-8 }, zeroPoints: ar.zeroPoints)
             model.activations.append(ActivationQuantization(tensor: input, consumer: layer, kind: kind, quantizer: .uniform(aq)))
+            inputQuantizer = aq
+        }
+        var rounded: [Float]? = nil
+        if let mode = s.weightRounding, mode != .nearest, let x, !isConv || geometry != nil {
+            // GPTQ per group with H from the (quantized) input patches of that group.
+            let xh = try inputQuantizer.map { try $0.fakeQuantize(x, shape: [x.count]) } ?? x
+            let groups = geometry?.groups ?? 1
+            let og = o / groups
+            var out = [Float](repeating: 0, count: o * k)
+            for gi in 0..<groups {
+                let h: [Float]
+                if let g = geometry { h = BiasCorrectionMath.patchGram(xh, g, group: gi) }
+                else { h = LA.atb(xh, xh, n: xh.count / k, k: k, m: k) }
+                let rows = Array(w[(gi * og * k)..<((gi + 1) * og * k)])
+                let r = try GPTQ.round(weight: rows, rows: og, cols: k, hessian: h,
+                                       scales: Array(wq.scales[(gi * og)..<((gi + 1) * og)]),
+                                       zeroPoints: Array(wq.zeroPoints[(gi * og)..<((gi + 1) * og)]), bits: wq.bits,
+                                       dampening: s.gptqDampening ?? 0.01)
+                out.replaceSubrange((gi * og * k)..<((gi + 1) * og * k), with: r)
+            }
+            rounded = out
+            model.weights[model.weights.count - 1].codes = Self.codes(out, wq, o: o, k: k)
+        }
+        if s.biasCorrection == true, let bias, let x, !isConv || geometry != nil {
+            let wh = try rounded ?? wq.fakeQuantize(w, shape: [o, k])
+            let xh = try inputQuantizer.map { try $0.fakeQuantize(x, shape: [x.count]) } ?? x
+            let delta = BiasCorrectionMath.delta(x: x, xHat: xh, w: w, wHat: wh, o: o, k: k, geometry: geometry)
+            if model.biasCorrections == nil { model.biasCorrections = [] }
+            model.biasCorrections?.append(BiasCorrection(layer: layer, bias: bias, delta: delta))
         }
         return ("CNN layer (self error)", evals)
     }
@@ -410,12 +450,26 @@ struct SearchContext {
             // Patch embed: one W FPCS on the output error with the float image (adalog.md §1.7 table).
             let r = try LayerSearch.patchEmbed(columns: cols, rows: cols.count / k, inFeatures: k, weight: w, outChannels: o,
                                                weightBits: bits.weightBits, settings: options.settings)
-            model.weights.append(WeightQuantization(layer: c.node, tensor: c.weight, transposed: false, quantizer: r.weight))
+            model.weights.append(WeightQuantization(layer: c.node, tensor: c.weight, transposed: false, quantizer: r.weight,
+                                                    codes: Self.codes(r.roundedWeight, r.weight, o: o, k: k)))
             return ("patch embed", r.stats.totalEvaluations)
         }
         return try searchCNNLinearOrConv(layer: c.node, weightName: c.weight, transposedStore: false, w: w, o: o, k: k,
                                          input: c.input, x: xt.values, kind: kind, bits: bits,
-                                         reluBounded: reluBounded, &model)
+                                         reluBounded: reluBounded, bias: c.bias, geometry: convGeometry(c, xt), isConv: true, &model)
+    }
+
+    /// Geometry of a 2-D conv for the bias correction (nil when it cannot be read: auto_pad, not rank 4).
+    func convGeometry(_ c: ConvLayer, _ x: CollectedTensor) -> ConvGeometry? {
+        guard let node = graph.nodes.first(where: { $0.name == c.node }), c.kernel.count == 2, x.shape.count == 4,
+              node.attributes["auto_pad"] == nil || (node.attributes["auto_pad"].map { "\($0)" }?.contains("NOTSET") ?? false)
+        else { return nil }
+        let st = node.ints("strides") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0], dl = node.ints("dilations") ?? [1, 1]
+        guard st.count == 2, pads.count == 4, dl.count == 2, let wt = graph.constants[c.weight], wt.shape.count == 4 else { return nil }
+        return ConvGeometry(batch: x.shape[0], channels: x.shape[1], height: x.shape[2], width: x.shape[3],
+                            kh: c.kernel[0], kw: c.kernel[1], strideH: st[0], strideW: st[1], padTop: pads[0], padLeft: pads[1],
+                            padBottom: pads[2], padRight: pads[3], dilationH: dl[0], dilationW: dl[1], groups: c.groups,
+                            outChannels: wt.shape[0])
     }
 
     /// im2col rows of a non-overlapping patchify conv (kernel = stride, no padding, no dilation, 1 group).
@@ -499,5 +553,132 @@ extension UniformGrid {
     /// Δ0 = 0, so FPCS could not move it): the linear-weight window (16 zero-points) is used instead.
     public static func convWeightRole(bits: Int, eqN: Int) -> TensorRole {
         (1 << (bits - 1)) * 4 <= eqN ? .convWeight : .weight
+    }
+}
+
+
+/// Geometry of a 2-D convolution (NCHW input), for the bias correction's per-tap input means.
+struct ConvGeometry {
+    var batch, channels, height, width, kh, kw, strideH, strideW, padTop, padLeft, padBottom, padRight: Int
+    var dilationH, dilationW, groups, outChannels: Int
+    var outHeight: Int { (height + padTop + padBottom - dilationH * (kh - 1) - 1) / strideH + 1 }
+    var outWidth: Int { (width + padLeft + padRight - dilationW * (kw - 1) - 1) / strideW + 1 }
+}
+
+enum BiasCorrectionMath {
+    /// Mean over images and output positions of the (zero-padded) input seen by each (channel, tap): [C × kh·kw].
+    static func tapMeans(_ x: [Float], _ g: ConvGeometry) -> [Float] {
+        let oh = g.outHeight, ow = g.outWidth, taps = g.kh * g.kw
+        var out = [Float](repeating: 0, count: g.channels * taps)
+        let count = Double(g.batch * oh * ow)
+        x.withUnsafeBufferPointer { xp in
+            for c in 0..<g.channels {
+                // Prefix sums would be faster; a direct sum over valid positions is plenty for calibration sizes.
+                for ty in 0..<g.kh { for tx in 0..<g.kw {
+                    var s = 0.0
+                    for n in 0..<g.batch {
+                        let base = (n * g.channels + c) * g.height * g.width
+                        for oy in 0..<oh {
+                            let iy = oy * g.strideH - g.padTop + ty * g.dilationH
+                            if iy < 0 || iy >= g.height { continue }
+                            var rs: Float = 0
+                            let row = base + iy * g.width
+                            for ox in 0..<ow {
+                                let ix = ox * g.strideW - g.padLeft + tx * g.dilationW
+                                if ix >= 0 && ix < g.width { rs += xp[row + ix] }
+                            }
+                            s += Double(rs)
+                        }
+                    }
+                    out[c * taps + ty * g.kw + tx] = Float(s / count)
+                } }
+            }
+        }
+        return out
+    }
+
+    /// Σ over images and output positions of pᵀp, p the zero-padded input patch of group `group`
+    /// ([cin·kh·kw], channel-major then tap), i.e. the GPTQ Hessian of that group's weight rows.
+    static func patchGram(_ x: [Float], _ g: ConvGeometry, group: Int) -> [Float] {
+        let cin = g.channels / g.groups, taps = g.kh * g.kw, k = cin * taps
+        let oh = g.outHeight, ow = g.outWidth
+        if g.kh == 1 && g.kw == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0 && oh == g.height && ow == g.width {
+            // 1×1 conv: H = Σ_n A_n A_nᵀ with A_n the [cin × HW] slice of image n.
+            var h = [Float](repeating: 0, count: k * k)
+            let hw = g.height * g.width
+            x.withUnsafeBufferPointer { xp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    for n in 0..<g.batch {
+                        let a = xp.baseAddress! + (n * g.channels + group * cin) * hw
+                        FloatKernels.matmul(m: k, n: k, k: hw, a: a, lda: hw, b: a, ldb: hw, bTransposed: true,
+                                            c: hp.baseAddress!, ldc: k, accumulate: n > 0)
+                    }
+                }
+            }
+            return h
+        }
+        // General case: gather patches in chunks of rows and accumulate PᵀP.
+        let chunk = 1024
+        var pbuf = [Float](repeating: 0, count: chunk * k)
+        var h = [Float](repeating: 0, count: k * k)
+        var filled = 0, first = true
+        func flush() {
+            guard filled > 0 else { return }
+            let pt = LA.transpose(Array(pbuf[0..<(filled * k)]), rows: filled, cols: k)
+            pt.withUnsafeBufferPointer { tp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    FloatKernels.matmul(m: k, n: k, k: filled, a: tp.baseAddress!, lda: filled, b: tp.baseAddress!, ldb: filled,
+                                        bTransposed: true, c: hp.baseAddress!, ldc: k, accumulate: !first)
+                }
+            }
+            first = false; filled = 0
+        }
+        x.withUnsafeBufferPointer { xp in
+            for n in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
+                let row = filled * k
+                for ci in 0..<cin {
+                    let base = (n * g.channels + group * cin + ci) * g.height * g.width
+                    for ty in 0..<g.kh {
+                        let iy = oy * g.strideH - g.padTop + ty * g.dilationH
+                        for tx in 0..<g.kw {
+                            let ix = ox * g.strideW - g.padLeft + tx * g.dilationW
+                            pbuf[row + ci * taps + ty * g.kw + tx] =
+                                (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width) ? xp[base + iy * g.width + ix] : 0
+                        }
+                    }
+                }
+                filled += 1
+                if filled == chunk { flush() }
+            } } }
+        }
+        flush()
+        return h
+    }
+
+    /// delta_o = E[x]·w_o − E[x̂]·ŵ_o. Linear layers (geometry nil): x is [n × k] and the means are per column.
+    static func delta(x: [Float], xHat: [Float], w: [Float], wHat: [Float], o: Int, k: Int, geometry: ConvGeometry?) -> [Float] {
+        var m: [Float], mh: [Float]
+        var colIndex: (Int, Int) -> Int = { _, j in j }
+        if let g = geometry, g.channels * g.kh * g.kw / max(g.groups, 1) == k, g.outChannels == o {
+            m = tapMeans(x, g); mh = tapMeans(xHat, g)
+            let taps = g.kh * g.kw, cin = g.channels / g.groups, perGroupOut = o / g.groups
+            colIndex = { oo, j in ((oo / perGroupOut) * cin + j / taps) * taps + j % taps }
+        } else {
+            let n = x.count / max(k, 1)
+            m = [Float](repeating: 0, count: k); mh = m
+            var sm = [Double](repeating: 0, count: k), smh = sm
+            for i in 0..<n { for j in 0..<k { sm[j] += Double(x[i * k + j]); smh[j] += Double(xHat[i * k + j]) } }
+            for j in 0..<k { m[j] = Float(sm[j] / Double(max(n, 1))); mh[j] = Float(smh[j] / Double(max(n, 1))) }
+        }
+        var d = [Float](repeating: 0, count: o)
+        for oo in 0..<o {
+            var s = 0.0
+            for j in 0..<k {
+                let ci = colIndex(oo, j)
+                s += Double(w[oo * k + j]) * Double(m[ci]) - Double(wHat[oo * k + j]) * Double(mh[ci])
+            }
+            d[oo] = Float(s)
+        }
+        return d
     }
 }

@@ -27,6 +27,10 @@ public struct WeightQuantization: Codable, Equatable, Sendable {
     public var tensor: String
     public var transposed: Bool
     public var quantizer: UniformQuantizer
+    /// Integer codes [outputs × rest] (row-major, in the quantizer's view: after any LayerNorm fold) when the
+    /// weights were not rounded to nearest (GPTQ rounding); nil: the codes are the quantizer applied to the
+    /// (folded) source weight. Base64 in JSON.
+    public var codes: Data? = nil
 }
 
 /// A quantized activation: `tensor` as read by the node `consumer` (other readers see float values).
@@ -58,6 +62,15 @@ public struct BiasFold: Codable, Equatable, Sendable {
     public var shift: Float
 }
 
+/// Empirical bias correction (not in the reference; `--bias-correction`): bias ← bias + delta with
+/// delta_o = E[x]·w_o − E[x̂]·ŵ_o over the calibration inputs of the layer (per conv tap, padding included),
+/// so the layer's mean output matches float.
+public struct BiasCorrection: Codable, Equatable, Sendable {
+    public var layer: String
+    public var bias: String
+    public var delta: [Float]
+}
+
 /// Time and candidate count of one layer's search.
 public struct LayerSearchRecord: Codable, Equatable, Sendable {
     public var layer: String
@@ -85,6 +98,8 @@ public struct QuantizedModel: Codable, Equatable, Sendable {
     public var foldedBatchNorms: Bool
     public var layerNormFolds: [LayerNormFold] = []
     public var biasFolds: [BiasFold] = []
+    /// Bias corrections (nil or empty: none), applied after the folds.
+    public var biasCorrections: [BiasCorrection]? = nil
     public var weights: [WeightQuantization] = []
     public var activations: [ActivationQuantization] = []
     public var layers: [LayerSearchRecord] = []

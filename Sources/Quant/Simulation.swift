@@ -114,7 +114,19 @@ public final class QuantSimulator {
             let all = try get(wq.tensor)
             let k = all.count / o
             let rows = SearchContext.rowsFirst(all, k: k, o: o, transposed: !wq.transposed)
-            let fq = try wq.quantizer.fakeQuantize(rows, shape: [o, k])
+            var fq: [Float]
+            if let codes = wq.codes {
+                guard codes.count == o * k, wq.quantizer.scales.count == o else {
+                    throw QuantError.shapeMismatch("weight '\(wq.tensor)': \(codes.count) codes for \(o)×\(k)")
+                }
+                fq = [Float](repeating: 0, count: o * k)
+                let s = wq.quantizer.scales, z = wq.quantizer.zeroPoints
+                codes.withUnsafeBytes { cp in
+                    for r in 0..<o { for j in 0..<k { fq[r * k + j] = (Float(cp[r * k + j]) - z[r]) * s[r] } }
+                }
+            } else {
+                fq = try wq.quantizer.fakeQuantize(rows, shape: [o, k])
+            }
             quantizedRows[wq.tensor] = (fq, o, k)
             c[wq.tensor] = SearchContext.fromRowsFirst(fq, k: k, o: o, transposed: !wq.transposed)
         }
@@ -122,6 +134,14 @@ public final class QuantSimulator {
             guard let q = quantizedRows[f.weight] else { continue }
             c[f.bias] = try AdaLogQuantizer.foldShift(f.shift, intoBias: try get(f.bias), quantizedWeight: q.w,
                                                       outFeatures: q.o, inFeatures: q.k)
+        }
+        for bc in model.biasCorrections ?? [] {
+            var b = try get(bc.bias)
+            guard b.count == bc.delta.count else {
+                throw QuantError.shapeMismatch("bias correction of '\(bc.layer)': \(bc.delta.count) values for a bias of \(b.count)")
+            }
+            for i in 0..<b.count { b[i] += bc.delta[i] }
+            c[bc.bias] = b
         }
         var out: [String: Tensor] = [:]
         for (k, v) in c { out[k] = Tensor(shape: shape(k), floats: v) }

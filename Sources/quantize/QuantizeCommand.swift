@@ -34,6 +34,13 @@ struct QuantizeModel: ParsableCommand {
     var searchTokens: Int?
     @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many of the calibration images (default: all, exact).")
     var searchImages: Int?
+    @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) or gptq-ia (GPTQ on the input-aware target). Transformer layers only.")
+    var weightRounding: String = "nearest"
+    @Option(help: "Smallest AdaLog base numerator q searched (base 2^(q/37)); the reference searches 10…137. Smaller q gives finer bases for 6–8 bits.")
+    var adalogQMin: Int?
+    @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
+    var biasCorrection = false
+    @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
     @Option(help: "Images per float run during calibration.") var batch: Int = 8
     @Option(name: [.short, .customLong("output")], help: "Output JSON file.") var output: String
     @Flag(help: "No progress line on stderr.") var quiet = false
@@ -52,6 +59,17 @@ struct QuantizeModel: ParsableCommand {
         if let t = searchTokens {
             guard t >= 1 else { throw ValidationError("--search-tokens must be at least 1") }
             opts.settings.activationSearchTokens = t
+        }
+        if biasCorrection { opts.settings.biasCorrection = true }
+        if let qm = adalogQMin {
+            guard (1...10).contains(qm) else { throw ValidationError("--adalog-q-min must be in 1…10") }
+            opts.settings.adaLogQMin = qm
+        }
+        let wr = try WeightRounding.parse(weightRounding)
+        if wr != .nearest {
+            opts.settings.weightRounding = wr
+            guard gptqDampening > 0, gptqDampening.isFinite else { throw ValidationError("--gptq-dampening must be > 0") }
+            if gptqDampening != 0.01 { opts.settings.gptqDampening = gptqDampening }
         }
         if let i = searchImages {
             guard i >= 1 else { throw ValidationError("--search-images must be at least 1") }
