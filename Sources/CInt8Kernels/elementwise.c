@@ -300,6 +300,7 @@ T512 static void encode512(const float *u, size_t n, const float *tau, int32_t n
         __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
         k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(1));
         k = _mm512_mask_mov_epi32(k, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), ntv);
+        k = _mm512_min_epi32(k, _mm512_set1_epi32(255)); /* 8-bit AdaLog: code 255 doubles as the zero state */
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, k);
     }
 }
@@ -328,7 +329,7 @@ void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int3
         if (x != x) c = nt;
         else
             for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
-        codes[i] = (uint8_t)c;
+        codes[i] = (uint8_t)(c > 255 ? 255 : c); /* 8-bit AdaLog: code 255 doubles as the zero state */
     }
 }
 

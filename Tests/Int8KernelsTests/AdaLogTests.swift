@@ -23,7 +23,7 @@ struct AdaLogTests {
         #expect(t4.table[0] == Int16(30 << t4.fractionBits))
         #expect(Int(t4.table.max()!) <= 32767)
         #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 4, fractionBits: 12) }
-        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 8) }
+        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 9) }
         // value = s 2^-A M / D
         #expect(abs(t4.value(code: 3, scale: 2) - 2 * 0.5 * 22.0 / 30.0) < 1e-12)
         #expect(t4.value(code: 16, scale: 1) == 0)
