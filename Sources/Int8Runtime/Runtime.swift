@@ -302,7 +302,8 @@ public final class Session {
             }
             var qq: [(scale: Float, lo: Int32, hi: Int32)] = []
             for g in [o.query, o.key, o.value] {
-                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], -g.zeroPoint[h], top - g.zeroPoint[h])) }
+                // folded int8 q − z; an 8-bit zero point away from 128 clamps the few codes beyond int8
+                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], max(-128, -g.zeroPoint[h]), min(127, top - g.zeroPoint[h]))) }
             }
             let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
             let units = (0..<o.heads).map { h in table.map { $0.accumulatorUnit(scale: Double(o.value.scale[h])) } ?? Double(uniformP!.scale) * Double(o.value.scale[h]) }

@@ -723,14 +723,12 @@ final class Builder {
             guard case let .uniform(u)? = p else { throw no("\(what) has no uniform quantizer (kept in float?)") }
             guard u.scales.count == heads || u.scales.count == 1 else { throw no("\(what) quantizer has \(u.scales.count) scales for \(heads) heads") }
             let s = (0..<heads).map { u.scales[u.scales.count == 1 ? 0 : $0] / alpha }
-            var z = (0..<heads).map { h -> Int32 in u.symmetric ? Int32(1 << (u.bits - 1)) : Int32(u.zeroPoints[u.zeroPoints.count == 1 ? 0 : h]) }
+            let z = (0..<heads).map { h -> Int32 in u.symmetric ? Int32(1 << (u.bits - 1)) : Int32(u.zeroPoints[u.zeroPoints.count == 1 ? 0 : h]) }
             let top = (1 << u.bits) - 1
-            var moved = 0
-            for h in 0..<heads where -Int(z[h]) < -128 || top - Int(z[h]) > 127 {
-                // 8-bit: the folded int8 form needs z = 128; keep the grid (scale) and move the clipping window.
-                z[h] = 128; moved += 1
+            let clipped = (0..<heads).filter { -Int(z[$0]) < -128 || top - Int(z[$0]) > 127 }.count
+            if clipped > 0 {
+                notes.append("\(a.qkMatMul): \(what) is 8-bit with zero points ≠ 128 in \(clipped) of \(heads) heads; the runtime's folded int8 form clamps the codes more than 128 steps below or 127 above z")
             }
-            if moved > 0 { notes.append("\(a.qkMatMul): \(what) zero point set to 128 for \(moved) of \(heads) heads (8-bit folded int8 form; clipping range shifted)") }
             return UniformGroupParams(scale: s, zeroPoint: z, bits: u.bits)
         }
         let gq = try group(a.q, a.qkMatMul, alpha: qs.scale, "Q")

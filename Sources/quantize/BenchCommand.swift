@@ -23,6 +23,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs.") var iterations: Int = 50
     @Option(help: "Untimed warm-up runs.") var warmup: Int = 5
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: ".qmodel: also print the time per op kind (best of 5 runs of each op).") var profile = false
 
     func run() throws {
         guard threads >= 1, batch >= 1, iterations >= 1, warmup >= 0 else {
@@ -48,6 +49,12 @@ struct Bench: ParsableCommand {
             for _ in 0..<warmup { try s.execute(samples: batch) }
             times = []
             for _ in 0..<iterations { try clock { try s.execute(samples: batch) } }
+            if profile {
+                let p = try s.profile(Array(UnsafeBufferPointer(start: s.inputBuffer, count: s.inputShape.reduce(1, *))), repeats: 5)
+                for (kind, ms) in p.sorted(by: { $0.value > $1.value }) {
+                    FileHandle.standardError.write(String(format: "  %-18@ %8.3f ms\n", kind as NSString, ms).data(using: .utf8)!)
+                }
+            }
         } else {
             FloatKernels.threadCount = threads
             let m = try ONNXModel(contentsOf: model)
