@@ -47,10 +47,15 @@ def load_labels(path):
     return out
 
 
-def label_of(path, labels):
+def label_of(path, labels, root):
+    """ImageNet-named flat folder with a synset list, or an ImageFolder (class = sorted sub-folder index)."""
     name = os.path.basename(path)
     if labels is not None:
         return labels.get(name.split("_")[0])
+    rel = os.path.relpath(path, root).split(os.sep)
+    if len(rel) == 2:
+        classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        return classes.index(rel[0])
     return None
 
 
@@ -165,7 +170,7 @@ def main():
         files = files[: args.eval]
     c_fp = c_i8 = n = agree = 0
     for p in files:
-        lab = label_of(p, labels)
+        lab = label_of(p, labels, args.data)
         t = prep(p)
         a = int(np.argmax(fp.run(None, {in_name: t})[0]))
         b = int(np.argmax(i8.run(None, {in_name: t})[0]))

@@ -62,4 +62,12 @@ public enum Elementwise {
         }
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
     }
+
+    /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
+    /// int16 GEMMs that consume them.
+    public static func adalogDecode(_ codes: UnsafePointer<UInt8>, count: Int, table: AdaLogTable, dst: UnsafeMutablePointer<Int16>,
+                                    isa: KernelISA = .best) throws(Int8KernelError) {
+        try checkISA(isa)
+        i8k_codes_to_s16(isa.rawValue, codes, count, table.table, Int32(table.zeroCode), dst)
+    }
 }

@@ -169,11 +169,8 @@ extension Session {
         case let .adaLogLinear(name, x, y, kern, stage, rows, sc, fix):
             // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
             let count = rows * n * kern.weights.k
-            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self), codes = u8(x)
-            kern.table.table.withUnsafeBufferPointer { tb in
-                let top = tb.count - 1
-                for i in 0..<count { a16[i] = tb[min(Int(codes[i]), top)] }
-            }
+            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
+            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa) }
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
