@@ -41,41 +41,60 @@ extension Session {
 
     /// out[o] += offsets[o] · sum · scales[o] (see `RowOffset`).
     private func addRowOffset(_ fix: RowOffset, _ sum: Float, _ out: UnsafeMutablePointer<Float>, _ count: Int) {
-        fix.offsets.withUnsafeBufferPointer { off in
-            fix.scales.withUnsafeBufferPointer { sc in
-                for o in 0..<count { out[o] += Float(off[o]) * sum * sc[o] }
-            }
-        }
+        fix.factors.withUnsafeBufferPointer { f in for o in 0..<count { out[o] += f[o] * sum } }
     }
 
     /// The `RowOffset` correction of a conv: Σ x̃ over each output pixel's window (all channels for a dense conv,
     /// its own channel for a depthwise one); padding contributes 0 (it holds the zero point).
     private func convRowOffset(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafeMutableRawPointer, _ out: UnsafeMutablePointer<Float>) {
-        let c = g.inC, oc = g.outC
-        func v(_ i: Int) -> Int {
-            fix.unsigned ? Int(x.assumingMemoryBound(to: UInt8.self)[i]) - Int(fix.zero) : Int(x.assumingMemoryBound(to: Int8.self)[i])
-        }
-        let sums = buffers[fix.scratch].assumingMemoryBound(to: Int32.self)
-        if !depthwise {
-            for p in 0..<(g.inH * g.inW) { var s = 0; for ch in 0..<c { s += v(p * c + ch) }; sums[p] = Int32(clamping: s) }
-        }
-        for oy in 0..<g.outH { for ox in 0..<g.outW {
-            let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
-            let dst = out + (oy * g.outW + ox) * oc
+        if fix.unsigned { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: UInt8.self)), out) }
+        else { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: Int8.self)), out) }
+    }
+
+    private func convRowOffset<T: BinaryInteger>(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafePointer<T>,
+                                                 _ out: UnsafeMutablePointer<Float>) {
+        let c = g.inC, oc = g.outC, zero = Int32(fix.zero)
+        let factors = fix.factors
+        factors.withUnsafeBufferPointer { fb in
+            let f = fb.baseAddress!
             if depthwise {
-                for ch in 0..<c {
-                    var s = 0
-                    for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
-                        for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }; s += v((iy * g.inW + ix) * c + ch) } }
-                    dst[ch] += Float(fix.offsets[ch]) * Float(s) * fix.scales[ch]
+                var acc = [Int32](repeating: 0, count: c)
+                acc.withUnsafeMutableBufferPointer { ab in
+                    let a = ab.baseAddress!
+                    for oy in 0..<g.outH { for ox in 0..<g.outW {
+                        let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
+                        for ch in 0..<c { a[ch] = 0 }
+                        var taps: Int32 = 0
+                        for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
+                            for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }
+                                let src = x + (iy * g.inW + ix) * c
+                                for ch in 0..<c { a[ch] &+= Int32(truncatingIfNeeded: src[ch]) }
+                                taps += 1
+                            } }
+                        let dst = out + (oy * g.outW + ox) * oc
+                        let zt = taps * zero
+                        for ch in 0..<c { dst[ch] += f[ch] * Float(a[ch] &- zt) }
+                    } }
                 }
             } else {
-                var s = 0
-                for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
-                    for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }; s += Int(sums[iy * g.inW + ix]) } }
-                addRowOffset(fix, Float(s), dst, oc)
+                let sums = buffers[fix.scratch].assumingMemoryBound(to: Int32.self)
+                for p in 0..<(g.inH * g.inW) {
+                    let src = x + p * c
+                    var s: Int32 = 0
+                    for ch in 0..<c { s &+= Int32(truncatingIfNeeded: src[ch]) }
+                    sums[p] = s &- Int32(c) &* zero
+                }
+                for oy in 0..<g.outH { for ox in 0..<g.outW {
+                    let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
+                    var s: Int32 = 0
+                    for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
+                        for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }; s &+= sums[iy * g.inW + ix] } }
+                    let dst = out + (oy * g.outW + ox) * oc
+                    let sf = Float(s)
+                    for o in 0..<oc { dst[o] += f[o] * sf }
+                } }
             }
-        } }
+        }
     }
 
     private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {

@@ -58,6 +58,8 @@ struct RowOffset {
     var offsets: [Int32]
     /// Real value of one accumulator unit per output channel.
     var scales: [Float]
+    /// offsets[o]·scales[o], the factor applied to Σ x̃.
+    var factors: [Float]
     /// Zero point of the stored activation (uint8), 0 for folded int8 or table values.
     var zero: Int32
     var unsigned: Bool
@@ -220,7 +222,7 @@ public final class Session {
         }
         func fix(_ off: [Int32]?, _ acc: [Double], _ x: QuantSpec?, pixelSums: Int = 0) -> RowOffset? {
             guard let off else { return nil }
-            return RowOffset(offsets: off, scales: acc.map { Float($0) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false,
+            return RowOffset(offsets: off, scales: acc.map { Float($0) }, factors: zip(off, acc).map { Float(Double($0) * $1) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false,
                              scratch: pixelSums > 0 ? scratch(pixelSums * 4, lane: 1) : 0)
         }
         func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
