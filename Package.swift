@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "Reporting", targets: ["Reporting"]),
         .library(name: "QModel", targets: ["QModel"]),
         .library(name: "Int8Runtime", targets: ["Int8Runtime"]),
+        .library(name: "QModelExport", targets: ["QModelExport"]),
         .executable(name: "qmodel-run", targets: ["qmodel-run"]),
     ],
     dependencies: [
@@ -62,20 +63,24 @@ let package = Package(
 
         // MARK: Model file and integer runtime (no protobuf, no argument parser, no image codecs)
         .target(name: "QModel", dependencies: ["FileOutput"]),
-        .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel"]),
+        .target(name: "Int8Runtime", dependencies: ["Int8Kernels", "QModel", "CFloatKernels"]),
         .executableTarget(name: "qmodel-run", dependencies: ["Int8Runtime"]),
+        // The converter from the pipeline's QuantizedModel (+ the source graph) to a QModel; kept out of
+        // Int8Runtime so the runtime stays free of protobuf, the argument parser and image codecs.
+        .target(name: "QModelExport", dependencies: ["Quant", "ONNXGraph", "QModel", "Imaging"]),
         .executableTarget(name: "runtime-bench", dependencies: ["Int8Runtime"], path: "bench/runtime-bench"),
 
         // MARK: Reports and terminal output (Foundation only)
         .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
         // `quantize report` / `quantize demo` as a library (testable; the commands stay thin).
-        .target(name: "ReportRunner", dependencies: ["Reporting", "Quant", "Calibration", "Imaging", "ONNXGraph", "FloatEngine"]),
+        .target(name: "ReportRunner", dependencies: ["Reporting", "Quant", "Calibration", "Imaging", "ONNXGraph", "FloatEngine", "QModelExport", "Int8Runtime"]),
 
         // MARK: Executables
         .executableTarget(
             name: "quantize",
             dependencies: [
                 "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting", "ReportRunner",
+                "QModelExport", "Int8Runtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -93,6 +98,8 @@ let package = Package(
         .testTarget(name: "ReportRunnerTests", dependencies: ["ReportRunner", "Reporting", "Quant", "ONNXGraph", "OnnxProto", "CImageCodecs"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
         .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
+        .testTarget(name: "QModelExportTests", dependencies: ["QModelExport", "Int8Runtime", "Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]
 )

@@ -300,9 +300,56 @@ T512 static void encode512(const float *u, size_t n, const float *tau, int32_t n
         __mmask16 lt = _mm512_cmp_ps_mask(x, t, _CMP_LT_OQ);
         k = _mm512_mask_add_epi32(k, lt, k, _mm512_set1_epi32(1));
         k = _mm512_mask_mov_epi32(k, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), ntv);
+        k = _mm512_min_epi32(k, _mm512_set1_epi32(255)); /* 8-bit AdaLog: code 255 doubles as the zero state */
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, k);
     }
 }
+/* Many thresholds (6- and 8-bit AdaLog): estimate the code from log2(x) (the thresholds are geometric,
+ * tau_k = tau_0 * 2^(-k*step)), then one gather-checked step up and one down make it exact: the estimate is
+ * within one code of the answer, so the result equals the binary search (same threshold comparisons). */
+T512 static void encode512_geometric(const float *u, size_t n, const float *tau, int32_t nt, float l0, float inv_step, uint8_t *codes) {
+    const __m512 vl0 = _mm512_set1_ps(l0), vinv = _mm512_set1_ps(inv_step), vntf = _mm512_set1_ps((float)nt);
+    const __m512i vnt = _mm512_set1_epi32(nt), one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __m512i ntm1 = _mm512_set1_epi32(nt - 1), cap = _mm512_set1_epi32(255);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(mk, u + i);
+        __m512 e = _mm512_getexp_ps(x);
+        __m512 t = _mm512_sub_ps(_mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero), _mm512_set1_ps(1.0f));
+        /* log2(1 + t) on [0, 1): cubic, error < 0.01 (the step is >= 0.27 octaves) */
+        __m512 lg = _mm512_fmadd_ps(t, _mm512_fmadd_ps(t, _mm512_fmadd_ps(t, _mm512_set1_ps(0.2788f), _mm512_set1_ps(-0.7213f)),
+                                                        _mm512_set1_ps(1.4425f)), e);
+        __m512 est = _mm512_mul_ps(_mm512_sub_ps(vl0, lg), vinv);
+        est = _mm512_max_ps(_mm512_min_ps(est, vntf), _mm512_setzero_ps()); /* NaN -> nt */
+        __m512i c = _mm512_cvt_roundps_epi32(est, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+        c = _mm512_mask_mov_epi32(c, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LE_OQ), vnt);
+        __m512 g1 = _mm512_i32gather_ps(_mm512_min_epi32(c, ntm1), tau, 4);
+        __mmask16 up = _mm512_cmp_epi32_mask(c, vnt, _MM_CMPINT_LT) & _mm512_cmp_ps_mask(x, g1, _CMP_LT_OQ);
+        c = _mm512_mask_add_epi32(c, up, c, one);
+        __m512 g2 = _mm512_i32gather_ps(_mm512_max_epi32(_mm512_sub_epi32(c, one), zero), tau, 4);
+        __mmask16 down = _mm512_cmp_epi32_mask(c, zero, _MM_CMPINT_GT) & _mm512_cmp_ps_mask(x, g2, _CMP_GE_OQ);
+        c = _mm512_mask_sub_epi32(c, down, c, one);
+        c = _mm512_mask_mov_epi32(c, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), vnt);
+        c = _mm512_min_epi32(c, cap); /* 8-bit AdaLog: code 255 doubles as the zero state */
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+    }
+}
+
+/* True (with log2(tau_0) and 1/step) when the thresholds are geometric, checked at four points. */
+static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *inv_step) {
+    if (nt < 8 || !(tau[0] > 0) || !(tau[1] > 0) || !(tau[0] > tau[1])) return 0;
+    float a = log2f(tau[0]), step = a - log2f(tau[1]);
+    if (!(step > 0.05f)) return 0;
+    int32_t probe[2] = {nt / 2, nt - 2};
+    for (int j = 0; j < 2; j++) {
+        float v = tau[probe[j]];
+        if (!(v > 0) || fabsf((a - log2f(v)) / step - (float)probe[j]) > 0.01f) return 0;
+    }
+    *l0 = a;
+    *inv_step = 1.0f / step;
+    return 1;
+}
+
 T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
     int32_t t32[258];
     for (int32_t j = 0; j <= nt; j++) t32[j] = table[j];
@@ -319,6 +366,11 @@ T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, 
 
 void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
 #ifdef I8K_X86
+    float l0, inv_step;
+    if (isa == I8K_ISA_AVX512VNNI && nt > 32 && geometric_thresholds(tau, nt, &l0, &inv_step)) {
+        encode512_geometric(u, n, tau, nt, l0, inv_step, codes);
+        return;
+    }
     if (isa == I8K_ISA_AVX512VNNI && nt >= 1 && (nt & (nt - 1)) == 0) { encode512(u, n, tau, nt, codes); return; }
 #endif
     (void)isa;
@@ -328,7 +380,7 @@ void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int3
         if (x != x) c = nt;
         else
             for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
-        codes[i] = (uint8_t)c;
+        codes[i] = (uint8_t)(c > 255 ? 255 : c); /* 8-bit AdaLog: code 255 doubles as the zero state */
     }
 }
 

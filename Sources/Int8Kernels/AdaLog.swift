@@ -28,7 +28,7 @@ public struct AdaLogTable: Sendable, Equatable {
 
     /// Builds the tables. `fractionBits` defaults to the largest F with D·2^F ≤ 32767 (int16 table).
     public init(q: Int, bits: Int, r: Int = 37, fractionBits: Int? = nil) throws(Int8KernelError) {
-        guard (1...7).contains(bits) else { throw .invalidArgument("AdaLog bits \(bits) must be in 1...7 (2^b + 1 code states must fit a byte)") }
+        guard (1...8).contains(bits) else { throw .invalidArgument("AdaLog bits \(bits) must be in 1...8") }
         guard q > 0, r > 0 else { throw .invalidArgument("AdaLog q \(q) and r \(r) must be positive") }
         let d = (1 << (bits + 1)) - 2
         var f = 0
@@ -43,6 +43,9 @@ public struct AdaLogTable: Sendable, Equatable {
             guard v <= 32767 else { throw .invalidArgument("AdaLog table entry \(v) for code \(k) does not fit int16; lower fractionBits (\(f))") }
             a.append(ak); m.append(mk); t.append(Int16(v))
         }
+        if bits == 8, t[n - 1] != 0 {
+            throw .invalidArgument("AdaLog 8-bit table: code 255 (value \(t[n - 1])) must underflow to 0 to share its byte with the zero state; q \(q) is too small")
+        }
         t.append(0)
         self.q = q; self.r = r; self.bits = bits; self.fractionBits = f; denominator = d
         shifts = a; mantissas = m; table = t
@@ -50,8 +53,13 @@ public struct AdaLogTable: Sendable, Equatable {
 
     /// Thresholds τ_k = s·2^(−(k+½)q/r), k = 0..<2^b (descending; computed in double, stored as Float).
     /// Code = number of thresholds above the value; below the last one → zero code (adalog.md §1.3, §4.3).
+    /// At 8 bits the 257 states do not fit a byte: the last threshold is −∞, so code 255 also stands for the
+    /// zero state. Both are worth 0 in the table (2^(−255·q/r) underflows it for any q ≥ 10), so the
+    /// accumulation is unchanged.
     public func thresholds(scale: Double) -> [Float] {
-        (0..<zeroCode).map { k in Float(scale * Double.pow2(-(Double(k) + 0.5) * Double(q) / Double(r))) }
+        (0..<zeroCode).map { k in
+            bits == 8 && k == zeroCode - 1 ? -Float.infinity : Float(scale * Double.pow2(-(Double(k) + 0.5) * Double(q) / Double(r)))
+        }
     }
 
     /// Real value of a code for scale s: s · 2^(−A_k) · M_k / D (0 for the zero code).

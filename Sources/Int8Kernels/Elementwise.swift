@@ -56,7 +56,18 @@ public enum Elementwise {
     public static func adalogEncode(_ u: UnsafePointer<Float>, count: Int, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
                                     isa: KernelISA = .best) throws(Int8KernelError) {
         try checkISA(isa)
-        guard !thresholds.isEmpty, thresholds.count <= 255 else { throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255 (codes are bytes)") }
+        // 256 thresholds (8-bit AdaLog) only with a last threshold of −∞: code 255 then doubles as the zero state.
+        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
+            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
+        }
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
+    }
+
+    /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
+    /// int16 GEMMs that consume them.
+    public static func adalogDecode(_ codes: UnsafePointer<UInt8>, count: Int, table: AdaLogTable, dst: UnsafeMutablePointer<Int16>,
+                                    isa: KernelISA = .best) throws(Int8KernelError) {
+        try checkISA(isa)
+        i8k_codes_to_s16(isa.rawValue, codes, count, table.table, Int32(table.zeroCode), dst)
     }
 }

@@ -1,3 +1,5 @@
+import Dispatch
+import CFloatKernels
 import Int8Kernels
 import QModel
 #if canImport(Glibc)
@@ -37,6 +39,64 @@ extension Session {
     private func f(_ i: Int) -> UnsafeMutablePointer<Float> { buffers[i].assumingMemoryBound(to: Float.self) }
     private func u8(_ i: Int) -> UnsafeMutablePointer<UInt8> { buffers[i].assumingMemoryBound(to: UInt8.self) }
 
+    /// out[o] += offsets[o] · sum · scales[o] (see `RowOffset`).
+    private func addRowOffset(_ fix: RowOffset, _ sum: Float, _ out: UnsafeMutablePointer<Float>, _ count: Int) {
+        fix.factors.withUnsafeBufferPointer { f in for o in 0..<count { out[o] += f[o] * sum } }
+    }
+
+    /// The `RowOffset` correction of a conv: Σ x̃ over each output pixel's window (all channels for a dense conv,
+    /// its own channel for a depthwise one); padding contributes 0 (it holds the zero point).
+    private func convRowOffset(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafeMutableRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        if fix.unsigned { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: UInt8.self)), out) }
+        else { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: Int8.self)), out) }
+    }
+
+    private func convRowOffset<T: BinaryInteger>(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafePointer<T>,
+                                                 _ out: UnsafeMutablePointer<Float>) {
+        let c = g.inC, oc = g.outC, zero = Int32(fix.zero)
+        let factors = fix.factors
+        factors.withUnsafeBufferPointer { fb in
+            let f = fb.baseAddress!
+            if depthwise {
+                var acc = [Int32](repeating: 0, count: c)
+                acc.withUnsafeMutableBufferPointer { ab in
+                    let a = ab.baseAddress!
+                    for oy in 0..<g.outH { for ox in 0..<g.outW {
+                        let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
+                        for ch in 0..<c { a[ch] = 0 }
+                        var taps: Int32 = 0
+                        for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
+                            for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }
+                                let src = x + (iy * g.inW + ix) * c
+                                for ch in 0..<c { a[ch] &+= Int32(truncatingIfNeeded: src[ch]) }
+                                taps += 1
+                            } }
+                        let dst = out + (oy * g.outW + ox) * oc
+                        let zt = taps * zero
+                        for ch in 0..<c { dst[ch] += f[ch] * Float(a[ch] &- zt) }
+                    } }
+                }
+            } else {
+                let sums = buffers[fix.scratch].assumingMemoryBound(to: Int32.self)
+                for p in 0..<(g.inH * g.inW) {
+                    let src = x + p * c
+                    var s: Int32 = 0
+                    for ch in 0..<c { s &+= Int32(truncatingIfNeeded: src[ch]) }
+                    sums[p] = s &- Int32(c) &* zero
+                }
+                for oy in 0..<g.outH { for ox in 0..<g.outW {
+                    let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
+                    var s: Int32 = 0
+                    for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
+                        for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }; s &+= sums[iy * g.inW + ix] } }
+                    let dst = out + (oy * g.outW + ox) * oc
+                    let sf = Float(s)
+                    for o in 0..<oc { dst[o] += f[o] * sf }
+                } }
+            }
+        }
+    }
+
     private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
         guard let c, c != .none else { return }
         let hi: Float = c == .relu6 ? 6 : .infinity
@@ -49,68 +109,97 @@ extension Session {
             do { try body() } catch { throw .kernel(op: name, error) }
         }
         switch step {
-        case let .convFloat(_, x, y, w, bias, h, wd, c, o, kh, kw, sh, sw, pt, pl, oh, ow, clamp, sc):
-            let kk = kh * kw * c
+        case let .convFloat(_, x, y, packed, bias, h, wd, c, o, kh, kw, sh, sw, pt, pl, oh, ow, clamp, sc):
+            let kk = kh * kw * c, rows = oh * ow
             let col = f(sc)
-            w.withUnsafeBufferPointer { wb in
-                for b in 0..<n {
-                    let xin = f(x) + b * h * wd * c, out = f(y) + b * oh * ow * o
-                    for oy in 0..<oh {
-                        for ox in 0..<ow {
-                            var j = 0
-                            for ky in 0..<kh {
-                                let iy = oy * sh - pt + ky
-                                for kx in 0..<kw {
-                                    let ix = ox * sw - pl + kx
-                                    if iy < 0 || iy >= h || ix < 0 || ix >= wd {
-                                        for cc in 0..<c { col[j + cc] = 0 }
-                                    } else {
-                                        (col + j).update(from: xin + (iy * wd + ix) * c, count: c)
-                                    }
-                                    j += c
+            let (act, lo, hi): (Int32, Float, Float) = switch clamp {
+            case .none: (Int32(CFK_ACT_NONE), 0, 0)
+            case .relu: (Int32(CFK_ACT_CLAMP), 0, .infinity)
+            case .relu6: (Int32(CFK_ACT_CLAMP), 0, 6)
+            }
+            let fisa = cfk_best_isa()
+            for b in 0..<n {
+                let xin = f(x) + b * h * wd * c, out = f(y) + b * rows * o
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var j = (oy * ow + ox) * kk
+                        for ky in 0..<kh {
+                            let iy = oy * sh - pt + ky
+                            for kx in 0..<kw {
+                                let ix = ox * sw - pl + kx
+                                if iy < 0 || iy >= h || ix < 0 || ix >= wd {
+                                    (col + j).update(repeating: 0, count: c)
+                                } else {
+                                    (col + j).update(from: xin + (iy * wd + ix) * c, count: c)
                                 }
+                                j += c
                             }
-                            let dst = out + (oy * ow + ox) * o
-                            for oo in 0..<o { dst[oo] = bias[oo] + dot(wb.baseAddress! + oo * kk, col, kk) }
                         }
                     }
-                    applyClamp(clamp, out, oh * ow * o)
+                }
+                // One SGEMM over all output pixels, rows split between the threads.
+                let parts = threads <= 1 || rows < 64 ? 1 : threads
+                nonisolated(unsafe) let colp = col, outp = out, pk = packed
+                bias.withUnsafeBufferPointer { bb in
+                    nonisolated(unsafe) let bp = bb.baseAddress!
+                    parallelRows(parts) { t in
+                        let r0 = rows * t / parts, r1 = rows * (t + 1) / parts
+                        if r1 > r0 {
+                            cfk_sgemm_packed(fisa, r1 - r0, o, kk, colp + r0 * kk, kk, pk, kk * 16, outp + r0 * o, o, bp, nil, act, lo, hi, 0)
+                        }
+                    }
                 }
             }
-        case let .conv(name, x, y, kern, act, bias, stage, post):
+        case let .conv(name, x, y, kern, act, bias, stage, post, fix):
             let g = kern.geometry
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
                     try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
                 }
+                if let fix { convRowOffset(fix, g, depthwise: false, buffers[x] + b * inB, f(y) + b * outE) }
                 if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .depthwise(name, x, y, kern, act, bias, stage, post):
+        case let .depthwise(name, x, y, kern, act, bias, stage, post, fix):
             let g = kern.geometry
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
                     try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
                 }
+                if let fix { convRowOffset(fix, g, depthwise: true, buffers[x] + b * inB, f(y) + b * outE) }
                 if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .linear(name, x, y, wts, act, bias, stage, rows, post):
+        case let .linear(name, x, y, wts, act, bias, stage, rows, post, fix):
             let m = rows * n
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads)
             }
+            if let fix {
+                let xp = buffers[x], out = f(y), kk = wts.k, nn = wts.n
+                for r in 0..<m {
+                    var sum = 0
+                    if fix.unsigned { let p = xp.assumingMemoryBound(to: UInt8.self) + r * kk; for j in 0..<kk { sum += Int(p[j]) }; sum -= kk * Int(fix.zero) }
+                    else { let p = xp.assumingMemoryBound(to: Int8.self) + r * kk; for j in 0..<kk { sum += Int(p[j]) } }
+                    addRowOffset(fix, Float(sum), out + r * nn, nn)
+                }
+            }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
+        case let .adaLogLinear(name, x, y, kern, stage, rows, sc, fix):
             // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
             let count = rows * n * kern.weights.k
-            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self), codes = u8(x)
-            kern.table.table.withUnsafeBufferPointer { tb in
-                let top = tb.count - 1
-                for i in 0..<count { a16[i] = tb[min(Int(codes[i]), top)] }
-            }
+            let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
+            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa) }
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
+            }
+            if let fix {
+                let kk = kern.weights.k, nn = kern.weights.n, out = f(y)
+                for r in 0..<(rows * n) {
+                    var sum = 0
+                    for j in 0..<kk { sum += Int(a16[r * kk + j]) }
+                    addRowOffset(fix, Float(sum), out + r * nn, nn)
+                }
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
             try k(name) { () throws(Int8KernelError) in
@@ -193,13 +282,9 @@ extension Session {
     }
 }
 
-/// Float dot product with four independent partial sums (pinned order).
-@inline(__always) func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-    var i = 0
-    while i + 4 <= n { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; i += 4 }
-    while i < n { s0 += a[i] * b[i]; i += 1 }
-    return (s0 + s1) + (s2 + s3)
+/// Runs `body(0..<parts)` on up to `parts` threads.
+func parallelRows(_ parts: Int, _ body: @Sendable (Int) -> Void) {
+    if parts <= 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
 }
 
 extension Session {

@@ -1,5 +1,6 @@
 // Executes a QModel on the integer kernels (adalog.md §4, pragmatic path).
 import Int8Kernels
+import CFloatKernels
 @_exported import QModel
 #if canImport(Glibc)
 import Glibc
@@ -33,12 +34,13 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
 
 /// One prepared step: kernels packed, output stages built, buffers resolved.
 enum Step {
-    case convFloat(name: String, x: Int, y: Int, weights: [Float], bias: [Float], h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int,
+    /// Float conv on the image (patch embed, 8-bit stem): im2col rows × weights packed once for the float SGEMM.
+    case convFloat(name: String, x: Int, y: Int, packed: UnsafeMutablePointer<Float>, bias: [Float], h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int,
                    sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int, clamp: Clamp, scratch: Int)
-    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
-    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
-    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?)
-    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
+    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?, fix: RowOffset?)
+    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?, fix: RowOffset?)
+    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, fix: RowOffset?)
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int, fix: RowOffset?)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, heads: Int, d: Int, t: Int, qkvQ: [(scale: Float, lo: Int32, hi: Int32)],
                    logitScales: [Float], table: AdaLogTable?, uniformP: UniformParams?, stages: [OutputStage], scratch: Int, headScratch: Int)
@@ -52,6 +54,22 @@ enum Step {
     case classPosition(name: String, x: Int, y: Int, t: Int, c: Int, cls: [Float], pos: [Float])
     case copy(name: String, x: Int, y: Int, bytes: Int)
     case maxPool(name: String, x: Int, y: Int, dtype: DType, h: Int, w: Int, c: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int)
+}
+
+/// The zero-point correction of 8-bit weight rows stored as W − 128 (W − z leaves int8): the float output of
+/// output channel o gets `offsets[o] · Σ x̃ · scales[o]`, where Σ x̃ runs over the inputs feeding it (the row
+/// for linear layers, the window for convs) with the activation zero point removed.
+struct RowOffset {
+    var offsets: [Int32]
+    /// Real value of one accumulator unit per output channel.
+    var scales: [Float]
+    /// offsets[o]·scales[o], the factor applied to Σ x̃.
+    var factors: [Float]
+    /// Zero point of the stored activation (uint8), 0 for folded int8 or table values.
+    var zero: Int32
+    var unsigned: Bool
+    /// Scratch for per-pixel channel sums (dense convs).
+    var scratch: Int = 0
 }
 
 /// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
@@ -213,7 +231,15 @@ public final class Session {
         let name = op.name
         func T(_ n: String) -> TensorInfo { model.tensors[tensorIndex[n]!] }
         func I(_ n: String) -> Int { tensorIndex[n]! }
-        func wvals(_ w: WeightRef) -> ([Int8], [Float]) { (model.foldedWeights(w) ?? [], floats(w.scales)) }
+        func wvals(_ w: WeightRef) -> ([Int8], [Float], [Int32]?) {
+            let r = model.weightsWithRowOffset(w)
+            return (r?.ints ?? [], floats(w.scales), r?.rowOffset)
+        }
+        func fix(_ off: [Int32]?, _ acc: [Double], _ x: QuantSpec?, pixelSums: Int = 0) -> RowOffset? {
+            guard let off else { return nil }
+            return RowOffset(offsets: off, scales: acc.map { Float($0) }, factors: zip(off, acc).map { Float(Double($0) * $1) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false,
+                             scratch: pixelSums > 0 ? scratch(pixelSums * 4, lane: 1) : 0)
+        }
         func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
             do { return try body() } catch { throw .kernel(op: name, error) }
         }
@@ -221,15 +247,18 @@ public final class Session {
         case let .conv2d(o):
             let x = T(o.input), y = T(o.output)
             let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2]), oc = y.shape[2]
-            let (wq, ws) = wvals(o.weight)
+            let (wq, ws, off) = wvals(o.weight)
             let kk = o.kernel[0] * o.kernel[1] * (c / o.groups)
             if x.dtype == .float32 {
                 var wf = [Float](repeating: 0, count: wq.count)
-                for oo in 0..<oc { for j in 0..<kk { wf[oo * kk + j] = Float(wq[oo * kk + j]) * ws[oo] } }
+                for oo in 0..<oc { for j in 0..<kk { wf[oo * kk + j] = Float(Int32(wq[oo * kk + j]) + (off?[oo] ?? 0)) * ws[oo] } }
                 let b = o.bias.map(floats) ?? [Float](repeating: 0, count: oc)
-                return .convFloat(name: name, x: I(o.input), y: I(o.output), weights: wf, bias: b, h: h, w: w, c: c, o: oc,
+                let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(16, Int(cfk_packed_b_size(kk, oc))))
+                owned.append(UnsafeMutableRawPointer(packed))
+                cfk_pack_b(wf, kk, 1, kk, oc, packed)   // Bᵀ = W [O][K]
+                return .convFloat(name: name, x: I(o.input), y: I(o.output), packed: packed, bias: b, h: h, w: w, c: c, o: oc,
                                   kh: o.kernel[0], kw: o.kernel[1], sh: o.stride[0], sw: o.stride[1], pt: o.pads[0], pl: o.pads[1],
-                                  oh: y.shape[0], ow: y.shape[1], clamp: o.clamp, scratch: scratch(kk * 4))
+                                  oh: y.shape[0], ow: y.shape[1], clamp: o.clamp, scratch: scratch(y.shape[0] * y.shape[1] * kk * 4))
             }
             let xq = try QuantSpec(x)
             var g = ConvGeometry(inH: h, inW: w, inC: c, outC: oc, kernelH: o.kernel[0], kernelW: o.kernel[1], groups: o.groups)
@@ -239,34 +268,44 @@ public final class Session {
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             if o.groups == 1 {
                 let kern = try k { () throws(Int8KernelError) in try Conv2DInt8(geometry: g, weights: wq) }
-                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post,
+                             fix: fix(off, acc, xq, pixelSums: h * w))
             }
             // depthwise: [C][kh][kw][1] → [kh][kw][C]
             let khw = o.kernel[0] * o.kernel[1]
             var dw = [Int8](repeating: 0, count: wq.count)
             for ch in 0..<c { for j in 0..<khw { dw[j * c + ch] = wq[ch * khw + j] } }
             let kern = try k { () throws(Int8KernelError) in try DepthwiseConv2DInt8(geometry: g, weights: dw) }
-            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post,
+                              fix: fix(off, acc, xq))
         case let .linear(o):
             let x = T(o.input), y = T(o.output)
             let kk = x.shape.last!, n = y.shape.last!
             let xq = try QuantSpec(x)
-            let (wq, ws) = wvals(o.weight)
+            let (wq, ws, off) = wvals(o.weight)
             let packed = try k { () throws(Int8KernelError) in try PackedInt8Weights(weights: wq, k: kk, n: n, layout: .outputMajor) }
-            let (st, ib, post) = try stage(for: y, accScale: ws.map { Double(xq.scale) * Double($0) }, bias: o.bias.map(floats), clamp: o.clamp, op: name)
+            let acc = ws.map { Double(xq.scale) * Double($0) }
+            let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             return .linear(name: name, x: I(o.input), y: I(o.output), weights: packed, act: xq.activation, bias: ib, stage: st,
-                           rows: x.elementCount / kk, post: post)
+                           rows: x.elementCount / kk, post: post, fix: fix(off, acc, xq))
         case let .adaLogLinear(o):
             let x = T(o.input), y = T(o.output)
             guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }
             let kk = x.shape.last!, n = y.shape.last!
-            let (wq, ws) = wvals(o.weight)
-            let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
-            let kern = try k { () throws(Int8KernelError) in try AdaLogLinear(weights: wq, inFeatures: kk, outFeatures: n, table: table) }
+            let (wq, ws, off) = wvals(o.weight)
+            // Largest table precision F whose worst case K·max|W|·max L stays inside int32 (adalog.md §4.8 choice of F).
+            var table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
+            let maxW = wq.map { abs(Int($0)) }.max() ?? 0
+            while table.fractionBits > 0, kk * maxW * Int(table.table.map { abs(Int($0)) }.max() ?? 0) >= Int(Int32.max) {
+                let f = table.fractionBits - 1
+                table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r, fractionBits: f) }
+            }
+            let t = table
+            let kern = try k { () throws(Int8KernelError) in try AdaLogLinear(weights: wq, inFeatures: kk, outFeatures: n, table: t) }
             let unit = table.accumulatorUnit(scale: Double(a.scale))
             let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
             return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk,
-                                 scratch: scratch(batch * x.elementCount * 2))
+                                 scratch: scratch(batch * x.elementCount * 2), fix: fix(off, ws.map { Double($0) * unit }, nil))
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!
             return .layerNormQuantize(name: name, x: I(o.input), y: I(o.output), gamma: floats(o.gamma), beta: floats(o.beta), eps: o.epsilon,
@@ -280,7 +319,8 @@ public final class Session {
             }
             var qq: [(scale: Float, lo: Int32, hi: Int32)] = []
             for g in [o.query, o.key, o.value] {
-                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], -g.zeroPoint[h], top - g.zeroPoint[h])) }
+                // folded int8 q − z; an 8-bit zero point away from 128 clamps the few codes beyond int8
+                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], max(-128, -g.zeroPoint[h]), min(127, top - g.zeroPoint[h]))) }
             }
             let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
             let units = (0..<o.heads).map { h in table.map { $0.accumulatorUnit(scale: Double(o.value.scale[h])) } ?? Double(uniformP!.scale) * Double(o.value.scale[h]) }

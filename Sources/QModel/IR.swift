@@ -203,6 +203,18 @@ extension QModel {
     }
 }
 
+extension QModel {
+    /// Int8 weights plus, when W − z leaves int8 (8-bit asymmetric rows), a per-row offset: the real folded weight is
+    /// `ints[o][k] + rowOffset[o]` with `ints = W − 128` and `rowOffset = 128 − z`. The runtime adds
+    /// `rowOffset[o]·Σ_k x̃[k]` to the accumulator (nil offset: the weights fold exactly into int8).
+    public func weightsWithRowOffset(_ w: WeightRef) -> (ints: [Int8], rowOffset: [Int32]?)? {
+        if let f = foldedWeights(w) { return (f, nil) }
+        guard let zn = w.zeroPoints, let c = constant(w.weights), c.dtype == .uint8, let raw = c.unsignedValues(),
+              let z = constant(zn)?.int32Values(), !z.isEmpty, raw.count % z.count == 0, z.allSatisfy({ (0...255).contains($0) }) else { return nil }
+        return (raw.map { Int8(Int($0) - 128) }, z.map { 128 - $0 })
+    }
+}
+
 /// Output clamp fused into a producer (ReLU / ReLU6 of CNNs).
 public enum Clamp: String, Codable, Sendable { case none, relu, relu6 }
 

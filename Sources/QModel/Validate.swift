@@ -63,7 +63,9 @@ extension QModel {
                 guard (2...8).contains(w.bits), (c.dtype != .int4 && c.dtype != .uint4) || w.bits <= 4 else { throw fail("\(where_): weight bits \(w.bits) invalid for \(c.dtype.rawValue)") }
                 if let z = w.zeroPoints {
                     _ = try const(z, [.int32], rows)
-                    guard foldedWeights(w) != nil else { throw fail("\(where_): weights '\(w.weights)' minus zero points '\(z)' leave the int8 range (fold needs ≤ 7-bit weights)") }
+                    guard let (_, offset) = weightsWithRowOffset(w) else { throw fail("\(where_): weights '\(w.weights)' minus zero points '\(z)' leave the int8 range (fold needs ≤ 7-bit weights, or 8-bit uint8 codes)") }
+                    // 8-bit rows whose W − z leaves int8 get a per-row correction the runtime applies to float outputs only.
+                    if offset != nil, out.dtype != .float32 { throw fail("\(where_): 8-bit weights '\(w.weights)' whose W − z leaves int8 need a float output (the zero-point correction is applied after dequantization)") }
                 }
                 let s = try const(w.scales, [.float32], rows)
                 guard let sv = s.floats(), sv.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw fail("\(where_): weight scales '\(w.scales)' must be finite and > 0") }
@@ -96,7 +98,7 @@ extension QModel {
                 try expect(Array(x.shape.dropLast()) == Array(out.shape.dropLast()), "leading dims differ: \(x.shape) → \(out.shape)")
                 if case .adaLogLinear = op {
                     try expect(x.dtype == .code && out.dtype == .float32, "input must be AdaLog codes and the output float32")
-                    if case let .adaLog(a)? = x.quantizer { try expect(a.bits <= 7, "AdaLog bits \(a.bits) > 7") }
+                    if case let .adaLog(a)? = x.quantizer { try expect(a.bits <= 8, "AdaLog bits \(a.bits) > 8") }
                 } else {
                     try expect(quantized(x), "input must be int8 or uint8 (quantized)")
                     try expect(out.dtype == .float32 || quantized(out), "output must be float32, int8 or uint8")
@@ -115,8 +117,9 @@ extension QModel {
                 for (n, g) in [("query", o.query), ("key", o.key), ("value", o.value)] {
                     try expect(g.scale.count == o.heads && g.zeroPoint.count == o.heads, "\(n) quantizer needs \(o.heads) scales and zero points")
                     try expect((2...8).contains(g.bits) && g.scale.allSatisfy { $0.isFinite && $0 > 0 }, "\(n) quantizer needs bits 2...8 and finite scales > 0")
-                    try expect(g.zeroPoint.allSatisfy { $0 >= 0 && Int($0) < 1 << g.bits && -Int($0) >= -128 && (1 << g.bits) - 1 - Int($0) <= 127 },
-                               "\(n) zero points must keep the folded range [−z, 2^b−1−z] inside int8")
+                    // (at 8 bits the runtime clamps the folded values q − z to int8: only codes beyond ±127 from z differ)
+                    try expect(g.zeroPoint.allSatisfy { $0 >= 0 && Int($0) < 1 << g.bits },
+                               "\(n) zero points must be in [0, 2^bits)")
                 }
                 switch o.probabilities {
                 case let .adaLog(a):
@@ -166,8 +169,8 @@ extension QModel {
     }
 
     private func checkAdaLog(_ a: AdaLogParams, _ w: String) throws(QModelError) {
-        guard (1...7).contains(a.bits), a.q > 0, a.q <= 1024, a.r > 0, a.r <= 1024, a.scale.isFinite, a.scale > 0, a.shift.isFinite else {
-            throw .invalidGraph("\(w): AdaLog quantizer \(a) needs bits 1...7, q and r in 1...1024, a finite scale > 0 and a finite shift")
+        guard (1...8).contains(a.bits), a.q > 0, a.q <= 1024, a.r > 0, a.r <= 1024, a.scale.isFinite, a.scale > 0, a.shift.isFinite else {
+            throw .invalidGraph("\(w): AdaLog quantizer \(a) needs bits 1...8, q and r in 1...1024, a finite scale > 0 and a finite shift")
         }
     }
 }

@@ -7,6 +7,8 @@ import FloatEngine
 import Calibration
 import Quant
 import Reporting
+import QModelExport
+import Int8Runtime
 
 /// Why a report run could not start or finish, with what the user can do about it.
 public enum ReportRunError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -57,6 +59,8 @@ public struct ReportConfiguration: Sendable {
     /// Per-layer SQNR is measured on this many of the evaluation images (the first ones).
     public var sqnrImages = 16
     public var toolVersion = "0.1.0"
+    /// Also convert one setting to an int8 model (.qmodel), write it to `path` and evaluate it on the integer runtime.
+    public var int8Export: Int8Export?
 
     public init(modelPath: String, calibrationFolder: String, dataFolder: String, labels: String? = nil,
                 bits: [BitSetting], methods: [QuantMethod], preset: String? = nil) {
@@ -68,6 +72,14 @@ public struct ReportConfiguration: Sendable {
         self.methods = methods
         self.preset = preset
     }
+}
+
+/// Which setting of a report to write as an int8 model, and where.
+public struct Int8Export: Sendable {
+    public var bits: BitSetting
+    public var method: QuantMethod
+    public var path: String
+    public init(bits: BitSetting, method: QuantMethod, path: String) { self.bits = bits; self.method = method; self.path = path }
 }
 
 /// Receives progress: a bar per stage (`label`, `total`); the runner advances and finishes it.
@@ -212,6 +224,7 @@ public enum ReportRunner {
         var results: [ResultRow] = []
         var layers: [LayerRow] = []
         var ops: [String: String] = [:]
+        var int8Notes: [String] = []
         for node in qGraph.nodes { ops[node.name] = node.opType }
         for method in c.methods {
             for bits in c.bits {
@@ -269,6 +282,35 @@ public enum ReportRunner {
                 }
                 sim.session.observer = nil
                 ebar.finish()
+                if let ex = c.int8Export, ex.bits == bits, ex.method == method {
+                    let g1 = try QModelExporter.prepare(m.graph, for: q)
+                    let names = ds.classNames.count == (qGraph.outputs.first.map { $0.shape.reduce(1, *) / max(qGraph.batch, 1) } ?? 0) ? ds.classNames : []
+                    let r = try QModelExporter.export(q, graph: g1, name: "\(URL(fileURLWithPath: c.modelPath).deletingPathExtension().lastPathComponent)-\(bits)",
+                                                      classNames: names)
+                    try QModelFile.write(r.model, to: ex.path)
+                    // Evaluate the written file on the integer runtime, against the simulation's predictions.
+                    let session = try Session(model: try QModelFile.load(path: ex.path), batch: b)
+                    let hw = spec.size * spec.size
+                    var i8top1 = 0, agree = 0, seen = 0
+                    for k in 0..<batches {
+                        let (x, labs) = try batch(k)
+                        let dst = session.inputBuffer
+                        for s in 0..<labs.count { for ch in 0..<3 { for j in 0..<hw { dst[(s * hw + j) * 3 + ch] = x[(s * 3 + ch) * hw + j] } } }
+                        try session.execute(samples: labs.count)
+                        let classes = session.outputShapes[0].reduce(1, *)
+                        let out = UnsafeBufferPointer(start: session.outputBuffer(0), count: labs.count * classes)
+                        for (i, label) in labs.enumerated() {
+                            let t = topKIndices(ArraySlice(out[(i * classes)..<((i + 1) * classes)]), 1).first ?? -1
+                            if t == qTop1[seen] { agree += 1 }
+                            if let label, t == label { i8top1 += 1 }
+                            seen += 1
+                        }
+                    }
+                    int8Notes.append(String(format: "Int8 model (%@ %@) written to %@: top-1 %.2f %% on the integer runtime, top-1 agreement with the simulation %.2f %%.",
+                                            bits.description as NSString, method.rawValue as NSString, ex.path as NSString,
+                                            pct(i8top1, labelled), pct(agree, seen)))
+                    progress.note(int8Notes.last!)
+                }
                 let row = ResultRow(bits: bits, method: method.rawValue, top1: pct(top1, labelled), top5: pct(top5, labelled),
                                     agreement: ReportMetrics.agreement(floatTop1: floatTop1, quantizedTop1: qTop1),
                                     sizeBytes: modelSizeBytes(model: q, graph: qGraph), calibrationSeconds: calSeconds)
@@ -296,6 +338,7 @@ public enum ReportRunner {
             meta.notes.append("The \(excluded) calibration images drawn from the evaluation folder were left out of the evaluation.")
         }
         meta.notes.append("Per-layer SQNR measured on the first \(min(c.sqnrImages, n)) evaluation images: each layer's output in the fake-quant simulation against the float model's, so errors of earlier layers are included.")
+        meta.notes += int8Notes
         meta.notes.append("Model size: quantized weights at their bit width plus 4 bytes per scale and zero point, other constants as float32; activation quantizer parameters not counted.")
         let name = URL(fileURLWithPath: c.modelPath).deletingPathExtension().lastPathComponent
         return QuantReport(model: name, float: floatAcc, results: results, layers: layers, metadata: meta)

@@ -8,16 +8,20 @@ import Quant
 /// `quantize eval MODEL --data DIR`: float top-1/top-5 accuracy over a labelled image set.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Top-1/top-5 accuracy of a float model (.onnx) or a quantized one (.json, fake-quant simulation).",
+        abstract: "Top-1/top-5 accuracy of a float model (.onnx), a quantized one (.json, fake-quant simulation) or an int8 model (.qmodel).",
         discussion: """
             Example: quantize eval vit_tiny_patch16_224.onnx --data imagenet-sample --labels imagenet-synsets.txt --preset vit
             Quantized: quantize eval vit-w4a4.json --data imagenet-sample --labels imagenet-synsets.txt
             (the preprocessing recorded in the JSON is used, and the calibration images are left out unless
             --include-calibration). JSON keys: model, images, top1, top5 (percent), seconds; for quantized models
             also floatTop1, floatTop5, agreement (top-1 agreement with float, percent) and layerSQNR (dB).
+            Int8: quantize eval vit-w8a8.qmodel --data DIR --labels L --simulation vit-w8a8.json runs the integer model
+            and the JSON's simulation side by side (keys simulationTop1, simulationAgreement, maxLogitDifference).
             """)
 
-    @Argument(help: "ONNX model file, or the JSON written by `quantize MODEL.onnx … -o OUT.json`.") var model: String
+    @Argument(help: "ONNX model file, the JSON written by `quantize MODEL.onnx … -o OUT.json`, or an int8 .qmodel.") var model: String
+    @Option(help: "Int8 models: also run this quantized JSON's fake-quant simulation on the same images and report agreement (its calibration images are left out).")
+    var simulation: String?
     @Option(help: "Quantized models: images used for per-layer SQNR (the first N evaluated).") var sqnrImages: Int = 16
     @Flag(help: "Quantized models: also evaluate the calibration images.") var includeCalibration = false
     @Option(help: "Image folder (ImageFolder layout, or flat files named by synset with --labels).") var data: String
@@ -31,6 +35,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if model.lowercased().hasSuffix(".json") { return try runQuantized() }
+        if isQModel(model) { return try runInt8() }
         let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let spec = try preprocessSpec(preset: preset, graph: m.graph)
         let ds = try ImageDataset.open(data, labels: labels)
@@ -177,6 +182,88 @@ extension Eval {
             let worst = layers.sorted { db[$0]! < db[$1]! }.prefix(8)
             print("lowest per-layer output SQNR (dB, first \(min(sqnrImages, n)) images): " +
                   worst.map { String(format: "%@ %.1f", $0 as NSString, db[$0]!) }.joined(separator: ", "))
+        }
+    }
+}
+
+extension Eval {
+    /// Evaluates an int8 model on the integer runtime, optionally next to the fake-quant simulation it came from.
+    func runInt8() throws {
+        var ds = try ImageDataset.open(data, labels: labels)
+        guard ds.isLabelled else { throw ValidationError("'\(data)' has no labels: use an ImageFolder layout or pass --labels") }
+        var sim: QuantSimulator? = nil
+        var excluded = 0
+        let q = try simulation.map { try QuantizedModel.load(from: $0) }
+        if let q, !includeCalibration {
+            let cal = Set(q.calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+            let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
+            excluded = ds.count - kept.count
+            ds = ImageDataset(root: ds.root, layout: ds.layout, items: kept, classNames: ds.classNames)
+        }
+        let n = min(limit ?? ds.count, ds.count)
+        guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
+        let b = min(batch, n)
+        let c = try Int8Classifier(path: model, batch: b, preset: preset)
+        if let q {
+            let m = try ONNXModel(contentsOf: q.sourceModel)
+            var g = try m.graph.specialized(batch: b)
+            if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
+            sim = try QuantSimulator(model: q, graph: g)
+        }
+        let per = 3 * c.size * c.size
+        let start = Date()
+        var top1 = 0, top5 = 0, stop1 = 0, agree = 0, counted = 0, seen = 0
+        var maxDiff = 0.0, maxLogit = 0.0
+        var i = 0
+        let progress = ProgressLine(enabled: true)
+        while i < n {
+            let r = i..<min(i + b, n)
+            var (x, labs) = try ds.batch(r, spec: c.spec)
+            if r.count < b { x += [Float](repeating: 0, count: (b - r.count) * per) }
+            let il = try c.run(nchw: x, n: b)
+            let sl = try sim?.session.run(x)
+            let classes = il.count / b
+            for (k, label) in labs.enumerated() {
+                let row = Array(il[(k * classes)..<((k + 1) * classes)])
+                let t = topK(row, 5)
+                if let sl {
+                    let srow = Array(sl[(k * classes)..<((k + 1) * classes)])
+                    if topK(srow, 1).first == t.first { agree += 1 }
+                    for j in 0..<classes { maxDiff = max(maxDiff, Double(abs(row[j] - srow[j]))); maxLogit = max(maxLogit, Double(abs(srow[j]))) }
+                    if let label, topK(srow, 1).first == label { stop1 += 1 }
+                }
+                seen += 1
+                guard let label else { continue }
+                if t.first == label { top1 += 1 }
+                if t.contains(label) { top5 += 1 }
+                counted += 1
+            }
+            i = r.upperBound
+            progress.show(String(format: "eval %d/%d  int8 top1 %.1f%%", i, n, Double(top1) * 100 / Double(max(counted, 1))))
+        }
+        progress.finish()
+        let secs = Date().timeIntervalSince(start)
+        func pct(_ v: Int, _ d: Int) -> Double { Double(v) * 100 / Double(max(d, 1)) }
+        if json {
+            var obj: [String: Any] = ["model": model, "images": counted, "top1": pct(top1, counted), "top5": pct(top5, counted), "seconds": secs,
+                                      "excludedCalibrationImages": excluded]
+            if sim != nil {
+                obj["simulation"] = simulation!
+                obj["simulationTop1"] = pct(stop1, counted)
+                obj["simulationAgreement"] = pct(agree, seen)
+                obj["maxLogitDifference"] = maxDiff
+                obj["maxAbsLogit"] = maxLogit
+            }
+            let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+        } else {
+            var line = String(format: "%@ (int8): %d images, top-1 %.2f %%, top-5 %.2f %%", model as NSString, counted, pct(top1, counted), pct(top5, counted))
+            if sim != nil {
+                line += String(format: " | simulation top-1 %.2f %% | int8 vs simulation top-1 agreement %.2f %%, max |logit difference| %.4f (max |logit| %.2f)",
+                               pct(stop1, counted), pct(agree, seen), maxDiff, maxLogit)
+            }
+            if excluded > 0 { line += " | \(excluded) calibration images left out" }
+            print(line + String(format: " (%.1f s)", secs))
         }
     }
 }

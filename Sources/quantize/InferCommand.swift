@@ -7,13 +7,13 @@ import FloatEngine
 /// `quantize infer MODEL IMAGE...`: float top-k predictions for image files.
 struct Infer: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the float model on images and print the top-k classes.",
+        abstract: "Run a model (.onnx float, .qmodel int8) on images and print the top-k classes.",
         discussion: """
             Example: quantize infer vit_tiny_patch16_224.onnx cat.jpg --preset vit --top 5
             Class names are ImageNet's when the model has 1000 outputs.
             """)
 
-    @Argument(help: "ONNX model file.") var model: String
+    @Argument(help: "ONNX model file, or an int8 model (.qmodel; its header's preprocessing and class names are used).") var model: String
     @Argument(help: "Image files (JPEG or PNG).") var images: [String]
     @Option(help: "Preprocessing preset (vit, imagenet, cifar10, efficientnet-lite0). Default: cifar10 for 32×32 inputs, else imagenet.")
     var preset: String?
@@ -24,20 +24,31 @@ struct Infer: ParsableCommand {
 
     func run() throws {
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
-        let m = try ONNXModel(contentsOf: model, limits: resources.limits)
-        let spec = try preprocessSpec(preset: preset, graph: m.graph)
-        let session = try FloatSession(graph: m.graph, batch: 1, limits: resources.limits)
+        let spec: PreprocessSpec
+        let runOne: ([Float]) throws -> [Float]
+        var headerNames: [String] = []
+        if isQModel(model) {
+            let c = try Int8Classifier(path: model, batch: 1, preset: preset)
+            spec = c.spec
+            headerNames = c.model.classNames
+            runOne = { x in try c.run(nchw: x, n: 1) }
+        } else {
+            let m = try ONNXModel(contentsOf: model, limits: resources.limits)
+            spec = try preprocessSpec(preset: preset, graph: m.graph)
+            let session = try FloatSession(graph: m.graph, batch: 1, limits: resources.limits)
+            runOne = { x in try session.run(x) }
+        }
         var all: [Float] = []
         var results: [[String: Any]] = []
         var classes = 0
         for path in images {
             let x = try Preprocessor.tensor(fileAt: path, spec: spec)
-            let logits = try session.run(x)
+            let logits = try runOne(x)
             classes = logits.count
             all += logits
             let probs = softmax(logits)
             let order = topK(logits, top)
-            let names = classNames(count: logits.count)
+            let names = headerNames.count == logits.count ? headerNames : classNames(count: logits.count)
             if json {
                 results.append(["image": path, "top": order.map { ["class": $0, "name": names?[$0] ?? String($0), "logit": Double(logits[$0]), "probability": Double(probs[$0])] }])
             } else {

@@ -10,12 +10,14 @@ import Quant
 struct QuantizeModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Calibrate a model and search its quantization parameters (written as JSON).",
+        abstract: "Calibrate a model and search its quantization parameters (written as JSON, or as an int8 .qmodel).",
         discussion: """
             Example: quantize vit_tiny_patch16_224.onnx --calib imagenet-sample --bits W4A4 --preset vit -o vit-w4a4.json
             Methods: adalog (AdaLog paper's full method), uniform-minmax (per-row min-max weights, per-tensor
             min-max activations). The JSON holds the plan, every quantizer, the folds, the source model path and
             SHA-256, the preprocessing and the calibration file list; `quantize eval OUT.json --data DIR` simulates it.
+            With -o OUT.qmodel the integer model is written instead (run it with quantize infer/eval/bench or
+            qmodel-run); `quantize export OUT.json -o OUT.qmodel` converts a saved JSON.
             """)
 
     @Argument(help: "ONNX model file.") var model: String
@@ -42,7 +44,7 @@ struct QuantizeModel: ParsableCommand {
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
     @Option(help: "Images per float run during calibration.") var batch: Int = 8
-    @Option(name: [.short, .customLong("output")], help: "Output JSON file.") var output: String
+    @Option(name: [.short, .customLong("output")], help: "Output file: .json (quantization parameters) or .qmodel (int8 model).") var output: String
     @Flag(help: "No progress line on stderr.") var quiet = false
     @Flag(help: "Print each layer's search time and candidate count.") var verbose = false
     @OptionGroup var resources: ResourceOptions
@@ -101,7 +103,12 @@ struct QuantizeModel: ParsableCommand {
             progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
         }
         progress.finish()
-        try q.write(to: output)
+        if isQModel(output) {
+            let outputs = g.outputs.first.map { $0.shape.reduce(1, *) / max(g.batch, 1) } ?? 0
+            _ = try writeInt8Model(q, onnx: m, to: output, classNames: exportClassNames(outputs: outputs, calibrationFolder: calib))
+        } else {
+            try q.write(to: output)
+        }
         if verbose {
             for l in q.layers {
                 print(String(format: "  %-45@ %-34@ %6d candidates %7.2f s", l.layer as NSString, l.kind as NSString, l.evaluations, l.seconds))

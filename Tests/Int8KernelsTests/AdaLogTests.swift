@@ -5,6 +5,23 @@ import Testing
 
 @Suite("AdaLog tables, codes, attention and fc2")
 struct AdaLogTests {
+    @Test("8-bit codes: the byte 255 is both code 255 and the zero state, both worth 0")
+    func eightBit() throws {
+        let t = try AdaLogTable(q: 10, bits: 8)
+        #expect(t.table.count == 257 && t.table[255] == 0 && t.table[256] == 0)
+        let tau = t.thresholds(scale: 1)
+        #expect(tau.count == 256 && tau[255] == -.infinity)
+        let u: [Float] = [1, 0.5, 1e-30, 0, -1e-7, .nan]
+        for isa in KernelISA.supported {
+            var codes = [UInt8](repeating: 0, count: u.count)
+            try Elementwise.adalogEncode(u, count: u.count, thresholds: tau, codes: &codes, isa: isa)
+            #expect(codes[0] == 0 && codes[1] == 4, "\(isa)")   // −log2(0.5)·r/q = 3.7 → code 4
+            #expect(codes[2...].allSatisfy { $0 == 255 }, "\(isa): \(codes)")
+        }
+        var one = [UInt8](repeating: 0, count: 1)
+        #expect(throws: Int8KernelError.self) { try Elementwise.adalogEncode([1], count: 1, thresholds: [Float](repeating: 1, count: 256), codes: &one) }
+    }
+
     @Test("tables match the worked examples of adalog.md §1.3")
     func tables() throws {
         let t3 = try AdaLogTable(q: 18, bits: 3)
@@ -23,7 +40,7 @@ struct AdaLogTests {
         #expect(t4.table[0] == Int16(30 << t4.fractionBits))
         #expect(Int(t4.table.max()!) <= 32767)
         #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 4, fractionBits: 12) }
-        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 8) }
+        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 9) }
         // value = s 2^-A M / D
         #expect(abs(t4.value(code: 3, scale: 2) - 2 * 0.5 * 22.0 / 30.0) < 1e-12)
         #expect(t4.value(code: 16, scale: 1) == 0)
