@@ -80,7 +80,7 @@ let package = Package(
             name: "quantize",
             dependencies: [
                 "Imaging", "ONNXGraph", "FloatEngine", "Calibration", "Quant", "Int8Kernels", "Reporting", "ReportRunner",
-                "QModelExport", "Int8Runtime",
+                "QModelExport", "Int8Runtime", "FileOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
