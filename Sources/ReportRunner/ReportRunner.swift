@@ -58,6 +58,9 @@ public struct ReportConfiguration: Sendable {
     public var batch = 8
     /// Per-layer SQNR is measured on this many of the evaluation images (the first ones).
     public var sqnrImages = 16
+    /// Search cost knobs, as `quantize --search-tokens/--search-images` (nil: exact search on all rows/images).
+    public var searchTokens: Int?
+    public var searchImages: Int?
     public var toolVersion = "0.1.0"
     /// Also convert one setting to an int8 model (.qmodel), write it to `path` and evaluate it on the integer runtime.
     public var int8Export: Int8Export?
@@ -231,6 +234,8 @@ public enum ReportRunner {
                 let setting = "\(bits) \(method.rawValue)"
                 var opts = PipelineOptions(plan: PlanOptions(bits: bits))
                 opts.method = method
+                if let t = c.searchTokens { opts.settings.activationSearchTokens = t }
+                opts.attentionSearchImages = c.searchImages
                 let sbar = progress.bar("\(setting) calibrate+search", total: 100, unit: "%")
                 let t0 = Date()
                 let q = try QuantizationPipeline.run(graph: qGraph, calibration: cal, options: opts,
@@ -338,6 +343,9 @@ public enum ReportRunner {
             meta.notes.append("The \(excluded) calibration images drawn from the evaluation folder were left out of the evaluation.")
         }
         meta.notes.append("Per-layer SQNR measured on the first \(min(c.sqnrImages, n)) evaluation images: each layer's output in the fake-quant simulation against the float model's, so errors of earlier layers are included.")
+        if c.searchTokens != nil || c.searchImages != nil {
+            meta.notes.append("Searches shortened: activation candidates scored on \(c.searchTokens.map { "\($0) sampled token rows" } ?? "all token rows"), attention searches on \(c.searchImages.map { "\($0)" } ?? "all") calibration images.")
+        }
         meta.notes += int8Notes
         meta.notes.append("Model size: quantized weights at their bit width plus 4 bytes per scale and zero point, other constants as float32; activation quantizer parameters not counted.")
         let name = URL(fileURLWithPath: c.modelPath).deletingPathExtension().lastPathComponent

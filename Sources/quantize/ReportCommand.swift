@@ -52,6 +52,10 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Evaluate only the first N images.") var limit: Int?
     @Option(help: "Images per model run.") var batch: Int = 8
     @Option(help: "Per-layer SQNR on the first N evaluation images.") var sqnrImages: Int = 16
+    @Option(help: "Score activation candidates of linear layers on this many sampled token rows (default: all rows, exact).")
+    var searchTokens: Int?
+    @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many calibration images (default: all, exact).")
+    var searchImages: Int?
     @Option(help: "Output folder.") var out: String = "quantize-out/report"
     @OptionGroup var output: OutputOptions
 
@@ -69,6 +73,10 @@ struct ReportCommand: ParsableCommand {
         c.limit = limit
         c.batch = batch
         c.sqnrImages = sqnrImages
+        if let t = searchTokens, t < 1 { throw ValidationError("--search-tokens must be at least 1") }
+        if let i = searchImages, i < 1 { throw ValidationError("--search-images must be at least 1") }
+        c.searchTokens = searchTokens
+        c.searchImages = searchImages
         return c
     }
 
