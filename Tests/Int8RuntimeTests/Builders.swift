@@ -1,7 +1,9 @@
 // Tiny hand-built integer networks (ViT block, CNN) plus a plain-Swift fake-quant simulation of the same
 // quantized networks (the oracle, adalog.md §4.10): quantizers are min-max calibrated on the first sample.
+// The qmodel fuzzer builds its seeds from this same file (fuzz/Sources/fuzz-qmodel/Builders.swift is a link to
+// it), so it uses only the runtime's public API.
 import Foundation
-@testable import Int8Runtime
+import Int8Runtime
 import QModel
 
 struct Rng {
