@@ -99,12 +99,7 @@ extension Eval {
         var ds = try ImageDataset.open(data, labels: labels)
         guard ds.isLabelled else { throw ValidationError("'\(data)' has no labels: use an ImageFolder layout or pass --labels") }
         var excluded = 0
-        if !includeCalibration {
-            let cal = Set(q.calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
-            let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
-            excluded = ds.count - kept.count
-            ds = ImageDataset(root: ds.root, layout: ds.layout, items: kept, classNames: ds.classNames)
-        }
+        if !includeCalibration { excluded = leaveOut(q.calibrationFiles, from: &ds) }
         let n = min(limit ?? ds.count, ds.count)
         guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
         let b = min(batch, n)
@@ -194,12 +189,7 @@ extension Eval {
         var sim: QuantSimulator? = nil
         var excluded = 0
         let q = try simulation.map { try QuantizedModel.load(from: $0) }
-        if let q, !includeCalibration {
-            let cal = Set(q.calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
-            let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
-            excluded = ds.count - kept.count
-            ds = ImageDataset(root: ds.root, layout: ds.layout, items: kept, classNames: ds.classNames)
-        }
+        if let q, !includeCalibration { excluded = leaveOut(q.calibrationFiles, from: &ds) }
         let n = min(limit ?? ds.count, ds.count)
         guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
         let b = min(batch, n)
@@ -266,4 +256,13 @@ extension Eval {
             print(line + String(format: " (%.1f s)", secs))
         }
     }
+}
+
+/// Removes the calibration images from an evaluation dataset (paths compared after standardizing); returns how many.
+private func leaveOut(_ calibrationFiles: [String], from ds: inout ImageDataset) -> Int {
+    let cal = Set(calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+    let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
+    let removed = ds.count - kept.count
+    ds = ImageDataset(root: ds.root, layout: ds.layout, items: kept, classNames: ds.classNames)
+    return removed
 }
