@@ -221,35 +221,10 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
     }
 }
 
-/* ---------------- quantize into int16 ---------------- */
-#ifdef I8K_X86
-T512 static void quantize_s16_512(const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
-    const __m512 sc = _mm512_set1_ps(scale), lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 mk = (__mmask16)(n - i >= 16 ? 0xFFFF : ((1u << (n - i)) - 1));
-        __m512 r = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(mk, x + i), sc), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        r = _mm512_min_ps(_mm512_max_ps(r, lo), hi); /* max(NaN, lo) = lo */
-        _mm512_mask_cvtepi32_storeu_epi16(dst + i, mk, _mm512_cvtps_epi32(r));
-    }
-}
-#endif
-
+/* ---------------- Q, K, V into int16 ---------------- */
 void i8k_quantize_s16_groups(int isa, const float *x, size_t rows, size_t groups, size_t d, const float *scale,
                              const int32_t *qmin, const int32_t *qmax, int16_t *dst) {
     for (size_t r = 0; r < rows; r++)
         for (size_t g = 0; g < groups; g++)
             i8k_quantize_s16(isa, x + (r * groups + g) * d, d, scale[g], qmin[g], qmax[g], dst + (r * groups + g) * d);
-}
-
-void i8k_quantize_s16(int isa, const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
-#ifdef I8K_X86
-    if (isa == I8K_ISA_AVX512VNNI) { quantize_s16_512(x, n, scale, qmin, qmax, dst); return; }
-#endif
-    (void)isa;
-    for (size_t i = 0; i < n; i++) {
-        float r = rintf(x[i] / scale);
-        if (!(r >= (float)qmin)) r = (float)qmin; /* NaN -> qmin */
-        if (r > (float)qmax) r = (float)qmax;
-        dst[i] = (int16_t)r;
-    }
 }

@@ -156,6 +156,24 @@ void i8k_quantize(int isa, const float *x, size_t n, float scale, int32_t zero, 
     }
 }
 
+#ifdef I8K_X86
+T512 static void quantize_s16_512(const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
+    __m512 sc = _mm512_set1_ps(scale), z = _mm512_setzero_ps(), lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_cvtepi32_storeu_epi16(dst + i, mk, quant512(_mm512_maskz_loadu_ps(mk, x + i), sc, z, lo, hi));
+    }
+}
+#endif
+
+void i8k_quantize_s16(int isa, const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { quantize_s16_512(x, n, scale, qmin, qmax, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) dst[i] = (int16_t)quant1(x[i], scale, 0, qmin, qmax);
+}
+
 void i8k_dequantize(int isa, const void *q, int in_unsigned, size_t n, float scale, int32_t zero, float *dst) {
 #ifdef I8K_X86
     if (isa == I8K_ISA_AVX512VNNI) { dequantize512(q, in_unsigned, n, scale, zero, dst); return; }

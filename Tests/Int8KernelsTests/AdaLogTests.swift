@@ -277,6 +277,28 @@ struct AdaLogTests {
         }
     }
 
+    @Test("Q/K/V into int16 per group: round half to even, clamp to each group's bounds, NaN → qmin; all ISAs agree", arguments: testISAs)
+    func quantizeGroups(isa: KernelISA) throws {
+        var g = SplitMix(5)
+        let rows = 7, d = 19, scales: [Float] = [0.05, 0.5, 0.01], lo: [Int32] = [-200, -8, 0], hi: [Int32] = [55, 7, 255]
+        var x = (0..<(rows * 3 * d)).map { _ in Float.random(in: -12...12, using: &g) }
+        x[0] = .nan; x[1] = 0.025; x[2] = 0.075; x[3] = -0.025; x[d] = .infinity; x[2 * d] = -.infinity
+        for threads in [1, 2] {
+            var got = [Int16](repeating: 0, count: x.count)
+            try Elementwise.quantizeInt16Groups(x, rows: rows, groupSize: d, scales: scales, qmin: lo, qmax: hi, dst: &got, isa: isa, threads: threads)
+            for i in 0..<x.count {
+                let gi = (i / d) % 3
+                let r = (x[i] / scales[gi]).rounded(.toNearestOrEven)
+                let want = x[i].isNaN ? lo[gi] : Int32(max(Float(lo[gi]), min(Float(hi[gi]), r)))
+                #expect(Int32(got[i]) == want, "isa \(isa) i \(i) x \(x[i])")
+            }
+        }
+        #expect(throws: Int8KernelError.self) {
+            var out = [Int16](repeating: 0, count: 3 * d)
+            try Elementwise.quantizeInt16Groups(x, rows: 1, groupSize: d, scales: scales, qmin: lo, qmax: [55, 7, 40000], dst: &out, isa: isa)
+        }
+    }
+
     @Test("bad shapes and mismatched stages are refused")
     func refusals() throws {
         let table = try AdaLogTable(q: 20, bits: 4)
