@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
     @Argument(help: "ONNX model file, the JSON written by `quantize MODEL.onnx … -o OUT.json`, or an int8 .qmodel.") var model: String
     @Option(help: "Int8 models: also run this quantized JSON's fake-quant simulation on the same images and report agreement (its calibration images are left out).")
     var simulation: String?
-    @Flag(help: ArgumentHelp("Int8 models with --simulation: also run the simulation a second time, unfused and on inputs scaled by (1 + 1e-6), and report how often the two simulations agree (key simulationFloorAgreement).",
+    @Flag(help: ArgumentHelp("Int8 models with --simulation: also run the simulation a second time, unfused and on inputs scaled by (1 + 1e-6), and report how often the two simulations agree (keys simulationFloorAgreement, perturbedSimulationTop1).",
                               discussion: "A quantized network is a step function, so float rounding alone changes some predictions: this floor is the agreement any implementation that is not bit-identical to the simulation can expect."))
     var floor = false
     @Option(help: "Quantized models: images used for per-layer SQNR (the first N evaluated).") var sqnrImages: Int = 16
@@ -209,7 +209,7 @@ extension Eval {
         }
         let per = 3 * c.size * c.size
         let start = Date()
-        var top1 = 0, top5 = 0, stop1 = 0, agree = 0, floorAgree = 0, counted = 0, seen = 0
+        var top1 = 0, top5 = 0, stop1 = 0, ptop1 = 0, agree = 0, floorAgree = 0, counted = 0, seen = 0
         var maxDiff = 0.0, maxLogit = 0.0
         var i = 0
         let progress = ProgressLine(enabled: true)
@@ -229,7 +229,11 @@ extension Eval {
                     if topK(srow, 1).first == t.first { agree += 1 }
                     for j in 0..<classes { maxDiff = max(maxDiff, Double(abs(row[j] - srow[j]))); maxLogit = max(maxLogit, Double(abs(srow[j]))) }
                     if let label, topK(srow, 1).first == label { stop1 += 1 }
-                    if let pl, topK(Array(pl[(k * classes)..<((k + 1) * classes)]), 1).first == topK(srow, 1).first { floorAgree += 1 }
+                    if let pl {
+                        let p1 = topK(Array(pl[(k * classes)..<((k + 1) * classes)]), 1).first
+                        if p1 == topK(srow, 1).first { floorAgree += 1 }
+                        if let label, p1 == label { ptop1 += 1 }
+                    }
                 }
                 seen += 1
                 guard let label else { continue }
@@ -252,7 +256,7 @@ extension Eval {
                 obj["simulationAgreement"] = pct(agree, seen)
                 obj["maxLogitDifference"] = maxDiff
                 obj["maxAbsLogit"] = maxLogit
-                if perturbed != nil { obj["simulationFloorAgreement"] = pct(floorAgree, seen) }
+                if perturbed != nil { obj["simulationFloorAgreement"] = pct(floorAgree, seen); obj["perturbedSimulationTop1"] = pct(ptop1, counted) }
             }
             let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: d, as: UTF8.self))
@@ -261,7 +265,9 @@ extension Eval {
             if sim != nil {
                 line += String(format: " | simulation top-1 %.2f %% | int8 vs simulation top-1 agreement %.2f %%, max |logit difference| %.4f (max |logit| %.2f)",
                                pct(stop1, counted), pct(agree, seen), maxDiff, maxLogit)
-                if perturbed != nil { line += String(format: " | floor (simulation vs itself, perturbed) %.2f %%", pct(floorAgree, seen)) }
+                if perturbed != nil {
+                    line += String(format: " | floor: perturbed simulation top-1 %.2f %%, agreement with the simulation %.2f %%", pct(ptop1, counted), pct(floorAgree, seen))
+                }
             }
             if excluded > 0 { line += " | \(excluded) calibration images left out" }
             print(line + String(format: " (%.1f s)", secs))
