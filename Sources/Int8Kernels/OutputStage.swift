@@ -78,9 +78,13 @@ final class OutputParams: @unchecked Sendable {
         return p
     }
 
-    init(stage: OutputStage, n: Int, bias: [Int32]?, aZero: Int32, colsum: [Int32]?) throws(Int8KernelError) {
+    /// `rowCoef`: per-column coefficient c[n] of the weight zero-point term c[n]·rowsum[m] (the row sums are bound per
+    /// call into `raw.row_sum`); nil when the weights fold exactly.
+    init(stage: OutputStage, n: Int, bias: [Int32]?, aZero: Int32, colsum: [Int32]?, rowCoef: [Int32]? = nil) throws(Int8KernelError) {
         if let bias, bias.count != n { throw .sizeMismatch(what: "bias", expected: n, got: bias.count) }
+        if let rowCoef, rowCoef.count != n { throw .sizeMismatch(what: "weight zero-point offsets", expected: n, got: rowCoef.count) }
         raw.a_zero = aZero
+        if let rowCoef { raw.row_coef = UnsafePointer(copy(rowCoef, count: n)) }
         if let bias { raw.bias = UnsafePointer(copy(bias, count: n)) }
         if aZero != 0, let colsum { raw.colsum = UnsafePointer(copy(colsum, count: n)) }
         switch stage {
