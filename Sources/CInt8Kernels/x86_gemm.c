@@ -234,7 +234,7 @@ typedef struct {
     __m512i rmask[3], rthr[3];            /* double rounding: RDPOT mask 2^e − 1 and mask >> 1 */
     __m512i te[3], to[3], re[3], ro[3];   /* single rounding: 64-bit shift counts and rounding addends (even/odd) */
     __m512 sc[3], fb[3];
-    __m512i lo, hi, zp;
+    __m512i lo, hi, zp, lo64, hi64;
     __mmask16 mk[3], m_min[3];
     int any_left[3];
     int kind, rounding, has_fb;
@@ -252,6 +252,8 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
     e->lo = _mm512_set1_epi32(o->qmin - o->out_zero);
     e->hi = _mm512_set1_epi32(o->qmax - o->out_zero);
     e->zp = _mm512_set1_epi32(o->out_zero);
+    e->lo64 = _mm512_set1_epi64((int64_t)o->qmin - o->out_zero);
+    e->hi64 = _mm512_set1_epi64((int64_t)o->qmax - o->out_zero);
     for (size_t j = 0; j < 3; j++) {
         size_t c0 = 16 * j, cn = c0 >= nr ? 0 : (nr - c0 < 16 ? nr - c0 : 16);
         __mmask16 mk = (__mmask16)((1u << cn) - 1);
@@ -305,6 +307,20 @@ I8K_INLINE T512 void ep512_f32(const ep512 *e, int j, __m512i v, char *dst) {
     if (e->mk[j] == 0xFFFF) _mm512_storeu_ps(d, f);
     else _mm512_mask_storeu_ps(d, e->mk[j], f);
 }
+/* single rounding, requantize-to-8-bit fast form: the 64-bit results are clamped straight to [qmin, qmax] − zero point
+ * (equal to saturating to int32 first, since that range lies inside int32) */
+I8K_INLINE T512 void ep512_q8s(const ep512 *e, int j, __m512i v, char *dst) {
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, e->m[j]), e->re[j]);
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
+    pe = _mm512_srav_epi64(pe, e->te[j]);
+    po = _mm512_srav_epi64(po, e->to[j]);
+    pe = _mm512_max_epi64(_mm512_min_epi64(pe, e->hi64), e->lo64);
+    po = _mm512_max_epi64(_mm512_min_epi64(po, e->hi64), e->lo64);
+    __m512i r = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), e->zp);
+    uint8_t *d = (uint8_t *)dst + 16 * j;
+    if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
+    else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
+}
 I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
     __m512i r;
     if (e->rounding == I8K_ROUND_SINGLE) {
@@ -333,7 +349,8 @@ I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
 
 /* u8 microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd
  * elements of size es). */
-I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const uint8_t *A, size_t lda,
+/* Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch */
+I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const int Q8S, const uint8_t *A, size_t lda,
                                    const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, const int32_t *rs,
                                    char *dst, size_t ldd_bytes) {
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
@@ -376,6 +393,11 @@ I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, con
             if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
             if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
         }
+    }
+    if (Q8S) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) ep512_q8s(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
+        return;
     }
     switch (ep->kind) {
     case I8K_OUT_INT32:
@@ -420,18 +442,29 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
         const size_t KG = K / 4, KR = K % 4;
         ep512 ep;
         ep512_setup(&ep, out, n0, nr);
+        const int q8s = (out->kind == I8K_OUT_INT8 || out->kind == I8K_OUT_UINT8) && out->rounding == I8K_ROUND_SINGLE;
         const size_t ldb = ldd * es;
         for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
             const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
             const uint8_t *a = A + m0 * lda;
             const int32_t *rs = ep.row_sum ? ep.row_sum + m0 : NULL;
             char *d = (char *)dst + m0 * ldb;
-            if (a_signed) {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+            if (q8s) {
+                if (a_signed) {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                }
+            } else if (a_signed) {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }
@@ -839,61 +872,106 @@ TAVX2 void i8k_row_sums_avx2(const uint8_t *A, size_t lda, size_t m, size_t K, i
 /* x~ = x - z in int16 (32 channels per zmm), two taps interleaved with vpunpck{l,h}wd, one vpmaddwd per 16 channels
  * against the packed weight pairs (layout: i8k_dw_pack), int32 accumulators; an out-of-bounds tap is x~ = 0
  * (padding equals the zero point). The unpack order is undone with one permute per 16 output channels. */
+/* a tap under a load mask: lanes outside `mk` (all of them for a tap outside the input) give x~ = 0 */
+I8K_INLINE T512 __m512i dw_tapm512(const int XS, const uint8_t *p, __mmask32 mk, __m512i z16) {
+    __m256i r = _mm256_maskz_loadu_epi8(mk, p);
+    __m512i x = XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
+    return _mm512_maskz_sub_epi16(mk, x, z16);
+}
+
 I8K_INLINE T512 __m512i dw_tap512(const int XS, const uint8_t *p, __mmask32 mk, __m512i z16) {
     __m256i r = _mm256_maskz_loadu_epi8(mk, p);
     __m512i x = XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
     return _mm512_sub_epi16(x, z16);
 }
 
+/* one pair of taps into the (unpack-ordered) accumulators */
+#define DW_PAIR(x0, x1, wq)                                                                                            \
+    do {                                                                                                               \
+        lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), _mm512_loadu_si512(wq)));           \
+        hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), _mm512_loadu_si512((wq) + 32)));    \
+    } while (0)
+
+/* T = KH*KW <= I8K_DW_MAXT taps (the dispatcher checks). Interior pixels (every tap in bounds) read the taps at fixed
+ * offsets from one base pointer (the pair loop unrolls for 3x3 and 5x5); border pixels substitute x~ = 0. */
+#define I8K_DW_MAXT 64
 I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int XS, const uint8_t *in, int32_t a_zero,
                                          size_t H, size_t W, size_t C, const int16_t *wp, size_t KH, size_t KW, size_t sh,
                                          size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t oy, size_t ox0,
-                                         size_t np, int32_t *acc) {
+                                         size_t np, const i8k_output *o, char *dst) {
+    const size_t es = i8k_out_elsize(o);
     const size_t kh = KHc ? (size_t)KHc : KH, kw = KWc ? (size_t)KWc : KW;
-    const size_t P = (kh * kw + 1) / 2;
+    const size_t T = kh * kw, P = (T + 1) / 2, TP = T / 2;
     const __m512i z16 = _mm512_set1_epi16((short)a_zero);
     const __m512i zero = _mm512_setzero_si512();
     const __m512i idx0 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
     const __m512i idx1 = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+    size_t off[I8K_DW_MAXT];
+    for (size_t ky = 0; ky < kh; ky++)
+        for (size_t kx = 0; kx < kw; kx++) off[ky * kw + kx] = ((ky * dh) * W + kx * dw) * C;
+    unsigned char tky[I8K_DW_MAXT], tkx[I8K_DW_MAXT];
+    for (size_t t = 0; t < T; t++) { tky[t] = (unsigned char)(t / kw); tkx[t] = (unsigned char)(t % kw); }
+    const long iy0 = (long)(oy * sh) - (long)ph;
+    const int row_inside = iy0 >= 0 && iy0 + (long)((kh - 1) * dh) < (long)H;
+    uint64_t rowm = 0;
+    for (size_t ky = 0; ky < kh; ky++) {
+        const long iy = iy0 + (long)(ky * dh);
+        if (iy >= 0 && iy < (long)H) rowm |= (uint64_t)1 << ky;
+    }
     for (size_t cb = 0; cb < C; cb += 32) {
         const size_t cn = C - cb < 32 ? C - cb : 32;
         const __mmask32 mk = cn == 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << cn) - 1);
         const int16_t *wb = wp + (cb / 32) * P * 64;
+        /* fused output stage: the per-channel constants of this block once, then straight from the registers */
+        ep512 ep;
+        ep512_setup(&ep, o, cb, cn);
         for (size_t p = 0; p < np; p++) {
             const size_t ox = ox0 + p;
-            __m512i lo = zero, hi = zero, pend = zero;
-            int have = 0;
-            const int16_t *w = wb;
-            for (size_t ky = 0; ky < kh; ky++) {
-                const long iy = (long)(oy * sh + ky * dh) - (long)ph;
-                const int rowin = iy >= 0 && iy < (long)H;
-                for (size_t kx = 0; kx < kw; kx++) {
-                    const long ix = (long)(ox * sw + kx * dw) - (long)pw;
-                    __m512i v = (rowin && ix >= 0 && ix < (long)W)
-                                    ? dw_tap512(XS, in + ((size_t)iy * W + (size_t)ix) * C + cb, mk, z16) : zero;
-                    if (!have) { pend = v; have = 1; }
-                    else {
-                        lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(pend, v), _mm512_loadu_si512(w)));
-                        hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(pend, v), _mm512_loadu_si512(w + 32)));
-                        w += 64;
-                        have = 0;
-                    }
+            const long ix0 = (long)(ox * sw) - (long)pw;
+            __m512i lo = zero, hi = zero;
+            if (row_inside && ix0 >= 0 && ix0 + (long)((kw - 1) * dw) < (long)W) {
+                const uint8_t *base = in + ((size_t)iy0 * W + (size_t)ix0) * C + cb;
+                for (size_t q = 0; q < TP; q++) {
+                    __m512i x0 = dw_tap512(XS, base + off[2 * q], mk, z16);
+                    __m512i x1 = dw_tap512(XS, base + off[2 * q + 1], mk, z16);
+                    DW_PAIR(x0, x1, wb + q * 64);
                 }
+                if (T & 1) DW_PAIR(dw_tap512(XS, base + off[T - 1], mk, z16), zero, wb + TP * 64);
+            } else {
+                /* border pixel: the same fixed offsets from a (possibly out-of-range) base, each tap loaded under a
+                 * mask that is empty when the tap is outside the input (masked loads do not fault) and x~ zeroed */
+                uint64_t colm = 0;
+                for (size_t kx = 0; kx < kw; kx++) {
+                    const long ix = ix0 + (long)(kx * dw);
+                    if (ix >= 0 && ix < (long)W) colm |= (uint64_t)1 << kx;
+                }
+                /* integer address arithmetic: the base may lie outside the input (never dereferenced there) */
+                const uintptr_t base = (uintptr_t)in + (uintptr_t)((iy0 * (long)W + ix0) * (long)C + (long)cb);
+#define DW_VALID(t) ((rowm >> tky[t]) & (colm >> tkx[t]) & 1)
+#define DW_TAPM(t) dw_tapm512(XS, (const uint8_t *)(base + (uintptr_t)off[t]), DW_VALID(t) ? mk : 0, z16)
+                for (size_t q = 0; q < TP; q++) {
+                    __m512i x0 = DW_TAPM(2 * q), x1 = DW_TAPM(2 * q + 1);
+                    DW_PAIR(x0, x1, wb + q * 64);
+                }
+                if (T & 1) DW_PAIR(DW_TAPM(T - 1), zero, wb + TP * 64);
+#undef DW_TAPM
+#undef DW_VALID
             }
-            if (have) {
-                lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(pend, zero), _mm512_loadu_si512(w)));
-                hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(pend, zero), _mm512_loadu_si512(w + 32)));
-            }
-            int32_t *a = acc + p * C + cb;
-            __m512i o0 = _mm512_permutex2var_epi32(lo, idx0, hi), o1 = _mm512_permutex2var_epi32(lo, idx1, hi);
-            if (cn == 32) { _mm512_storeu_si512(a, o0); _mm512_storeu_si512(a + 16, o1); }
-            else {
-                _mm512_mask_storeu_epi32(a, (__mmask16)(cn >= 16 ? 0xFFFF : (1u << cn) - 1), o0);
-                if (cn > 16) _mm512_mask_storeu_epi32(a + 16, (__mmask16)((1u << (cn - 16)) - 1), o1);
+            __m512i o0 = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, idx0, hi), ep.add[0]);
+            __m512i o1 = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, idx1, hi), ep.add[1]);
+            char *d = dst + ((ox0 + p) * C + cb) * es;
+            switch (ep.kind) {
+            case I8K_OUT_INT32: ep512_i32(&ep, 0, o0, d); if (cn > 16) ep512_i32(&ep, 1, o1, d); break;
+            case I8K_OUT_FLOAT: ep512_f32(&ep, 0, o0, d); if (cn > 16) ep512_f32(&ep, 1, o1, d); break;
+            default:
+                if (ep.rounding == I8K_ROUND_SINGLE) { ep512_q8s(&ep, 0, o0, d); if (cn > 16) ep512_q8s(&ep, 1, o1, d); }
+                else { ep512_q8(&ep, 0, o0, d); if (cn > 16) ep512_q8(&ep, 1, o1, d); }
+                break;
             }
         }
     }
 }
+#undef DW_PAIR
 
 T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
                                        const int16_t *wp, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
@@ -901,20 +979,15 @@ T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t 
     i8k_output o = *out;
     o.a_zero = 0;
     o.row_coef = NULL; o.row_sum = NULL;
-    enum { CAP = 8192 };
-    int32_t acc[CAP] __attribute__((aligned(64)));
-    const size_t es = i8k_out_elsize(&o);
-    const size_t px = CAP / C;   /* C <= CAP (checked by the dispatcher) */
-    for (size_t ox0 = 0; ox0 < OW; ox0 += px) {
-        const size_t np = OW - ox0 < px ? OW - ox0 : px;
-#define DWP(KHV, KWV, XSV) dw_packed_pixels512(KHV, KWV, XSV, in, a_zero, H, W, C, wp, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox0, np, acc)
+    {
+        const size_t ox0 = 0, np = OW;
+#define DWP(KHV, KWV, XSV) dw_packed_pixels512(KHV, KWV, XSV, in, a_zero, H, W, C, wp, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox0, np, &o, (char *)dst)
         if (a_signed) {
             if (KH == 3 && KW == 3) DWP(3, 3, 1); else if (KH == 5 && KW == 5) DWP(5, 5, 1); else DWP(0, 0, 1);
         } else {
             if (KH == 3 && KW == 3) DWP(3, 3, 0); else if (KH == 5 && KW == 5) DWP(5, 5, 0); else DWP(0, 0, 0);
         }
 #undef DWP
-        i8k_output_avx512(acc, C, np, C, &o, 0, (char *)dst + ox0 * C * es, C);
     }
 }
 #endif
