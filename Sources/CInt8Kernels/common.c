@@ -375,7 +375,8 @@ void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_z
                            const int16_t *w, const int16_t *packed, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph,
                            size_t pw, size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
 #ifdef I8K_X86
-    if (isa == I8K_ISA_AVX512VNNI && packed && C <= 8192 && KH * KW <= 64) {
+    if (isa == I8K_ISA_AVX512VNNI && packed && C <= 8192 && KH * KW <= 64 &&
+        (a_signed ? (a_zero >= -128 && a_zero <= 127) : (a_zero >= 0 && a_zero <= 255))) {
         i8k_dwconv_row_packed_avx512(in, a_signed, a_zero, H, W, C, packed, KH, KW, sh, sw, ph, pw, dh, dw, OW, oy, out, dst);
         return;
     }

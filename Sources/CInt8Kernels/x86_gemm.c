@@ -830,6 +830,30 @@ T512 void i8k_row_sums_avx512(const uint8_t *A, size_t lda, size_t m, size_t K, 
     const __m512i z = _mm512_setzero_si512();
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const uint32_t off = (uint32_t)zero * (uint32_t)K + (a_signed ? 128u * (uint32_t)K : 0u);
+    if (K <= 16) {
+        /* short rows (1x1 convs on few channels, the stem's patches): one 128-bit vpsadbw per row */
+        const __mmask16 mk = (__mmask16)((1u << K) - 1);
+        const __m128i fl = _mm_set1_epi8((char)0x80), z1 = _mm_setzero_si128();
+        for (size_t i = 0; i < m; i++) {
+            __m128i v = _mm_maskz_loadu_epi8(mk, A + i * lda);
+            if (a_signed) v = _mm_maskz_mov_epi8(mk, _mm_xor_si128(v, fl));
+            __m128i sd = _mm_sad_epu8(v, z1);
+            dst[i] = (int32_t)((uint32_t)(_mm_cvtsi128_si32(sd) + _mm_extract_epi32(sd, 2)) - off);
+        }
+        return;
+    }
+    if (K <= 32) {
+        const __mmask32 mk = (__mmask32)(K == 32 ? 0xFFFFFFFFu : (1u << K) - 1);
+        const __m256i fl = _mm256_set1_epi8((char)0x80), z1 = _mm256_setzero_si256();
+        for (size_t i = 0; i < m; i++) {
+            __m256i v = _mm256_maskz_loadu_epi8(mk, A + i * lda);
+            if (a_signed) v = _mm256_maskz_mov_epi8(mk, _mm256_xor_si256(v, fl));
+            __m256i sd = _mm256_sad_epu8(v, z1);
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sd), _mm256_extracti128_si256(sd, 1));
+            dst[i] = (int32_t)((uint32_t)(_mm_cvtsi128_si32(h) + _mm_extract_epi32(h, 2)) - off);
+        }
+        return;
+    }
     for (size_t i = 0; i < m; i++) {
         const uint8_t *a = A + i * lda;
         __m512i acc = z;
@@ -869,22 +893,20 @@ TAVX2 void i8k_row_sums_avx2(const uint8_t *A, size_t lda, size_t m, size_t K, i
     }
 }
 /* ======================= depthwise, packed tap pairs (AVX-512BW vpmaddwd) ======================= */
-/* x~ = x - z in int16 (32 channels per zmm), two taps interleaved with vpunpck{l,h}wd, one vpmaddwd per 16 channels
- * against the packed weight pairs (layout: i8k_dw_pack), int32 accumulators; an out-of-bounds tap is x~ = 0
- * (padding equals the zero point). The unpack order is undone with one permute per 16 output channels. */
-/* a tap under a load mask: lanes outside `mk` (all of them for a tap outside the input) give x~ = 0 */
-I8K_INLINE T512 __m512i dw_tapm512(const int XS, const uint8_t *p, __mmask32 mk, __m512i z16) {
-    __m256i r = _mm256_maskz_loadu_epi8(mk, p);
-    __m512i x = XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
-    return _mm512_maskz_sub_epi16(mk, x, z16);
+/* x in int16 (32 channels per zmm), two taps interleaved with vpunpck{l,h}wd, one vpmaddwd per 16 channels against
+ * the packed weight pairs (layout: i8k_dw_pack), int32 accumulators started at −z·Σ_t w_t, so the sum is
+ * Σ_t (x_t − z)·w_t; an out-of-bounds tap reads x = z (padding equals the zero point) and adds 0. |x|, |w| ≤ 255, so a
+ * pair sum stays below 2^17 and 32 pairs below 2^22. The unpack order is undone with one permute per 16 channels. */
+/* a tap as int16 x (no zero-point subtraction): lanes outside `mk` (all of them for a tap outside the input) read the
+ * zero point z from `zb`, so that they contribute z·w, which the per-channel correction −z·Σ_t w_t cancels */
+I8K_INLINE T512 __m512i dw_tapz512(const int XS, const uint8_t *p, __mmask32 mk, __m256i zb) {
+    __m256i r = _mm256_mask_loadu_epi8(zb, mk, p);
+    return XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
 }
-
-I8K_INLINE T512 __m512i dw_tap512(const int XS, const uint8_t *p, __mmask32 mk, __m512i z16) {
-    __m256i r = _mm256_maskz_loadu_epi8(mk, p);
-    __m512i x = XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
-    return _mm512_sub_epi16(x, z16);
+I8K_INLINE T512 __m512i dw_tapf512(const int XS, const uint8_t *p) {
+    __m256i r = _mm256_loadu_si256((const __m256i *)p);
+    return XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
 }
-
 /* one pair of taps into the (unpack-ordered) accumulators */
 #define DW_PAIR(x0, x1, wq)                                                                                            \
     do {                                                                                                               \
@@ -902,8 +924,9 @@ I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int
     const size_t es = i8k_out_elsize(o);
     const size_t kh = KHc ? (size_t)KHc : KH, kw = KWc ? (size_t)KWc : KW;
     const size_t T = kh * kw, P = (T + 1) / 2, TP = T / 2;
-    const __m512i z16 = _mm512_set1_epi16((short)a_zero);
+    const __m256i zb = _mm256_set1_epi8((char)a_zero);
     const __m512i zero = _mm512_setzero_si512();
+    const __m512i ones16 = _mm512_set1_epi16(1), negz = _mm512_set1_epi32(-a_zero);
     const __m512i idx0 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
     const __m512i idx1 = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
     size_t off[I8K_DW_MAXT];
@@ -925,18 +948,36 @@ I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int
         /* fused output stage: the per-channel constants of this block once, then straight from the registers */
         ep512 ep;
         ep512_setup(&ep, o, cb, cn);
+        /* −z·Σ_t w_t per channel (unpack order): every tap reads x, not x − z (padding reads z) */
+        __m512i corr_lo = zero, corr_hi = zero;
+        for (size_t q = 0; q < P; q++) {
+            corr_lo = _mm512_add_epi32(corr_lo, _mm512_madd_epi16(ones16, _mm512_loadu_si512(wb + q * 64)));
+            corr_hi = _mm512_add_epi32(corr_hi, _mm512_madd_epi16(ones16, _mm512_loadu_si512(wb + q * 64 + 32)));
+        }
+        corr_lo = _mm512_mullo_epi32(corr_lo, negz);
+        corr_hi = _mm512_mullo_epi32(corr_hi, negz);
+        const __m512i zx = XS ? _mm512_cvtepi8_epi16(zb) : _mm512_cvtepu8_epi16(zb);   /* the odd tap's partner */
         for (size_t p = 0; p < np; p++) {
             const size_t ox = ox0 + p;
             const long ix0 = (long)(ox * sw) - (long)pw;
-            __m512i lo = zero, hi = zero;
+            __m512i lo = corr_lo, hi = corr_hi;
             if (row_inside && ix0 >= 0 && ix0 + (long)((kw - 1) * dw) < (long)W) {
                 const uint8_t *base = in + ((size_t)iy0 * W + (size_t)ix0) * C + cb;
-                for (size_t q = 0; q < TP; q++) {
-                    __m512i x0 = dw_tap512(XS, base + off[2 * q], mk, z16);
-                    __m512i x1 = dw_tap512(XS, base + off[2 * q + 1], mk, z16);
-                    DW_PAIR(x0, x1, wb + q * 64);
+                if (cn == 32) {
+                    for (size_t q = 0; q < TP; q++) {
+                        __m512i x0 = dw_tapf512(XS, base + off[2 * q]);
+                        __m512i x1 = dw_tapf512(XS, base + off[2 * q + 1]);
+                        DW_PAIR(x0, x1, wb + q * 64);
+                    }
+                    if (T & 1) DW_PAIR(dw_tapf512(XS, base + off[T - 1]), zx, wb + TP * 64);
+                } else {
+                    for (size_t q = 0; q < TP; q++) {
+                        __m512i x0 = dw_tapz512(XS, base + off[2 * q], mk, zb);
+                        __m512i x1 = dw_tapz512(XS, base + off[2 * q + 1], mk, zb);
+                        DW_PAIR(x0, x1, wb + q * 64);
+                    }
+                    if (T & 1) DW_PAIR(dw_tapz512(XS, base + off[T - 1], mk, zb), zx, wb + TP * 64);
                 }
-                if (T & 1) DW_PAIR(dw_tap512(XS, base + off[T - 1], mk, z16), zero, wb + TP * 64);
             } else {
                 /* border pixel: the same fixed offsets from a (possibly out-of-range) base, each tap loaded under a
                  * mask that is empty when the tap is outside the input (masked loads do not fault) and x~ zeroed */
@@ -948,12 +989,12 @@ I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int
                 /* integer address arithmetic: the base may lie outside the input (never dereferenced there) */
                 const uintptr_t base = (uintptr_t)in + (uintptr_t)((iy0 * (long)W + ix0) * (long)C + (long)cb);
 #define DW_VALID(t) ((rowm >> tky[t]) & (colm >> tkx[t]) & 1)
-#define DW_TAPM(t) dw_tapm512(XS, (const uint8_t *)(base + (uintptr_t)off[t]), DW_VALID(t) ? mk : 0, z16)
+#define DW_TAPM(t) dw_tapz512(XS, (const uint8_t *)(base + (uintptr_t)off[t]), DW_VALID(t) ? mk : 0, zb)
                 for (size_t q = 0; q < TP; q++) {
                     __m512i x0 = DW_TAPM(2 * q), x1 = DW_TAPM(2 * q + 1);
                     DW_PAIR(x0, x1, wb + q * 64);
                 }
-                if (T & 1) DW_PAIR(DW_TAPM(T - 1), zero, wb + TP * 64);
+                if (T & 1) DW_PAIR(DW_TAPM(T - 1), zx, wb + TP * 64);
 #undef DW_TAPM
 #undef DW_VALID
             }

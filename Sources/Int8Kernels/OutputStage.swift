@@ -73,7 +73,11 @@ final class OutputParams: @unchecked Sendable {
 
     private func copy<T>(_ values: [T], count: Int) -> UnsafeMutablePointer<T> {
         let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
-        for i in 0..<count { p[i] = values.count == 1 ? values[0] : values[i] }
+        if values.count == count, count > 0 {
+            values.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: count) }
+        } else if count > 0 {
+            p.initialize(repeating: values[0], count: count)
+        }
         allocations.append(UnsafeMutableRawPointer(p))
         return p
     }
