@@ -235,13 +235,19 @@ void i8k_row_sums(int isa, const uint8_t *A, size_t lda, size_t m, size_t K, int
 /* ---------------- im2col ---------------- */
 /* n bytes from s to d with fixed-size copies (inlined moves, no libc call for the short runs of im2col) */
 static inline void copy_run(uint8_t *d, const uint8_t *s, size_t n) {
-    while (n >= 16) { memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
-    if (n >= 8) { memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
-    if (n >= 4) { memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+    if (n >= 16) {
+        while (n >= 16) { memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
+        if (n) memcpy(d + n - 16, s + n - 16, 16);   /* overlapping tail */
+        return;
+    }
+    /* short runs (the stem's 3-channel taps): two overlapping fixed-size moves */
+    if (n >= 8) { memcpy(d, s, 8); memcpy(d + n - 8, s + n - 8, 8); return; }
+    if (n >= 4) { memcpy(d, s, 4); memcpy(d + n - 4, s + n - 4, 4); return; }
     while (n--) *d++ = *s++;
 }
 
 static inline void fill_run(uint8_t *d, uint8_t v, size_t n) {
+    if (n >= 16) { memset(d, v, n); return; }
     while (n--) *d++ = v;
 }
 
@@ -251,8 +257,8 @@ void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0,
     /* all channels, no dilation along x: for each ky the in-bounds taps kx are consecutive input pixels, one
      * contiguous run of (kx_hi - kx_lo) * C bytes */
     const int runs = cg == C && dw == 1;
-    for (size_t r = r0; r < r1; r++) {
-        size_t oy = r / OW, ox = r % OW;
+    size_t oy = r0 / OW, ox = r0 % OW;
+    for (size_t r = r0; r < r1; r++, ox = ox + 1 == OW ? 0 : ox + 1, oy += ox == 0) {
         uint8_t *d = dst + (r - r0) * ldd;
         if (runs) {
             long ix0 = (long)(ox * sw) - (long)pw;
