@@ -237,6 +237,7 @@ typedef struct {
     __m512i lo, hi, zp, lo64, hi64;
     __mmask16 mk[3], m_min[3];
     int any_left[3];
+    int t32[3];                           /* single rounding: every shift count 31 − shift >= 32 in this vector */
     int kind, rounding, has_fb;
     const int32_t *row_sum;               /* weight zero-point term: rc[j] * row_sum[i] (NULL: none) */
 } ep512;
@@ -260,6 +261,7 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
         size_t n = n0 + c0;
         e->mk[j] = mk;
         e->any_left[j] = 0;
+        e->t32[j] = 0;
         e->m_min[j] = 0;
         e->add[j] = e->rc[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
         e->rmask[j] = e->rthr[j] = e->te[j] = e->to[j] = e->re[j] = e->ro[j] = zero;
@@ -282,6 +284,8 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->right[j] = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
             e->m_min[j] = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
             e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
+            /* shift <= −1 on every valid lane: |v·M| < 2^62 and t >= 32 leave |result| <= 2^30 + 1, so no saturation */
+            e->t32[j] = _mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-1)) == 0;
             const __m512i one = _mm512_set1_epi32(1), one64 = _mm512_set1_epi64(1);
             e->rmask[j] = _mm512_sub_epi32(_mm512_sllv_epi32(one, e->right[j]), one);
             e->rthr[j] = _mm512_srai_epi32(e->rmask[j], 1);
@@ -314,9 +318,16 @@ I8K_INLINE T512 void ep512_q8s(const ep512 *e, int j, __m512i v, char *dst) {
     __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
     pe = _mm512_srav_epi64(pe, e->te[j]);
     po = _mm512_srav_epi64(po, e->to[j]);
-    pe = _mm512_max_epi64(_mm512_min_epi64(pe, e->hi64), e->lo64);
-    po = _mm512_max_epi64(_mm512_min_epi64(po, e->hi64), e->lo64);
-    __m512i r = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), e->zp);
+    __m512i r;
+    if (e->t32[j]) {
+        /* results fit int32: combine first, clamp in 32-bit lanes */
+        r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+        r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, e->lo), e->hi), e->zp);
+    } else {
+        pe = _mm512_max_epi64(_mm512_min_epi64(pe, e->hi64), e->lo64);
+        po = _mm512_max_epi64(_mm512_min_epi64(po, e->hi64), e->lo64);
+        r = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), e->zp);
+    }
     uint8_t *d = (uint8_t *)dst + 16 * j;
     if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
     else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
