@@ -73,7 +73,7 @@ let package = Package(
         // MARK: Reports and terminal output (Foundation only)
         .target(name: "Reporting", dependencies: ["Quant", "FileOutput"]),
         // `quantize report` / `quantize demo` as a library (testable; the commands stay thin).
-        .target(name: "ReportRunner", dependencies: ["Reporting", "Quant", "Calibration", "Imaging", "ONNXGraph", "FloatEngine", "QModelExport", "Int8Runtime"]),
+        .target(name: "ReportRunner", dependencies: ["Reporting", "Quant", "Calibration", "Imaging", "ONNXGraph", "FloatEngine", "QModelExport", "Int8Runtime", "Int8Kernels"]),
 
         // MARK: Executables
         .executableTarget(
@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "ReportRunnerTests", dependencies: ["ReportRunner", "Reporting", "Quant", "ONNXGraph", "OnnxProto", "CImageCodecs"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
         .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
-        .testTarget(name: "QModelExportTests", dependencies: ["QModelExport", "Int8Runtime", "Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"],
+        .testTarget(name: "QModelExportTests", dependencies: ["QModelExport", "Int8Runtime", "Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging", "ReportRunner"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),
     ]

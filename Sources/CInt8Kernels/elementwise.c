@@ -156,6 +156,24 @@ void i8k_quantize(int isa, const float *x, size_t n, float scale, int32_t zero, 
     }
 }
 
+#ifdef I8K_X86
+T512 static void quantize_s16_512(const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
+    __m512 sc = _mm512_set1_ps(scale), z = _mm512_setzero_ps(), lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_cvtepi32_storeu_epi16(dst + i, mk, quant512(_mm512_maskz_loadu_ps(mk, x + i), sc, z, lo, hi));
+    }
+}
+#endif
+
+void i8k_quantize_s16(int isa, const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { quantize_s16_512(x, n, scale, qmin, qmax, dst); return; }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) dst[i] = (int16_t)quant1(x[i], scale, 0, qmin, qmax);
+}
+
 void i8k_dequantize(int isa, const void *q, int in_unsigned, size_t n, float scale, int32_t zero, float *dst) {
 #ifdef I8K_X86
     if (isa == I8K_ISA_AVX512VNNI) { dequantize512(q, in_unsigned, n, scale, zero, dst); return; }
@@ -275,6 +293,15 @@ void i8k_softmax_row(int isa, const float *x, size_t n, float *p) {
 }
 
 /* ---------------- AdaLog codes ---------------- */
+/* The portable definition for one value (NaN -> nt; code 255 doubles as the 8-bit zero state). */
+static inline uint8_t encode1(float x, const float *tau, int32_t nt) {
+    int32_t c = 0;
+    if (x != x) c = nt;
+    else
+        for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
+    return (uint8_t)(c > 255 ? 255 : c);
+}
+
 #ifdef I8K_X86
 T512 static void encode512(const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
     /* branchless binary search over the descending thresholds; gathers from tau */
@@ -305,83 +332,108 @@ T512 static void encode512(const float *u, size_t n, const float *tau, int32_t n
     }
 }
 /* Many thresholds (6- and 8-bit AdaLog): estimate the code from log2(x) (the thresholds are geometric,
- * tau_k = tau_0 * 2^(-k*step)), then one gather-checked step up and one down make it exact: the estimate is
- * within one code of the answer, so the result equals the binary search (same threshold comparisons). */
-T512 static void encode512_geometric(const float *u, size_t n, const float *tau, int32_t nt, float l0, float inv_step, uint8_t *codes) {
-    const __m512 vl0 = _mm512_set1_ps(l0), vinv = _mm512_set1_ps(inv_step), vntf = _mm512_set1_ps((float)nt);
-    const __m512i vnt = _mm512_set1_epi32(nt), one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __m512i ntm1 = _mm512_set1_epi32(nt - 1), cap = _mm512_set1_epi32(255);
+ * tau_k = tau_0 * 2^(-k*step), so code = #{k : tau_k > x} = ceil(e), e = (log2 tau_0 - log2 x) / step).
+ * The estimate ê is within 0.15 codes of e (log2 error < 0.014 octaves, step > 0.1 octaves; AdaLog's is >= 0.27), so with
+ * c0 = ceil(ê - 1/4) the code is c0 or c0 + 1, and one gathered comparison (tau[c0] > x) decides: the result
+ * equals counting thresholds (the portable path). */
+/* nnorm: the leading thresholds that are normal positive floats and verified geometric. Values at or above
+ * tau[nnorm-1] take the estimate; the rest (x <= 0, NaN, below the smallest normal threshold, where float
+ * thresholds underflow to denormals or 0) are counted exactly, lane by lane. */
+T512 static void encode512_geometric(const float *u, size_t n, const float *tau, int32_t nt, int32_t nnorm, float l0, float inv_step,
+                                     uint8_t *codes) {
+    const __m512 vl0 = _mm512_set1_ps(l0), vinv = _mm512_set1_ps(inv_step), vmaxf = _mm512_set1_ps((float)(nnorm - 1));
+    const __m512 tlim = _mm512_set1_ps(tau[nnorm - 1]);
+    const __m512i one = _mm512_set1_epi32(1);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
         __m512 x = _mm512_maskz_loadu_ps(mk, u + i);
+        __mmask16 fast = _mm512_cmp_ps_mask(x, tlim, _CMP_GE_OQ) & mk;
         __m512 e = _mm512_getexp_ps(x);
         __m512 t = _mm512_sub_ps(_mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero), _mm512_set1_ps(1.0f));
-        /* log2(1 + t) on [0, 1): cubic, error < 0.01 (the step is >= 0.27 octaves) */
+        /* log2(1 + t) on [0, 1): cubic, error < 0.014 */
         __m512 lg = _mm512_fmadd_ps(t, _mm512_fmadd_ps(t, _mm512_fmadd_ps(t, _mm512_set1_ps(0.2788f), _mm512_set1_ps(-0.7213f)),
                                                         _mm512_set1_ps(1.4425f)), e);
-        __m512 est = _mm512_mul_ps(_mm512_sub_ps(vl0, lg), vinv);
-        est = _mm512_max_ps(_mm512_min_ps(est, vntf), _mm512_setzero_ps()); /* NaN -> nt */
+        __m512 est = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(vl0, lg), vinv), _mm512_set1_ps(0.25f));
+        est = _mm512_max_ps(_mm512_min_ps(est, vmaxf), _mm512_setzero_ps());
         __m512i c = _mm512_cvt_roundps_epi32(est, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-        c = _mm512_mask_mov_epi32(c, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LE_OQ), vnt);
-        __m512 g1 = _mm512_i32gather_ps(_mm512_min_epi32(c, ntm1), tau, 4);
-        __mmask16 up = _mm512_cmp_epi32_mask(c, vnt, _MM_CMPINT_LT) & _mm512_cmp_ps_mask(x, g1, _CMP_LT_OQ);
-        c = _mm512_mask_add_epi32(c, up, c, one);
-        __m512 g2 = _mm512_i32gather_ps(_mm512_max_epi32(_mm512_sub_epi32(c, one), zero), tau, 4);
-        __mmask16 down = _mm512_cmp_epi32_mask(c, zero, _MM_CMPINT_GT) & _mm512_cmp_ps_mask(x, g2, _CMP_GE_OQ);
-        c = _mm512_mask_sub_epi32(c, down, c, one);
-        c = _mm512_mask_mov_epi32(c, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), vnt);
-        c = _mm512_min_epi32(c, cap); /* 8-bit AdaLog: code 255 doubles as the zero state */
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+        __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), fast, c, tau, 4);
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(x, g, _CMP_LT_OQ) & fast, c, one);
+        c = _mm512_min_epi32(c, _mm512_set1_epi32(255));
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, fast, c);
+        __mmask16 slow = mk & (__mmask16)~fast;
+        while (slow) {
+            int l = __builtin_ctz(slow);
+            codes[i + l] = encode1(u[i + l], tau, nt);
+            slow &= (__mmask16)(slow - 1);
+        }
     }
 }
 
-/* True (with log2(tau_0) and 1/step) when the thresholds are geometric, checked at four points. */
-static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *inv_step) {
-    if (nt < 8 || !(tau[0] > 0) || !(tau[1] > 0) || !(tau[0] > tau[1])) return 0;
+/* True (with log2(tau_0), 1/step and nnorm, the count of leading thresholds >= FLT_MIN) when those thresholds
+ * are geometric, checked at three points. */
+static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *inv_step, int32_t *nnorm) {
+    int32_t m = 0;
+    while (m < nt && tau[m] >= 1.17549435e-38f && tau[m] <= 3.4e38f) m++;
+    if (m < 8 || !(tau[0] > tau[1])) return 0;
     float a = log2f(tau[0]), step = a - log2f(tau[1]);
-    if (!(step > 0.05f)) return 0;
-    int32_t probe[2] = {nt / 2, nt - 2};
-    for (int j = 0; j < 2; j++) {
+    if (!(step > 0.1f)) return 0; /* the one-gather encode needs the log2 estimate within 1/4 code */
+    int32_t probe[3] = {m / 2, m - 2, m - 1};
+    for (int j = 0; j < 3; j++) {
         float v = tau[probe[j]];
-        if (!(v > 0) || fabsf((a - log2f(v)) / step - (float)probe[j]) > 0.01f) return 0;
+        if (fabsf((a - log2f(v)) / step - (float)probe[j]) > 0.01f) return 0;
     }
     *l0 = a;
     *inv_step = 1.0f / step;
+    *nnorm = m;
     return 1;
 }
 
+/* 256-entry int16 table in eight registers; vpermt2w looks up 64 entries per pair, bits 6-7 of the code pick
+ * the pair (no gathers). Codes above nt read 0. */
 T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
-    int32_t t32[258];
-    for (int32_t j = 0; j <= nt; j++) t32[j] = table[j];
-    t32[nt + 1] = 0;
-    const __m512i lim = _mm512_set1_epi32(nt + 1);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 mk = MASK16(n - i);
-        __m512i c = _mm512_min_epu32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, codes + i)), lim);
-        __m512i v = _mm512_i32gather_epi32(c, t32, 4);
-        _mm512_mask_cvtepi32_storeu_epi16(dst + i, mk, v);
+    int16_t t[256];
+    for (int32_t j = 0; j < 256; j++) t[j] = j <= nt ? table[j] : 0;
+    __m512i tb[8];
+    for (int k = 0; k < 8; k++) tb[k] = _mm512_loadu_si512(t + 32 * k);
+    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
+    for (size_t i = 0; i < n; i += 32) {
+        __mmask32 mk = (n - i) >= 32 ? 0xFFFFFFFFu : ((1u << (n - i)) - 1);
+        __m512i c = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mk, codes + i));
+        __m512i r0 = _mm512_permutex2var_epi16(tb[0], c, tb[1]), r1 = _mm512_permutex2var_epi16(tb[2], c, tb[3]);
+        __m512i r2 = _mm512_permutex2var_epi16(tb[4], c, tb[5]), r3 = _mm512_permutex2var_epi16(tb[6], c, tb[7]);
+        __mmask32 m6 = _mm512_test_epi16_mask(c, b6), m7 = _mm512_test_epi16_mask(c, b7);
+        __m512i r = _mm512_mask_blend_epi16(m7, _mm512_mask_blend_epi16(m6, r0, r1), _mm512_mask_blend_epi16(m6, r2, r3));
+        _mm512_mask_storeu_epi16(dst + i, mk, r);
     }
 }
 #endif
 
-void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
+void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan) {
+    plan->geometric = 0; plan->l0 = 0; plan->inv_step = 0; plan->nnorm = 0;
 #ifdef I8K_X86
-    float l0, inv_step;
-    if (isa == I8K_ISA_AVX512VNNI && nt > 32 && geometric_thresholds(tau, nt, &l0, &inv_step)) {
-        encode512_geometric(u, n, tau, nt, l0, inv_step, codes);
+    if (nt > 32) plan->geometric = geometric_thresholds(tau, nt, &plan->l0, &plan->inv_step, &plan->nnorm);
+#else
+    (void)tau; (void)nt;
+#endif
+}
+
+void i8k_adalog_encode_planned(int isa, const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *plan,
+                               uint8_t *codes) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && plan->geometric) {
+        encode512_geometric(u, n, tau, nt, plan->nnorm, plan->l0, plan->inv_step, codes);
         return;
     }
     if (isa == I8K_ISA_AVX512VNNI && nt >= 1 && (nt & (nt - 1)) == 0) { encode512(u, n, tau, nt, codes); return; }
 #endif
-    (void)isa;
-    for (size_t i = 0; i < n; i++) {
-        float x = u[i];
-        int32_t c = 0;
-        if (x != x) c = nt;
-        else
-            for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
-        codes[i] = (uint8_t)(c > 255 ? 255 : c); /* 8-bit AdaLog: code 255 doubles as the zero state */
-    }
+    (void)isa; (void)plan;
+    for (size_t i = 0; i < n; i++) codes[i] = encode1(u[i], tau, nt); /* 8-bit AdaLog: code 255 doubles as the zero state */
+}
+
+void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
+    i8k_adalog_plan plan;
+    i8k_adalog_prepare(tau, nt, &plan);
+    i8k_adalog_encode_planned(isa, u, n, tau, nt, &plan, codes);
 }
 
 void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {

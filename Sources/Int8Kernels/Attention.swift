@@ -1,9 +1,111 @@
 import CInt8Kernels
 
-/// Per-head attention on the integer engine (adalog.md §4.2–§4.4):
-/// S = Q'·K'ᵀ in int8 (dequantized to float logits with the per-head scale s_q·s_k/√d), softmax in float,
-/// P coded with the AdaLog quantizer (scale 1), then O = Σ_j L[code]·V' in int32 from the int16 table,
-/// requantized or dequantized per head (one accumulator unit = s_v / (D·2^F)).
+/// How an attention head codes its softmax probabilities before P·V.
+public enum AttentionProbabilities: Sendable {
+    /// AdaLog codes at scale 1 (adalog.md §4.4); P·V accumulates table values, one unit = s_v / (D·2^F).
+    case adaLog(AdaLogTable)
+    /// Uniform codes round(p / scale) in [0, 2^bits − 1] (the uniform baselines); one unit = scale · s_v.
+    case uniform(scale: Float, bits: Int)
+}
+
+/// Multi-head attention on the integer engine (adalog.md §4.2–§4.4), prepared once per layer:
+/// S = Q'·K'ᵀ exact in int32 (to float with the per-head scale s_q·s_k/√d), softmax in float, P coded
+/// (AdaLog or uniform), then O = Σ_j L[code]·V' exact in int32 through a per-head output stage.
+/// Q', K', V' are int16 stored values with the zero point removed (|v| ≤ 255), so 8-bit quantizers with any
+/// zero point are exact. The fused C kernel (attention.c) runs one head's rows per work item; nothing is
+/// allocated per call (the caller passes `workspaceBytes(threads:)` of scratch).
+public final class AttentionKernel: @unchecked Sendable {
+    public let tokens: Int
+    public let heads: Int
+    public let headDim: Int
+    public let logitScales: [Float]
+    public let probabilities: AttentionProbabilities
+    /// Bytes per output element (all heads share one output type).
+    public let elementSize: Int
+    let params: [OutputParams]
+    let tau: [Float]
+    let table: [Int16]
+    let tableHigh: [Int16]
+    let plan: i8k_adalog_plan
+    let perItem: Int
+
+    public init(tokens t: Int, heads: Int, headDim d: Int, logitScales: [Float], probabilities: AttentionProbabilities,
+                outputs: [OutputStage]) throws(Int8KernelError) {
+        guard t > 0, heads > 0, d > 0 else { throw .invalidArgument("attention: tokens \(t), heads \(heads) and head size \(d) must be positive") }
+        guard logitScales.count == heads else { throw .sizeMismatch(what: "logit scales", expected: heads, got: logitScales.count) }
+        guard outputs.count == heads else { throw .sizeMismatch(what: "per-head output stages", expected: heads, got: outputs.count) }
+        let es = outputs[0].elementSize
+        guard outputs.allSatisfy({ $0.elementSize == es }) else { throw .invalidArgument("per-head output stages must share one output type") }
+        switch probabilities {
+        case let .adaLog(table):
+            tau = table.thresholds(scale: 1)
+            self.table = table.table
+            tableHigh = table.tableHigh ?? []
+        case let .uniform(scale, bits):
+            guard (1...8).contains(bits), scale > 0, scale.isFinite else { throw .invalidArgument("uniform probabilities: bits \(bits) must be in 1...8 and scale \(scale) positive") }
+            tau = []; table = []; tableHigh = []
+        }
+        var pl = i8k_adalog_plan()
+        if !tau.isEmpty { i8k_adalog_prepare(tau, Int32(tau.count), &pl) }
+        plan = pl
+        var ps: [OutputParams] = []
+        for o in outputs { ps.append(try OutputParams(stage: o, n: d, bias: nil, aZero: 0, colsum: nil)) }
+        params = ps
+        tokens = t; self.heads = heads; headDim = d; self.logitScales = logitScales; self.probabilities = probabilities
+        elementSize = es
+        perItem = (i8k_attention_workspace(t, d) + 63) / 64 * 64
+    }
+
+    /// Work items: each head's query rows in `threads` blocks.
+    func items(threads: Int) -> [(head: Int, rows: Range<Int>)] {
+        let parts = threads <= 1 ? 1 : min(threads, tokens)
+        return (0..<heads).flatMap { h in splitRange(tokens, parts: parts).map { (h, $0) } }
+    }
+
+    /// Scratch bytes `run` needs with `threads` threads.
+    public func workspaceBytes(threads: Int) -> Int { items(threads: threads).count * perItem + 64 }
+
+    /// `qkv` is `[T][3·H·d]` int16 (q, k, v blocks; head h at column h·d of each block); `dst` is `[T][H·d]` of the
+    /// output type. `codesOut`, when given, receives each head's T×T probability codes (head-major).
+    public func run(qkv: UnsafePointer<Int16>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer, workspaceBytes: Int,
+                    isa: KernelISA = .best, threads: Int = 1, codesOut: UnsafeMutablePointer<UInt8>? = nil) throws(Int8KernelError) {
+        try checkISA(isa)
+        let work = items(threads: threads)
+        guard workspaceBytes >= work.count * perItem + 64 else {
+            throw .sizeMismatch(what: "attention workspace bytes", expected: work.count * perItem + 64, got: workspaceBytes)
+        }
+        let t = tokens, d = headDim, c = heads * d, es = elementSize
+        nonisolated(unsafe) let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) / 64 * 64)!
+        nonisolated(unsafe) let qkv = qkv, dst = dst, codesOut = codesOut
+        let perItem = self.perItem, params = self.params, scales = logitScales
+        tau.withUnsafeBufferPointer { tb in
+            table.withUnsafeBufferPointer { lb in tableHigh.withUnsafeBufferPointer { hb in
+                var probs = i8k_probs()
+                switch probabilities {
+                case let .adaLog(tbl):
+                    probs.tau = tb.baseAddress; probs.nt = Int32(tbl.zeroCode); probs.table = lb.baseAddress
+                    probs.table_high = tbl.tableHigh == nil ? nil : hb.baseAddress
+                    probs.plan = plan
+                case let .uniform(scale, bits):
+                    probs.p_scale = scale; probs.p_qmax = Int32((1 << bits) - 1)
+                }
+                withUnsafePointer(to: &probs) { pp in
+                    nonisolated(unsafe) let pp = pp
+                    parallelFor(work.count, threads: threads) { wi in
+                        let (h, rows) = work[wi]
+                        withUnsafePointer(to: &params[h].raw) { op in
+                            i8k_attention_rows(isa.rawValue, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c,
+                                               t, d, scales[h], pp, rows.lowerBound, rows.upperBound, op, dst + h * d * es, c,
+                                               base + wi * perItem, codesOut.map { $0 + h * t * t })
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+/// One-call conveniences over `AttentionKernel` (tests, benchmarks): int8 operands are widened to int16.
 public enum AttentionInt8 {
     /// One head. Q, K, V are T×d int8 (zero points folded, row strides ldq/ldk/ldv); dst is T×d of the
     /// output stage's type with row stride ldd. `codesOut`, when given, receives the T×T AdaLog codes.
@@ -11,73 +113,34 @@ public enum AttentionInt8 {
                             tokens t: Int, headDim d: Int, logitScale: Float, table: AdaLogTable, output: OutputStage,
                             dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best,
                             codesOut: UnsafeMutablePointer<UInt8>? = nil) throws(Int8KernelError) {
-        try checkISA(isa)
         guard t > 0, d > 0, ldq >= d, ldk >= d, ldv >= d, ldd >= d else { throw .invalidArgument("attention head: tokens \(t), headDim \(d) and strides must be positive and strides >= headDim") }
-        // Kᵀ as packed weights: B[kk = channel][n = token j] = K[j][kk]
-        var kMat = [Int8](repeating: 0, count: t * d)
-        var vMat = [Int8](repeating: 0, count: t * d)
-        kMat.withUnsafeMutableBufferPointer { kb in
-            vMat.withUnsafeMutableBufferPointer { vb in
-                for j in 0..<t {
-                    (kb.baseAddress! + j * d).update(from: k + j * ldk, count: d)
-                    (vb.baseAddress! + j * d).update(from: v + j * ldv, count: d)
-                }
-            }
-        }
-        let kp = try PackedInt8Weights(weights: kMat, k: d, n: t, layout: .outputMajor)
-        let vp = try PackedInt16Weights(weights: vMat, k: t, n: d, layout: .inputMajor)
-        var logits = [Float](repeating: 0, count: t * t)
-        let params = try OutputParams(stage: .dequantize(scales: [logitScale], floatBias: nil), n: t, bias: nil,
-                                      aZero: ActivationType.int8(zeroPoint: 0).kernelZero, colsum: kp.columnSums)
-        logits.withUnsafeMutableBytes { lb in
-            Int8GEMM.runRaw(a: UnsafeRawPointer(q).assumingMemoryBound(to: UInt8.self), lda: ldq, m: t, signed: true, weights: kp,
-                            params: params, dst: lb.baseAddress!, ldd: t, elementSize: 4, isa: isa, threads: 1)
-        }
-        let tau = table.thresholds(scale: 1)
-        var codes = [UInt8](repeating: 0, count: t * t)
-        var p = [Float](repeating: 0, count: t)
-        var a16 = [Int16](repeating: 0, count: t * t)
-        for i in 0..<t {
-            logits.withUnsafeBufferPointer { lb in
-                i8k_softmax_row(isa.rawValue, lb.baseAddress! + i * t, t, &p)
-            }
-            codes.withUnsafeMutableBufferPointer { cb in
-                i8k_adalog_encode(isa.rawValue, p, t, tau, Int32(table.zeroCode), cb.baseAddress! + i * t)
-            }
-        }
-        codes.withUnsafeBufferPointer { cb in
-            i8k_codes_to_s16(isa.rawValue, cb.baseAddress!, t * t, table.table, Int32(table.zeroCode), &a16)
-            if let codesOut { codesOut.update(from: cb.baseAddress!, count: t * t) }
-        }
-        let a16c = a16
-        try Int8GEMM.runInt16(a: a16c, lda: t, m: t, weights: vp, output: output, dst: dst, ldd: ldd, isa: isa)
+        var qkv = [Int16](repeating: 0, count: t * 3 * d)
+        for j in 0..<t { for i in 0..<d {
+            qkv[j * 3 * d + i] = Int16(q[j * ldq + i]); qkv[j * 3 * d + d + i] = Int16(k[j * ldk + i]); qkv[j * 3 * d + 2 * d + i] = Int16(v[j * ldv + i])
+        } }
+        let kern = try AttentionKernel(tokens: t, heads: 1, headDim: d, logitScales: [logitScale], probabilities: .adaLog(table), outputs: [output])
+        let es = output.elementSize
+        let out = t * d * es
+        let wsBytes = kern.workspaceBytes(threads: 1)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: wsBytes, alignment: 64)
+        defer { ws.deallocate() }
+        let op = UnsafeMutableRawPointer.allocate(byteCount: max(1, out), alignment: 64)
+        defer { op.deallocate() }
+        try kern.run(qkv: qkv, dst: op, workspace: ws, workspaceBytes: wsBytes, isa: isa, codesOut: codesOut)
+        for i in 0..<t { (dst + i * ldd * es).copyMemory(from: op + i * d * es, byteCount: d * es) }
     }
 
-    /// All heads of a fused qkv tensor `[T][3·H·d]` (q, k, v blocks, head h at column h·d of each block) into
-    /// `[T][H·d]`; per-head logit scales and per-head output stages; heads run in parallel.
+    /// All heads of a fused int8 qkv tensor `[T][3·H·d]` (q, k, v blocks, head h at column h·d of each block) into
+    /// `[T][H·d]`; per-head logit scales and per-head output stages.
     public static func multiHead(qkv: UnsafePointer<Int8>, tokens t: Int, heads: Int, headDim d: Int, logitScales: [Float],
                                  table: AdaLogTable, outputs: [OutputStage], dst: UnsafeMutableRawPointer,
                                  isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
-        guard logitScales.count == heads else { throw .sizeMismatch(what: "logit scales", expected: heads, got: logitScales.count) }
-        guard outputs.count == heads else { throw .sizeMismatch(what: "per-head output stages", expected: heads, got: outputs.count) }
-        let c = heads * d
-        let es = outputs[0].elementSize
-        guard outputs.allSatisfy({ $0.elementSize == es }) else { throw .invalidArgument("per-head output stages must share one output type") }
-        nonisolated(unsafe) let qkv = qkv
-        nonisolated(unsafe) let dst = dst
-        final class ErrBox: @unchecked Sendable { var error: Int8KernelError? }
-        let box = ErrBox()
-        let parts = threads <= 1 ? [0..<heads] : (0..<heads).map { $0..<($0 + 1) }
-        parallelFor(parts.count, threads: threads) { pi in
-            for h in parts[pi] {
-                do {
-                    try head(q: qkv + h * d, ldq: 3 * c, k: qkv + c + h * d, ldk: 3 * c, v: qkv + 2 * c + h * d, ldv: 3 * c,
-                             tokens: t, headDim: d, logitScale: logitScales[h], table: table, output: outputs[h],
-                             dst: dst + h * d * es, ldd: c, isa: isa)
-                } catch let e as Int8KernelError { box.error = e } catch { box.error = .invalidArgument("\(error)") }
-            }
-        }
-        if let e = box.error { throw e }
+        let kern = try AttentionKernel(tokens: t, heads: heads, headDim: d, logitScales: logitScales, probabilities: .adaLog(table), outputs: outputs)
+        let wide = (0..<(t * 3 * heads * d)).map { Int16(qkv[$0]) }
+        let wsBytes = kern.workspaceBytes(threads: threads)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: wsBytes, alignment: 64)
+        defer { ws.deallocate() }
+        try kern.run(qkv: wide, dst: dst, workspace: ws, workspaceBytes: wsBytes, isa: isa, threads: threads)
     }
 }
 
@@ -89,6 +152,7 @@ public struct AdaLogLinear: Sendable {
 
     /// `weights` is `[outC][K]` int8 (zero point folded).
     public init(weights: [Int8], inFeatures k: Int, outFeatures n: Int, table: AdaLogTable) throws(Int8KernelError) {
+        guard table.tableHigh == nil else { throw .invalidArgument("AdaLog fc: the table (F = \(table.fractionBits)) does not fit int16") }
         // worst-case int32 overflow check (§4.8 choice of F)
         let maxW = weights.map { abs(Int($0)) }.max() ?? 0
         let maxL = table.table.map { abs(Int($0)) }.max() ?? 0

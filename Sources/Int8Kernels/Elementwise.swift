@@ -14,6 +14,39 @@ public enum Elementwise {
         i8k_quantize(isa.rawValue, x, count, scale, zeroPoint, qmin, qmax, unsigned ? 1 : 0, dst)
     }
 
+    /// `clamp(round_half_even(x / scale), qmin, qmax)` into int16 (NaN → qmin): stored values with the zero point
+    /// removed, for the attention operands (`AttentionKernel`).
+    public static func quantizeInt16(_ x: UnsafePointer<Float>, count: Int, scale: Float, qmin: Int32, qmax: Int32,
+                                     dst: UnsafeMutablePointer<Int16>, isa: KernelISA = .best) throws(Int8KernelError) {
+        try checkISA(isa)
+        guard scale > 0, scale.isFinite else { throw .invalidArgument("quantize scale \(scale) must be finite and > 0") }
+        guard qmin <= qmax, qmin >= -32768, qmax <= 32767 else { throw .invalidArgument("quantize bounds [\(qmin), \(qmax)] outside int16") }
+        i8k_quantize_s16(isa.rawValue, x, count, scale, qmin, qmax, dst)
+    }
+
+    /// `quantizeInt16` over `rows` rows of `scales.count` groups of `groupSize` values, group g with its own
+    /// scale and bounds (per-head Q, K, V of a fused qkv row); rows split over `threads`.
+    public static func quantizeInt16Groups(_ x: UnsafePointer<Float>, rows: Int, groupSize: Int, scales: [Float], qmin: [Int32], qmax: [Int32],
+                                           dst: UnsafeMutablePointer<Int16>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        let g = scales.count
+        guard g > 0, qmin.count == g, qmax.count == g, groupSize > 0, rows >= 0 else { throw .invalidArgument("quantize groups: \(g) scales, \(qmin.count)/\(qmax.count) bounds, group size \(groupSize)") }
+        for i in 0..<g {
+            guard scales[i] > 0, scales[i].isFinite else { throw .invalidArgument("quantize scale \(scales[i]) must be finite and > 0") }
+            guard qmin[i] <= qmax[i], qmin[i] >= -32768, qmax[i] <= 32767 else { throw .invalidArgument("quantize bounds [\(qmin[i]), \(qmax[i])] outside int16") }
+        }
+        let parts = splitRange(rows, parts: threads)
+        let per = g * groupSize
+        nonisolated(unsafe) let x = x, dst = dst
+        scales.withUnsafeBufferPointer { sb in qmin.withUnsafeBufferPointer { lb in qmax.withUnsafeBufferPointer { hb in
+            nonisolated(unsafe) let s = sb.baseAddress!, l = lb.baseAddress!, h = hb.baseAddress!
+            parallelFor(parts.count, threads: threads) { p in
+                let r = parts[p]
+                i8k_quantize_s16_groups(isa.rawValue, x + r.lowerBound * per, r.count, g, groupSize, s, l, h, dst + r.lowerBound * per)
+            }
+        } } }
+    }
+
     /// Dequantize: x = Float(q − zero) · scale.
     public static func dequantize(_ q: UnsafeRawPointer, count: Int, unsigned: Bool, scale: Float, zeroPoint: Int32,
                                   dst: UnsafeMutablePointer<Float>, isa: KernelISA = .best) throws(Int8KernelError) {
@@ -63,11 +96,36 @@ public enum Elementwise {
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
     }
 
+    /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5):
+    /// in cache-sized chunks split over `threads`; `scratch` holds `count` floats. Same bytes as the three steps.
+    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
+                                        scratch: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
+            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
+        }
+        let chunk = 4096
+        let chunks = (count + chunk - 1) / chunk
+        nonisolated(unsafe) let x = x, codes = codes, scratch = scratch
+        thresholds.withUnsafeBufferPointer { tb in
+            nonisolated(unsafe) let tau = tb.baseAddress!
+            let nt = Int32(tb.count)
+            parallelFor(chunks, threads: threads) { ci in
+                let lo = ci * chunk, n = min(chunk, count - lo)
+                let tmp = scratch + lo
+                i8k_gelu(isa.rawValue, x + lo, n, tmp)
+                if shift != 0 { for i in 0..<n { tmp[i] += shift } }
+                i8k_adalog_encode(isa.rawValue, tmp, n, tau, nt, codes + lo)
+            }
+        }
+    }
+
     /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
     /// int16 GEMMs that consume them.
     public static func adalogDecode(_ codes: UnsafePointer<UInt8>, count: Int, table: AdaLogTable, dst: UnsafeMutablePointer<Int16>,
                                     isa: KernelISA = .best) throws(Int8KernelError) {
         try checkISA(isa)
+        guard table.tableHigh == nil else { throw .invalidArgument("AdaLog decode to int16: the table (F = \(table.fractionBits)) does not fit int16") }
         i8k_codes_to_s16(isa.rawValue, codes, count, table.table, Int32(table.zeroCode), dst)
     }
 }

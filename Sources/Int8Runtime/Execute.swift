@@ -28,7 +28,15 @@ extension Session {
     /// itself (the kernels still allocate small per-call parameter arrays, see the report).
     public func execute(samples n: Int) throws(RuntimeError) {
         guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch)") }
-        for step in steps { try run(step, n) }
+        guard let observer else {
+            for step in steps { try run(step, n) }
+            return
+        }
+        for (i, step) in steps.enumerated() {
+            try run(step, n)
+            let t = tensorIndex[model.ops[i].output]!
+            observer(model.ops[i], model.tensors[t], UnsafeRawPointer(buffers[t]), n)
+        }
     }
 
     /// Pointer to the input buffer (`batch × inputElements` floats).
@@ -143,40 +151,24 @@ extension Session {
                 try Elementwise.layerNormQuantize(f(x), rows: rows * n, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
                                                   zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa)
             }
-        case let .attention(name, x, y, heads, d, t, qq, ls, table, uniformP, stages, sc, hsc):
-            let c = heads * d
-            let es = stages[0].elementSize
-            let s8 = buffers[sc]
+        case let .attention(name, x, y, kern, qq, sc, ws, wsBytes):
+            let heads = kern.heads, d = kern.headDim, t = kern.tokens, c = heads * d
+            let q16 = buffers[sc].assumingMemoryBound(to: Int16.self)
             for b in 0..<n {
                 let xin = f(x) + b * t * 3 * c
                 try k(name) { () throws(Int8KernelError) in
-                    for row in 0..<t {
-                        for blk in 0..<3 {
-                            for h in 0..<heads {
-                                let off = row * 3 * c + blk * c + h * d
-                                let p = qq[blk * heads + h]
-                                try Elementwise.quantize(xin + off, count: d, scale: p.scale, zeroPoint: 0, qmin: p.lo, qmax: p.hi, unsigned: false, dst: s8 + off, isa: isa)
-                            }
-                        }
-                    }
-                    let q8 = UnsafePointer(s8.assumingMemoryBound(to: Int8.self))
-                    if let table {
-                        try AttentionInt8.multiHead(qkv: q8, tokens: t, heads: heads, headDim: d,
-                                                    logitScales: ls, table: table, outputs: stages, dst: buffers[y] + b * t * c * es, isa: isa, threads: threads)
-                    } else if let u = uniformP {
-                        for h in 0..<heads {
-                            try uniformHead(q8 + h * d, t: t, d: d, c: c, logitScale: ls[h], p: u, stage: stages[h], dst: buffers[y] + (b * t * c + h * d) * es, scratch: buffers[hsc])
-                        }
-                    }
+                    try Elementwise.quantizeInt16Groups(xin, rows: t, groupSize: d, scales: qq.scales, qmin: qq.lo, qmax: qq.hi, dst: q16,
+                                                        isa: isa, threads: threads)
+                    try kern.run(qkv: q16, dst: buffers[y] + b * t * c * kern.elementSize, workspace: buffers[ws], workspaceBytes: wsBytes,
+                                 isa: isa, threads: threads)
                 }
             }
         case let .geluAdaLog(name, x, y, count, shift, tau, sc):
             let tmp = f(sc)
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
-                    try Elementwise.gelu(f(x) + b * count, count: count, dst: tmp, isa: isa)
-                    if shift != 0 { for i in 0..<count { tmp[i] += shift } }
-                    try Elementwise.adalogEncode(tmp, count: count, thresholds: tau, codes: u8(y) + b * count, isa: isa)
+                    try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, thresholds: tau, codes: u8(y) + b * count,
+                                                     scratch: tmp, isa: isa, threads: threads)
                 }
             }
         case let .quantize(name, x, y, count, q):
@@ -264,33 +256,6 @@ extension Session {
             return "\(t(x)) -> \(t(y))"
         default: return ""
         }
-    }
-}
-
-extension Session {
-    /// One head with a uniform post-softmax quantizer (the uniform baseline): int8 Q·Kᵀ → float softmax →
-    /// P codes round(p/s_p) (uint8, zero point 0) → int16 codes × int16-widened V → per-head output stage
-    /// (accumulator unit s_p·s_v). `scratch` holds T×T floats and T×T int16.
-    func uniformHead(_ qkv: UnsafePointer<Int8>, t: Int, d: Int, c: Int, logitScale: Float, p: UniformParams, stage: OutputStage,
-                     dst: UnsafeMutableRawPointer, scratch: UnsafeMutableRawPointer) throws(Int8KernelError) {
-        let ld = 3 * c
-        var kMat = [Int8](repeating: 0, count: t * d), vMat = [Int8](repeating: 0, count: t * d)
-        for j in 0..<t { for i in 0..<d { kMat[j * d + i] = qkv[j * ld + c + i]; vMat[j * d + i] = qkv[j * ld + 2 * c + i] } }
-        let kp = try PackedInt8Weights(weights: kMat, k: d, n: t, layout: .outputMajor)
-        let vp = try PackedInt16Weights(weights: vMat, k: t, n: d, layout: .inputMajor)
-        let logits = scratch.assumingMemoryBound(to: Float.self)
-        try Int8GEMM.run(a: UnsafeRawPointer(qkv).assumingMemoryBound(to: UInt8.self), lda: ld, m: t, activation: .int8(zeroPoint: 0), weights: kp,
-                         output: .dequantize(scales: [logitScale], floatBias: nil), dst: UnsafeMutableRawPointer(logits), ldd: t, isa: isa)
-        let codes = UnsafeMutableRawPointer(logits + t * t).assumingMemoryBound(to: UInt8.self)
-        let a16 = UnsafeMutableRawPointer(logits + t * t + (t * t + 3) / 4).assumingMemoryBound(to: Int16.self)
-        let row = UnsafeMutableRawPointer(scratch + 7 * t * t + 64).assumingMemoryBound(to: Float.self)
-        for i in 0..<t {
-            try Elementwise.softmax(logits + i * t, count: t, dst: row, isa: isa)
-            (logits + i * t).update(from: row, count: t)
-        }
-        try Elementwise.quantize(logits, count: t * t, scale: p.scale, zeroPoint: 0, qmin: 0, qmax: Int32((1 << p.bits) - 1), unsigned: true, dst: codes, isa: isa)
-        for i in 0..<(t * t) { a16[i] = Int16(codes[i]) }
-        try Int8GEMM.runInt16(a: a16, lda: t, m: t, weights: vp, output: stage, dst: dst, ldd: c, isa: isa)
     }
 }
 

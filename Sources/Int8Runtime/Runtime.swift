@@ -45,8 +45,8 @@ enum Step {
     case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?)
     case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int, fix: RowOffset?)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
-    case attention(name: String, x: Int, y: Int, heads: Int, d: Int, t: Int, qkvQ: [(scale: Float, lo: Int32, hi: Int32)],
-                   logitScales: [Float], table: AdaLogTable?, uniformP: UniformParams?, stages: [OutputStage], scratch: Int, headScratch: Int)
+    case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
+                   operands: Int, workspace: Int, workspaceBytes: Int)
     case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
     case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
@@ -109,6 +109,9 @@ public final class Session {
     public let inputShape: [Int]
     public let outputShapes: [[Int]]
     var steps: [Step] = []
+    /// Called after each op with the op, its output tensor and that tensor's buffer (`samples` samples, the
+    /// tensor's dtype), for comparing intermediate tensors with another implementation. Nil costs nothing.
+    public var observer: ((_ op: Op, _ output: TensorInfo, _ data: UnsafeRawPointer, _ samples: Int) -> Void)?
     /// Pointer of every tensor (by tensor index), then of every scratch area.
     var buffers: [UnsafeMutableRawPointer] = []
     /// The allocations behind `buffers` (tensors whose lifetimes do not overlap share one).
@@ -311,26 +314,39 @@ public final class Session {
                                       rows: x.elementCount / c, c: c, q: try QuantSpec(T(o.output)))
         case let .attention(o):
             let x = T(o.input), y = T(o.output)
-            var table: AdaLogTable? = nil, uniformP: UniformParams? = nil
+            let probs: AttentionProbabilities
+            var unit: (Int) -> Double
             switch o.probabilities {
-            case let .adaLog(a): table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
-            case let .uniform(u): uniformP = u
+            case let .adaLog(a):
+                // int32 table (split into int16 halves): F as large as int32 P·V allows, not limited to int16
+                let f = AdaLogTable.attentionFractionBits(q: a.q, bits: a.bits, r: a.r, maxOperand: 255)
+                let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r, fractionBits: f) }
+                probs = .adaLog(table)
+                unit = { table.accumulatorUnit(scale: Double(o.value.scale[$0])) }
+            case let .uniform(u):
+                probs = .uniform(scale: u.scale, bits: u.bits)
+                unit = { Double(u.scale) * Double(o.value.scale[$0]) }
             }
-            var qq: [(scale: Float, lo: Int32, hi: Int32)] = []
+            // Q, K, V as int16 stored values q − z: exact for every zero point of an 8-bit quantizer
+            var qq: (scales: [Float], lo: [Int32], hi: [Int32]) = ([], [], [])
             for g in [o.query, o.key, o.value] {
-                // folded int8 q − z; an 8-bit zero point away from 128 clamps the few codes beyond int8
-                for h in 0..<o.heads { let top = Int32((1 << g.bits) - 1); qq.append((g.scale[h], max(-128, -g.zeroPoint[h]), min(127, top - g.zeroPoint[h]))) }
+                for h in 0..<o.heads {
+                    let top = Int32((1 << g.bits) - 1)
+                    qq.scales.append(g.scale[h]); qq.lo.append(-g.zeroPoint[h]); qq.hi.append(top - g.zeroPoint[h])
+                }
             }
             let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
-            let units = (0..<o.heads).map { h in table.map { $0.accumulatorUnit(scale: Double(o.value.scale[h])) } ?? Double(uniformP!.scale) * Double(o.value.scale[h]) }
             var stages: [OutputStage] = []
             for h in 0..<o.heads {
-                let (st, _, _) = try stage(for: y, accScale: [units[h]], bias: nil, clamp: .none, op: name)
+                let (st, _, _) = try stage(for: y, accScale: [unit(h)], bias: nil, clamp: .none, op: name)
                 stages.append(st)
             }
-            return .attention(name: name, x: I(o.input), y: I(o.output), heads: o.heads, d: o.headDim, t: x.shape[0], qkvQ: qq,
-                              logitScales: ls, table: table, uniformP: uniformP, stages: stages, scratch: scratch(x.elementCount),
-                              headScratch: uniformP == nil ? 0 : scratch(x.shape[0] * x.shape[0] * 7 + x.shape[0] * 4 + 128, lane: 1))
+            let kern = try k { () throws(Int8KernelError) in
+                try AttentionKernel(tokens: x.shape[0], heads: o.heads, headDim: o.headDim, logitScales: ls, probabilities: probs, outputs: stages)
+            }
+            let wsBytes = kern.workspaceBytes(threads: threads)
+            return .attention(name: name, x: I(o.input), y: I(o.output), kernel: kern, qkvQ: qq,
+                              operands: scratch(x.elementCount * 2), workspace: scratch(wsBytes, lane: 1), workspaceBytes: wsBytes)
         case let .geluAdaLog(o):
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }

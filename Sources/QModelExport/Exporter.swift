@@ -721,11 +721,6 @@ final class Builder {
             guard u.scales.count == heads || u.scales.count == 1 else { throw no("\(what) quantizer has \(u.scales.count) scales for \(heads) heads") }
             let s = (0..<heads).map { u.scales[u.scales.count == 1 ? 0 : $0] / alpha }
             let z = (0..<heads).map { h -> Int32 in u.symmetric ? Int32(1 << (u.bits - 1)) : Int32(u.zeroPoints[u.zeroPoints.count == 1 ? 0 : h]) }
-            let top = (1 << u.bits) - 1
-            let clipped = (0..<heads).filter { -Int(z[$0]) < -128 || top - Int(z[$0]) > 127 }.count
-            if clipped > 0 {
-                notes.append("\(a.qkMatMul): \(what) is 8-bit with zero points ≠ 128 in \(clipped) of \(heads) heads; the runtime's folded int8 form clamps the codes more than 128 steps below or 127 above z")
-            }
             return UniformGroupParams(scale: s, zeroPoint: z, bits: u.bits)
         }
         let gq = try group(a.q, a.qkMatMul, alpha: qs.scale, "Q")

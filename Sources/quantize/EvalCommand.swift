@@ -22,6 +22,9 @@ struct Eval: ParsableCommand {
     @Argument(help: "ONNX model file, the JSON written by `quantize MODEL.onnx … -o OUT.json`, or an int8 .qmodel.") var model: String
     @Option(help: "Int8 models: also run this quantized JSON's fake-quant simulation on the same images and report agreement (its calibration images are left out).")
     var simulation: String?
+    @Flag(help: ArgumentHelp("Int8 models with --simulation: also run the simulation a second time, unfused and on inputs scaled by (1 + 1e-6), and report how often the two simulations agree (key simulationFloorAgreement).",
+                              discussion: "A quantized network is a step function, so float rounding alone changes some predictions: this floor is the agreement any implementation that is not bit-identical to the simulation can expect."))
+    var floor = false
     @Option(help: "Quantized models: images used for per-layer SQNR (the first N evaluated).") var sqnrImages: Int = 16
     @Flag(help: "Quantized models: also evaluate the calibration images.") var includeCalibration = false
     @Option(help: "Image folder (ImageFolder layout, or flat files named by synset with --labels).") var data: String
@@ -187,6 +190,7 @@ extension Eval {
         var ds = try ImageDataset.open(data, labels: labels)
         guard ds.isLabelled else { throw ValidationError("'\(data)' has no labels: use an ImageFolder layout or pass --labels") }
         var sim: QuantSimulator? = nil
+        var perturbed: QuantSimulator? = nil
         var excluded = 0
         let q = try simulation.map { try QuantizedModel.load(from: $0) }
         if let q, !includeCalibration { excluded = leaveOut(q.calibrationFiles, from: &ds) }
@@ -199,10 +203,13 @@ extension Eval {
             var g = try m.graph.specialized(batch: b)
             if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
             sim = try QuantSimulator(model: q, graph: g)
+            if floor { perturbed = try QuantSimulator(model: q, graph: g, options: SessionOptions(fuse: false)) }
+        } else if floor {
+            throw ValidationError("--floor needs --simulation")
         }
         let per = 3 * c.size * c.size
         let start = Date()
-        var top1 = 0, top5 = 0, stop1 = 0, agree = 0, counted = 0, seen = 0
+        var top1 = 0, top5 = 0, stop1 = 0, agree = 0, floorAgree = 0, counted = 0, seen = 0
         var maxDiff = 0.0, maxLogit = 0.0
         var i = 0
         let progress = ProgressLine(enabled: true)
@@ -212,6 +219,7 @@ extension Eval {
             if r.count < b { x += [Float](repeating: 0, count: (b - r.count) * per) }
             let il = try c.run(nchw: x, n: b)
             let sl = try sim?.session.run(x)
+            let pl = try perturbed?.session.run(x.map { $0 * (1 + 1e-6) })
             let classes = il.count / b
             for (k, label) in labs.enumerated() {
                 let row = Array(il[(k * classes)..<((k + 1) * classes)])
@@ -221,6 +229,7 @@ extension Eval {
                     if topK(srow, 1).first == t.first { agree += 1 }
                     for j in 0..<classes { maxDiff = max(maxDiff, Double(abs(row[j] - srow[j]))); maxLogit = max(maxLogit, Double(abs(srow[j]))) }
                     if let label, topK(srow, 1).first == label { stop1 += 1 }
+                    if let pl, topK(Array(pl[(k * classes)..<((k + 1) * classes)]), 1).first == topK(srow, 1).first { floorAgree += 1 }
                 }
                 seen += 1
                 guard let label else { continue }
@@ -243,6 +252,7 @@ extension Eval {
                 obj["simulationAgreement"] = pct(agree, seen)
                 obj["maxLogitDifference"] = maxDiff
                 obj["maxAbsLogit"] = maxLogit
+                if perturbed != nil { obj["simulationFloorAgreement"] = pct(floorAgree, seen) }
             }
             let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: d, as: UTF8.self))
@@ -251,6 +261,7 @@ extension Eval {
             if sim != nil {
                 line += String(format: " | simulation top-1 %.2f %% | int8 vs simulation top-1 agreement %.2f %%, max |logit difference| %.4f (max |logit| %.2f)",
                                pct(stop1, counted), pct(agree, seen), maxDiff, maxLogit)
+                if perturbed != nil { line += String(format: " | floor (simulation vs itself, perturbed) %.2f %%", pct(floorAgree, seen)) }
             }
             if excluded > 0 { line += " | \(excluded) calibration images left out" }
             print(line + String(format: " (%.1f s)", secs))
@@ -259,7 +270,7 @@ extension Eval {
 }
 
 /// Removes the calibration images from an evaluation dataset (paths compared after standardizing); returns how many.
-private func leaveOut(_ calibrationFiles: [String], from ds: inout ImageDataset) -> Int {
+func leaveOut(_ calibrationFiles: [String], from ds: inout ImageDataset) -> Int {
     let cal = Set(calibrationFiles.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
     let kept = ds.items.filter { !cal.contains(URL(fileURLWithPath: $0.path).standardizedFileURL.path) }
     let removed = ds.count - kept.count

@@ -4,7 +4,7 @@ import FileOutput
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post-training quantization of vision backbones (uniform and AdaLog) with int8 kernels.",
-        subcommands: [QuantizeModel.self, PreprocessCommand.self, Inspect.self, RunRaw.self, Infer.self, Eval.self, Bench.self, Export.self, ReportCommand.self, Demo.self],
+        subcommands: [QuantizeModel.self, PreprocessCommand.self, Inspect.self, RunRaw.self, Infer.self, Eval.self, Compare.self, Bench.self, Export.self, ReportCommand.self, Demo.self],
         defaultSubcommand: QuantizeModel.self
     )
 }

@@ -39,7 +39,8 @@ struct AdaLogTests {
         #expect(t4.table.count == 17 && t4.table[16] == 0)
         #expect(t4.table[0] == Int16(30 << t4.fractionBits))
         #expect(Int(t4.table.max()!) <= 32767)
-        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 4, fractionBits: 12) }
+        #expect(try AdaLogTable(q: 18, bits: 4, fractionBits: 12).tableHigh != nil)  // beyond int16: split int32 table
+        #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 4, fractionBits: 31) }
         #expect(throws: Int8KernelError.self) { try AdaLogTable(q: 18, bits: 9) }
         // value = s 2^-A M / D
         #expect(abs(t4.value(code: 3, scale: 2) - 2 * 0.5 * 22.0 / 30.0) < 1e-12)
@@ -49,11 +50,14 @@ struct AdaLogTests {
     @Test("threshold codes equal round(-log_beta u) away from ties; all ISAs agree", arguments: testISAs)
     func encode(isa: KernelISA) throws {
         var g = SplitMix(21)
-        for (q, bits, s) in [(18, 4, 1.0), (37, 3, 1.0), (55, 6, 0.7), (10, 7, 2.5), (137, 2, 1.0)] {
+        for (q, bits, s) in [(18, 4, 1.0), (37, 3, 1.0), (55, 6, 0.7), (10, 7, 2.5), (137, 2, 1.0), (10, 8, 1.0), (137, 8, 3.0), (20, 6, 11.0)] {
             let t = try AdaLogTable(q: q, bits: bits)
             let tau = t.thresholds(scale: s)
             var u = (0..<777).map { _ in Float(exp2(-Double.random(in: 0...40, using: &g))) * Float(s) * 1.3 }
             u += [0, -1, Float.nan, Float.infinity, 1e-30, Float(s) * 2] + tau
+            // every threshold and its float neighbours: where an estimate-then-check encoder would slip
+            for x in tau where x.isFinite { u += [x.nextDown, x.nextUp, x.nextDown.nextDown, x.nextUp.nextUp] }
+            u += [Float.leastNonzeroMagnitude, Float.leastNormalMagnitude, -0.0]
             var codes = [UInt8](repeating: 0, count: u.count), ref = codes
             try Elementwise.adalogEncode(u, count: u.count, thresholds: tau, codes: &codes, isa: isa)
             i8k_adalog_encode(KernelISA.portable.rawValue, u, u.count, tau, Int32(tau.count), &ref)
@@ -62,10 +66,10 @@ struct AdaLogTests {
                 let kStar = (-log2(Double(x) / s) * 37 / Double(q))
                 if abs(kStar - kStar.rounded(.down) - 0.5) < 1e-3 { continue }  // near a tie: float thresholds may differ
                 let k = kStar < 0 ? 0 : Int(kStar.rounded(.toNearestOrEven))
-                let expect = k >= t.zeroCode ? t.zeroCode : k
+                let expect = min(k >= t.zeroCode ? t.zeroCode : k, 255)  // 8 bits: byte 255 is also the zero state
                 #expect(Int(ref[i]) == expect, "u \(x) q \(q) bits \(bits)")
             }
-            #expect(Int(ref[777 + 2]) == t.zeroCode)  // NaN -> zero code
+            #expect(Int(ref[777 + 2]) == min(t.zeroCode, 255))  // NaN -> zero code
             #expect(Int(ref[777 + 4]) == t.zeroCode || t.zeroCode >= 64)  // 1e-30 underflows at low bit widths
         }
     }
@@ -167,6 +171,163 @@ struct AdaLogTests {
                     try layer.run(codes: codes, ldc: k, m: m, bias: bias, output: stage, dst: ob.baseAddress!, ldd: n, isa: isa, threads: 2)
                 }
                 #expect(firstDifference(got, ref) == nil, "isa \(isa) fc2 \(m)x\(k)x\(n) \(name)")
+            }
+        }
+    }
+}
+
+/// The prepared int16 attention kernel: 8-bit operands with any zero point (stored values up to ±255), uniform
+/// probabilities, threads, codes and the workspace check.
+@Suite struct AttentionKernelTests {
+    /// Independent reference for one head of a fused `[T][3·H·d]` int16 tensor: exact int logits, portable float
+    /// softmax, codes by counting thresholds (AdaLog) or rounding (uniform), exact Σ L·V.
+    func reference(_ qkv: [Int16], t: Int, heads: Int, d: Int, h: Int, scale: Float, probs: AttentionProbabilities,
+                   stage: OutputStage) -> (out: [UInt8], codes: [UInt8]) {
+        let c = heads * d
+        var acc = [Int32](repeating: 0, count: t * d), codes = [UInt8](repeating: 0, count: t * t)
+        for i in 0..<t {
+            var logits = [Float](repeating: 0, count: t)
+            for j in 0..<t {
+                var s: Int32 = 0
+                for x in 0..<d { s += Int32(qkv[i * 3 * c + h * d + x]) * Int32(qkv[j * 3 * c + c + h * d + x]) }
+                logits[j] = Float(s) * scale
+            }
+            var p = [Float](repeating: 0, count: t)
+            i8k_softmax_row(KernelISA.portable.rawValue, logits, t, &p)
+            for j in 0..<t {
+                let code: Int, l: Int32
+                switch probs {
+                case let .adaLog(table):
+                    let tau = table.thresholds(scale: 1)
+                    code = min(255, tau.filter { p[j] < $0 }.count)
+                    l = table.values[min(code, table.zeroCode)]
+                case let .uniform(s, bits):
+                    code = Int(min(Float((1 << bits) - 1), max(0, (p[j] / s).rounded(.toNearestOrEven))))
+                    l = Int32(code)
+                }
+                codes[i * t + j] = UInt8(code)
+                for x in 0..<d { acc[i * d + x] += l * Int32(qkv[j * 3 * c + 2 * c + h * d + x]) }
+            }
+        }
+        return (applyStage(acc, rows: t, n: d, bias: nil, stage: stage), codes)
+    }
+
+    @Test("int16 operands at ±255, AdaLog (3/4/8 bits) and uniform probabilities, bit-exact on every ISA and thread count", arguments: testISAs)
+    func wideOperands(isa: KernelISA) throws {
+        var g = SplitMix(77)
+        let cases: [(Int, Int, Int, AttentionProbabilities)] = [
+            (1, 1, 8, .uniform(scale: 1.0 / 255, bits: 8)),
+            (17, 2, 16, .adaLog(try AdaLogTable(q: 22, bits: 4))),
+            (63, 3, 24, .adaLog(try AdaLogTable(q: 37, bits: 8))),
+            (197, 3, 64, .adaLog(try AdaLogTable(q: 13, bits: 8, fractionBits: AdaLogTable.attentionFractionBits(q: 13, bits: 8)))),
+            (40, 2, 16, .adaLog(try AdaLogTable(q: 60, bits: 4, fractionBits: AdaLogTable.attentionFractionBits(q: 60, bits: 4)))),
+            (50, 1, 64, .adaLog(try AdaLogTable(q: 20, bits: 3))),
+            (197, 3, 64, .uniform(scale: 1.0 / 15, bits: 4)),
+        ]
+        for (t, heads, d, probs) in cases {
+            let c = heads * d
+            // 8-bit codes minus a zero point far from 128: stored values reach ±255; a few rows at the extremes
+            var qkv = (0..<(t * 3 * c)).map { _ in Int16.random(in: -40...40, using: &g) }
+            for j in stride(from: 0, to: t, by: 5) { for x in 0..<(3 * c) { qkv[j * 3 * c + x] = x % 2 == 0 ? 255 : -255 } }
+            let scales = (0..<heads).map { _ in Float.random(in: 0.0001...0.002, using: &g) }
+            let stage = OutputStage.requantize(multipliers: [try QuantizedMultiplier(0.0007)], rounding: .singleRounding, zeroPoint: 3, qmin: -128, qmax: 127, unsigned: false)
+            let kern = try AttentionKernel(tokens: t, heads: heads, headDim: d, logitScales: scales, probabilities: probs,
+                                           outputs: Array(repeating: stage, count: heads))
+            for threads in [1, 2] {
+                let ws = kern.workspaceBytes(threads: threads)
+                let work = UnsafeMutableRawPointer.allocate(byteCount: ws, alignment: 64)
+                defer { work.deallocate() }
+                var out = [Int8](repeating: 0, count: t * c), codes = [UInt8](repeating: 0, count: heads * t * t)
+                try out.withUnsafeMutableBytes { ob in
+                    try codes.withUnsafeMutableBufferPointer { cb in
+                        try kern.run(qkv: qkv, dst: ob.baseAddress!, workspace: work, workspaceBytes: ws, isa: isa, threads: threads, codesOut: cb.baseAddress!)
+                    }
+                }
+                for h in 0..<heads {
+                    let ref = reference(qkv, t: t, heads: heads, d: d, h: h, scale: scales[h], probs: probs, stage: stage)
+                    var got: [UInt8] = []
+                    for i in 0..<t { for x in 0..<d { got.append(UInt8(bitPattern: out[i * c + h * d + x])) } }
+                    #expect(got == ref.out, "isa \(isa) t \(t) d \(d) head \(h) threads \(threads)")
+                    #expect(Array(codes[(h * t * t)..<((h + 1) * t * t)]) == ref.codes, "codes: isa \(isa) t \(t) head \(h)")
+                }
+                #expect(throws: Int8KernelError.self) {
+                    try kern.run(qkv: qkv, dst: UnsafeMutableRawPointer(mutating: out), workspace: work, workspaceBytes: ws - 65, isa: isa, threads: threads)
+                }
+            }
+        }
+    }
+
+    @Test("int32 tables: split into int16 halves, the attention F keeps the worst-case P·V inside int32")
+    func wideTables() throws {
+        for (q, bits) in [(13, 8), (37, 8), (60, 4), (137, 3), (20, 6)] {
+            let f = AdaLogTable.attentionFractionBits(q: q, bits: bits)
+            let t = try AdaLogTable(q: q, bits: bits, fractionBits: f)
+            #expect(f > (try AdaLogTable(q: q, bits: bits)).fractionBits, "q \(q) bits \(bits): the int32 table must be finer")
+            #expect(t.tableHigh != nil)
+            for k in 0..<t.zeroCode {
+                let exact = (Double(t.mantissas[k]) * exp2(Double(f - t.shifts[k]))).rounded(.toNearestOrEven)
+                #expect(Double(t.values[k]) == exact)
+                #expect(t.table[k] >= 0)
+            }
+            #expect(t.values[t.zeroCode] == 0)
+            // every p rounds up by at most 2^(q/2r)(1 + 1/D): Σ L·255 stays below 2^31
+            let worst = Double(t.denominator) * exp2(Double(f)) * 255 * exp2(Double(q) / 74) * (1 + 1 / Double(t.denominator))
+            #expect(worst < 2147483648)
+            #expect(throws: Int8KernelError.self) { try Elementwise.adalogDecode([0], count: 1, table: t, dst: UnsafeMutablePointer<Int16>.allocate(capacity: 1)) }
+        }
+    }
+
+    @Test("Q/K/V into int16 per group: round half to even, clamp to each group's bounds, NaN → qmin; all ISAs agree", arguments: testISAs)
+    func quantizeGroups(isa: KernelISA) throws {
+        var g = SplitMix(5)
+        let rows = 7, d = 19, scales: [Float] = [0.05, 0.5, 0.01], lo: [Int32] = [-200, -8, 0], hi: [Int32] = [55, 7, 255]
+        var x = (0..<(rows * 3 * d)).map { _ in Float.random(in: -12...12, using: &g) }
+        x[0] = .nan; x[1] = 0.025; x[2] = 0.075; x[3] = -0.025; x[d] = .infinity; x[2 * d] = -.infinity
+        for threads in [1, 2] {
+            var got = [Int16](repeating: 0, count: x.count)
+            try Elementwise.quantizeInt16Groups(x, rows: rows, groupSize: d, scales: scales, qmin: lo, qmax: hi, dst: &got, isa: isa, threads: threads)
+            for i in 0..<x.count {
+                let gi = (i / d) % 3
+                let r = (x[i] / scales[gi]).rounded(.toNearestOrEven)
+                let want = x[i].isNaN ? lo[gi] : Int32(max(Float(lo[gi]), min(Float(hi[gi]), r)))
+                #expect(Int32(got[i]) == want, "isa \(isa) i \(i) x \(x[i])")
+            }
+        }
+        #expect(throws: Int8KernelError.self) {
+            var out = [Int16](repeating: 0, count: 3 * d)
+            try Elementwise.quantizeInt16Groups(x, rows: 1, groupSize: d, scales: scales, qmin: lo, qmax: [55, 7, 40000], dst: &out, isa: isa)
+        }
+    }
+
+    @Test("bad shapes and mismatched stages are refused")
+    func refusals() throws {
+        let table = try AdaLogTable(q: 20, bits: 4)
+        #expect(throws: Int8KernelError.self) { try AttentionKernel(tokens: 0, heads: 1, headDim: 8, logitScales: [1], probabilities: .adaLog(table), outputs: [.int32]) }
+        #expect(throws: Int8KernelError.self) { try AttentionKernel(tokens: 4, heads: 2, headDim: 8, logitScales: [1], probabilities: .adaLog(table), outputs: [.int32, .int32]) }
+        #expect(throws: Int8KernelError.self) { try AttentionKernel(tokens: 4, heads: 1, headDim: 8, logitScales: [1], probabilities: .uniform(scale: 0, bits: 4), outputs: [.int32]) }
+        let int8Out = OutputStage.requantize(multipliers: [try QuantizedMultiplier(0.5)], rounding: .singleRounding, zeroPoint: 0, qmin: -128, qmax: 127, unsigned: false)
+        let mixed: [OutputStage] = [.int32, int8Out]
+        #expect(throws: Int8KernelError.self) {
+            try AttentionKernel(tokens: 4, heads: 2, headDim: 8, logitScales: [1, 1], probabilities: .adaLog(table), outputs: mixed)
+        }
+    }
+}
+
+@Suite struct AdaLogDecodeTests {
+    @Test("codes → int16 table values: every byte, every table size, lengths around the vector width; all ISAs equal the portable path", arguments: testISAs)
+    func decode(isa: KernelISA) throws {
+        var g = SplitMix(91)
+        for bits in [2, 3, 4, 6, 8] {
+            let nt = 1 << bits
+            let table = (0...nt).map { $0 == nt ? Int16(0) : Int16.random(in: -32768...32767, using: &g) }
+            for n in [1, 15, 31, 32, 33, 64, 257, 1000] {
+                let codes = (0..<n).map { i in i < 256 ? UInt8(i % 256) : UInt8.random(in: 0...255, using: &g) }
+                var got = [Int16](repeating: 7, count: n + 1), ref = got
+                i8k_codes_to_s16(isa.rawValue, codes, n, table, Int32(nt), &got)
+                i8k_codes_to_s16(KernelISA.portable.rawValue, codes, n, table, Int32(nt), &ref)
+                #expect(got == ref, "isa \(isa) bits \(bits) n \(n)")
+                #expect(got[n] == 7, "wrote past the end")
+                for i in 0..<n { #expect(ref[i] == (Int(codes[i]) <= nt ? table[Int(codes[i])] : 0)) }
             }
         }
     }

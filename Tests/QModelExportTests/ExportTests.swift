@@ -10,6 +10,7 @@ import Calibration
 import ONNXGraph
 import FloatEngine
 import Imaging
+import ReportRunner
 
 enum ExportFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -27,8 +28,21 @@ enum ExportFixtures {
         return try ds.sample(count, seed: 3).batch(0..<count, spec: .cifar10).0
     }
 
-    /// Quantizes `path` with cheap search settings (debug builds).
+    nonisolated(unsafe) static var cache: [String: (QuantizedModel, ONNXModel)] = [:]
+    static let cacheLock = NSLock()
+
+    /// Quantizes `path` with cheap search settings (debug builds); each setting is searched once per test run.
     static func quantize(_ path: String, bits: String, method: QuantMethod = .adalog, keepFloat: [String] = []) throws -> (QuantizedModel, ONNXModel) {
+        let key = "\(path)|\(bits)|\(method)|\(keepFloat)"
+        cacheLock.lock()
+        defer { cacheLock.unlock() }
+        if let hit = cache[key] { return hit }
+        let r = try search(path, bits: bits, method: method, keepFloat: keepFloat)
+        cache[key] = r
+        return r
+    }
+
+    static func search(_ path: String, bits: String, method: QuantMethod, keepFloat: [String]) throws -> (QuantizedModel, ONNXModel) {
         let m = try ONNXModel(contentsOf: path)
         let cal = try calibration(4)
         var po = PlanOptions(bits: try BitSetting(parsing: bits))
@@ -179,5 +193,52 @@ func compare(_ q: QuantizedModel, _ m: ONNXModel, images n: Int) throws -> Fidel
             guard case let .inconsistent(m)? = e as? ExportError else { return false }
             return m.contains("batch 1")
         }
+    }
+}
+
+/// `quantize compare`'s engine: op-by-op runtime vs simulation.
+@Suite(.serialized) struct RuntimeComparisonTests {
+    func compare(_ model: QModel, _ q: QuantizedModel, _ m: ONNXModel, images n: Int) throws -> [RuntimeComparison.Row] {
+        var g = try m.graph.specialized(batch: 1)
+        if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
+        let cmp = RuntimeComparison(simulation: try QuantSimulator(model: q, graph: g, options: SessionOptions(fuse: false)),
+                                    session: try Session(model: model, batch: 1, threads: 1))
+        let x = try ExportFixtures.evalImages(n)
+        let per = 3 * 32 * 32, hw = 32 * 32
+        for b in 0..<n {
+            let one = Array(x[(b * per)..<((b + 1) * per)])
+            var nhwc = [Float](repeating: 0, count: per)
+            for c in 0..<3 { for i in 0..<hw { nhwc[i * 3 + c] = one[c * hw + i] } }
+            try cmp.add(nchw: one, nhwc: nhwc)
+        }
+        #expect(cmp.images == n)
+        return cmp.results
+    }
+
+    @Test func findsExactOpsAndTheFirstDeparture() throws {
+        let (q, m) = try ExportFixtures.quantize(ExportFixtures.vit, bits: "W8A8")
+        let model = try QModelExporter.export(q, graph: try QModelExporter.prepare(m.graph, for: q), name: "t").model
+        let rows = try compare(model, q, m, images: 2)
+        // floats, uniform codes and AdaLog codes are all matched by name
+        #expect(Set(rows.map(\.dtype)).isSuperset(of: ["float32", "code"]))
+        #expect(rows.contains { $0.quantized && $0.dtype != "code" })
+        #expect(Set(rows.map(\.kind)).isSuperset(of: ["conv2d", "layerNormQuantize", "linear", "attention", "geluAdaLog", "adaLogLinear", "add"]))
+        // through the first attention the runtime reproduces the simulation (float rounding only)
+        let att = try #require(rows.firstIndex { $0.kind == "attention" })
+        for r in rows[...att] {
+            if r.quantized { #expect(r.codeMismatchPercent < 0.5, "\(r.tensor): \(r.codeMismatchPercent) % codes differ") }
+            else { #expect(r.sqnrDB > 60, "\(r.tensor): \(r.sqnrDB) dB") }
+        }
+
+        // A runtime that departs (first LayerNorm's γ scaled by 1.5) is caught at that op, not before it.
+        var bad = model
+        guard let ln = bad.ops.compactMap({ if case let .layerNormQuantize(o) = $0 { o } else { nil } }).first,
+              let ci = bad.constants.firstIndex(where: { $0.name == ln.gamma }) else { Issue.record("no LayerNorm"); return }
+        let gamma = bad.constants[ci].bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        bad.constants[ci] = .float(ln.gamma, shape: bad.constants[ci].shape, gamma.map { $0 * 1.5 })
+        let badRows = try compare(bad, q, m, images: 1)  // the first image again
+        let i = try #require(badRows.firstIndex { $0.op == ln.name })
+        #expect(badRows[i].codeMismatchPercent > 20, "γ × 1.5 must change most codes: \(badRows[i].codeMismatchPercent) %")
+        for r in badRows[..<i] { #expect(r.quantized ? r.codeMismatchPercent < 0.5 : r.sqnrDB > 60) }
     }
 }

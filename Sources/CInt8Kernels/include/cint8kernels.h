@@ -156,8 +156,44 @@ void i8k_softmax_row(int isa, const float *x, size_t n, float *p);
 /* AdaLog code: count of thresholds tau[0..nt-1] (descending) with u < tau[j]; nt = 2^b; nt is the zero
  * code; NaN -> zero code. */
 void i8k_adalog_encode(int isa, const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes);
+/* The same with the threshold analysis done once (i8k_adalog_prepare) for repeated calls on one quantizer. */
+typedef struct {
+    int32_t geometric;
+    int32_t nnorm;
+    float l0;
+    float inv_step;
+} i8k_adalog_plan;
+void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan);
+void i8k_adalog_encode_planned(int isa, const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *plan,
+                               uint8_t *codes);
 /* codes -> int16 via table (nt+1 entries); codes > nt map to 0. */
 void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst);
+/* clamp(rint(x / scale), qmin, qmax) as int16 (NaN -> qmin): attention operands with their zero point removed. */
+void i8k_quantize_s16(int isa, const float *x, size_t n, float scale, int32_t qmin, int32_t qmax, int16_t *dst);
+/* The same over rows x groups contiguous blocks of d values, group g with its own scale/bounds (per-head Q, K, V). */
+void i8k_quantize_s16_groups(int isa, const float *x, size_t rows, size_t groups, size_t d, const float *scale,
+                             const int32_t *qmin, const int32_t *qmax, int16_t *dst);
+
+/* How an attention head codes its probabilities: AdaLog (tau != NULL: nt thresholds at scale 1 and the
+ * nt+1-entry table, int16, or int32 split as table_high·2^15 + table with table in [0, 32767]; table_high NULL
+ * when not split) or uniform (code = clamp(rint(p / p_scale), 0, p_qmax), table value = code). */
+typedef struct {
+    const float *tau;
+    int32_t nt;
+    const int16_t *table;
+    const int16_t *table_high;
+    float p_scale;
+    int32_t p_qmax;
+    i8k_adalog_plan plan; /* i8k_adalog_prepare(tau, nt) */
+} i8k_probs;
+/* Bytes of workspace i8k_attention_rows needs for T tokens and head size d. */
+size_t i8k_attention_workspace(size_t T, size_t d);
+/* Query rows [r0, r1) of one head (see attention.c): q, k, v are T x d int16 with row strides; the output
+ * stage (columns 0..d-1) writes row i at dst + i*ldd elements. codes_out (T x T, may be NULL) receives the
+ * probability codes of those rows. `work` holds i8k_attention_workspace(T, d) bytes, 64-byte aligned. */
+void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k, size_t ldk, const int16_t *v, size_t ldv,
+                        size_t T, size_t d, float logit_scale, const i8k_probs *probs, size_t r0, size_t r1,
+                        const i8k_output *out, void *dst, size_t ldd, void *work, uint8_t *codes_out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,230 @@
+/* One attention head on int16 operands (adalog.md §4.2–§4.4), fused per query row:
+ *   logits_j = (float)(Σ_c q[i][c]·k[j][c]) · logit_scale        (exact int32 dot product)
+ *   p = softmax(logits)                                           (i8k_softmax_row, pinned float)
+ *   L_j = table[AdaLog code of p_j]  or  uniform code of p_j      (i8k_adalog_encode / i8k_quantize)
+ *         (an int32 table is passed as two int16 halves, L = high·2^15 + low, and accumulated twice)
+ *   out[i][c] = Σ_j L_j·v[j][c]  → output stage                   (exact int32)
+ * Q, K, V hold stored values (zero points removed) as int16, so an 8-bit quantizer with any zero point fits
+ * (|value| ≤ 255) and nothing is clamped. K and V are repacked into pairs for vpdpwssd/vpmaddwd once per call
+ * into the caller's workspace; nothing is allocated. Every ISA path gives the portable path's bits: the integer
+ * parts are exact and the float parts go through the pinned element-wise kernels. */
+#include "internal.h"
+#include <math.h>
+#ifdef I8K_X86
+#include <immintrin.h>
+#endif
+
+typedef struct {
+    size_t tp16, tp2, dp2, dp16;
+    int16_t *kp, *vp, *qrow, *L, *Lh;
+    float *logits, *p;
+    uint8_t *codes;
+    int32_t *acc;
+} layout;
+
+static size_t up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* Carves the workspace (64-byte aligned pieces); returns the bytes it needs. `work` may be NULL to only size. */
+static size_t carve(size_t T, size_t d, void *work, layout *w) {
+    w->tp16 = up(T, 16); w->tp2 = up(T, 2); w->dp2 = (d + 1) / 2; w->dp16 = up(d, 16);
+    size_t sizes[9] = {
+        w->dp2 * w->tp16 * 2 * sizeof(int16_t), (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t), w->dp2 * 2 * sizeof(int16_t),
+        w->tp2 * sizeof(int16_t), w->tp2 * sizeof(int16_t), w->tp16 * sizeof(float), w->tp16 * sizeof(float), w->tp16,
+        w->dp16 * sizeof(int32_t)};
+    size_t off[9], total = 0;
+    for (int i = 0; i < 9; i++) { off[i] = total; total += up(sizes[i], 64); }
+    if (work) {
+        uint8_t *p = (uint8_t *)work;
+        w->kp = (int16_t *)(p + off[0]); w->vp = (int16_t *)(p + off[1]); w->qrow = (int16_t *)(p + off[2]);
+        w->L = (int16_t *)(p + off[3]); w->Lh = (int16_t *)(p + off[4]); w->logits = (float *)(p + off[5]);
+        w->p = (float *)(p + off[6]); w->codes = p + off[7]; w->acc = (int32_t *)(p + off[8]);
+    }
+    return total;
+}
+
+size_t i8k_attention_workspace(size_t T, size_t d) {
+    layout w;
+    return carve(T, d, NULL, &w);
+}
+
+/* K as pairs of channels: kp[(c/2)][j][c%2], keys padded to tp16 with zeros; V as pairs of keys:
+ * vp[(j/2)][c][j%2], channels padded to dp16. */
+static void pack(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, const layout *w) {
+    memset(w->kp, 0, w->dp2 * w->tp16 * 2 * sizeof(int16_t));
+    memset(w->vp, 0, (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t));
+    for (size_t j = 0; j < T; j++)
+        for (size_t c = 0; c < d; c++) {
+            w->kp[((c >> 1) * w->tp16 + j) * 2 + (c & 1)] = k[j * ldk + c];
+            w->vp[((j >> 1) * w->dp16 + c) * 2 + (j & 1)] = v[j * ldv + c];
+        }
+}
+
+static void logits_portable(const layout *w, size_t T, float scale) {
+    for (size_t j = 0; j < T; j++) {
+        int32_t s = 0;
+        for (size_t cp = 0; cp < w->dp2; cp++) {
+            const int16_t *kk = w->kp + (cp * w->tp16 + j) * 2;
+            s += (int32_t)w->qrow[2 * cp] * kk[0] + (int32_t)w->qrow[2 * cp + 1] * kk[1];
+        }
+        w->logits[j] = (float)s * scale;
+    }
+}
+
+/* Σ_j L_j·v[j][c], with L = high·2^15 + low when the table is split (split != 0). Accumulates in uint32: the
+ * halves may wrap, the combined value is exact whenever it fits int32 (the table's F is chosen so). */
+static void pv_portable(const layout *w, size_t d, int split) {
+    for (size_t c = 0; c < d; c++) {
+        uint32_t lo = 0, hi = 0;
+        for (size_t jp = 0; jp < w->tp2 / 2; jp++) {
+            const int16_t *vv = w->vp + (jp * w->dp16 + c) * 2;
+            lo += (uint32_t)((int32_t)w->L[2 * jp] * vv[0] + (int32_t)w->L[2 * jp + 1] * vv[1]);
+            if (split) hi += (uint32_t)((int32_t)w->Lh[2 * jp] * vv[0] + (int32_t)w->Lh[2 * jp + 1] * vv[1]);
+        }
+        w->acc[c] = (int32_t)((hi << 15) + lo);
+    }
+}
+
+#ifdef I8K_X86
+T512 static void logits512(const layout *w, float scale) {
+    const __m512 sv = _mm512_set1_ps(scale);
+    const int32_t *qp = (const int32_t *)w->qrow;
+    size_t jb = 0;
+    for (; jb + 64 <= w->tp16; jb += 64) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t cp = 0; cp < w->dp2; cp++) {
+            __m512i qq = _mm512_set1_epi32(qp[cp]);
+            const int16_t *kr = w->kp + (cp * w->tp16 + jb) * 2;
+            a0 = _mm512_dpwssd_epi32(a0, qq, _mm512_loadu_si512(kr));
+            a1 = _mm512_dpwssd_epi32(a1, qq, _mm512_loadu_si512(kr + 32));
+            a2 = _mm512_dpwssd_epi32(a2, qq, _mm512_loadu_si512(kr + 64));
+            a3 = _mm512_dpwssd_epi32(a3, qq, _mm512_loadu_si512(kr + 96));
+        }
+        _mm512_storeu_ps(w->logits + jb, _mm512_mul_ps(_mm512_cvtepi32_ps(a0), sv));
+        _mm512_storeu_ps(w->logits + jb + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(a1), sv));
+        _mm512_storeu_ps(w->logits + jb + 32, _mm512_mul_ps(_mm512_cvtepi32_ps(a2), sv));
+        _mm512_storeu_ps(w->logits + jb + 48, _mm512_mul_ps(_mm512_cvtepi32_ps(a3), sv));
+    }
+    for (; jb < w->tp16; jb += 16) {
+        __m512i a0 = _mm512_setzero_si512();
+        for (size_t cp = 0; cp < w->dp2; cp++)
+            a0 = _mm512_dpwssd_epi32(a0, _mm512_set1_epi32(qp[cp]), _mm512_loadu_si512(w->kp + (cp * w->tp16 + jb) * 2));
+        _mm512_storeu_ps(w->logits + jb, _mm512_mul_ps(_mm512_cvtepi32_ps(a0), sv));
+    }
+}
+
+T512 static void pv512(const layout *w, int split) {
+    const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
+    size_t np = w->tp2 / 2;
+    for (size_t c0 = 0; c0 < w->dp16; c0 += 64) {
+        size_t nb = (w->dp16 - c0) / 16;
+        if (nb > 4) nb = 4;
+        __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        if (split) {
+            /* the high halves are non-zero only for the few large probabilities */
+            for (size_t jp = 0; jp < np; jp++) {
+                if (hp[jp] == 0) continue;
+                __m512i lh = _mm512_set1_epi32(hp[jp]);
+                const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+                for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
+            }
+        }
+        {
+            for (size_t jp = 0; jp < np; jp++) {
+                if (lp[jp] == 0) continue; /* both keys coded to zero (common at low bit widths) */
+                __m512i ll = _mm512_set1_epi32(lp[jp]);
+                const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+                for (size_t b = 0; b < nb; b++) a[b] = _mm512_dpwssd_epi32(a[b], ll, _mm512_loadu_si512(vr + b * 32));
+            }
+        }
+        for (size_t b = 0; b < nb; b++) _mm512_storeu_si512(w->acc + c0 + b * 16, _mm512_add_epi32(_mm512_slli_epi32(h[b], 15), a[b]));
+    }
+}
+
+/* AVX2 / AVX-VNNI: vpmaddwd is exact here (|L| ≤ 32767 and |v| ≤ 255, |q|,|k| ≤ 255: no pair reaches 2^31). */
+TAVX2 static void logits256(const layout *w, float scale) {
+    const __m256 sv = _mm256_set1_ps(scale);
+    const int32_t *qp = (const int32_t *)w->qrow;
+    for (size_t jb = 0; jb < w->tp16; jb += 16) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+        for (size_t cp = 0; cp < w->dp2; cp++) {
+            __m256i qq = _mm256_set1_epi32(qp[cp]);
+            const int16_t *kr = w->kp + (cp * w->tp16 + jb) * 2;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(qq, _mm256_loadu_si256((const __m256i *)kr)));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(qq, _mm256_loadu_si256((const __m256i *)(kr + 16))));
+        }
+        _mm256_storeu_ps(w->logits + jb, _mm256_mul_ps(_mm256_cvtepi32_ps(a0), sv));
+        _mm256_storeu_ps(w->logits + jb + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(a1), sv));
+    }
+}
+
+TAVX2 static void pv256(const layout *w, int split) {
+    const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
+    size_t np = w->tp2 / 2;
+    for (size_t c0 = 0; c0 < w->dp16; c0 += 32) {
+        size_t nb = (w->dp16 - c0) / 8;
+        if (nb > 4) nb = 4;
+        __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i h[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (size_t jp = 0; jp < np; jp++) {
+            int32_t hpair = split ? hp[jp] : 0;
+            if ((lp[jp] | hpair) == 0) continue;
+            __m256i ll = _mm256_set1_epi32(lp[jp]), lh = _mm256_set1_epi32(hpair);
+            const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+            for (size_t b = 0; b < nb; b++) {
+                __m256i vv = _mm256_loadu_si256((const __m256i *)(vr + b * 16));
+                a[b] = _mm256_add_epi32(a[b], _mm256_madd_epi16(ll, vv));
+                if (split) h[b] = _mm256_add_epi32(h[b], _mm256_madd_epi16(lh, vv));
+            }
+        }
+        for (size_t b = 0; b < nb; b++) _mm256_storeu_si256((__m256i *)(w->acc + c0 + b * 8), _mm256_add_epi32(_mm256_slli_epi32(h[b], 15), a[b]));
+    }
+}
+#endif
+
+void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k, size_t ldk, const int16_t *v, size_t ldv,
+                        size_t T, size_t d, float logit_scale, const i8k_probs *probs, size_t r0, size_t r1,
+                        const i8k_output *out, void *dst, size_t ldd, void *work, uint8_t *codes_out) {
+    if (T == 0 || d == 0 || r1 <= r0) return;
+    layout w;
+    carve(T, d, work, &w);
+    pack(k, ldk, v, ldv, T, d, &w);
+    size_t es = i8k_out_elsize(out);
+    const int split = probs->tau && probs->table_high;
+    for (size_t i = r0; i < r1; i++) {
+        memset(w.qrow, 0, w.dp2 * 2 * sizeof(int16_t));
+        memcpy(w.qrow, q + i * ldq, d * sizeof(int16_t));
+#ifdef I8K_X86
+        if (isa == I8K_ISA_AVX512VNNI) logits512(&w, logit_scale);
+        else if (isa == I8K_ISA_AVX2 || isa == I8K_ISA_AVXVNNI) logits256(&w, logit_scale);
+        else
+#endif
+            logits_portable(&w, T, logit_scale);
+        i8k_softmax_row(isa, w.logits, T, w.p);
+        if (probs->tau) {
+            i8k_adalog_encode_planned(isa, w.p, T, probs->tau, probs->nt, &probs->plan, w.codes);
+            i8k_codes_to_s16(isa, w.codes, T, probs->table, probs->nt, w.L);
+            if (split) i8k_codes_to_s16(isa, w.codes, T, probs->table_high, probs->nt, w.Lh);
+        } else {
+            i8k_quantize(isa, w.p, T, probs->p_scale, 0, 0, probs->p_qmax, 1, w.codes);
+            for (size_t j = 0; j < T; j++) w.L[j] = w.codes[j];
+        }
+        if (T & 1) { w.L[T] = 0; w.Lh[T] = 0; }
+        if (codes_out) memcpy(codes_out + i * T, w.codes, T);
+#ifdef I8K_X86
+        if (isa == I8K_ISA_AVX512VNNI) pv512(&w, split);
+        else if (isa == I8K_ISA_AVX2 || isa == I8K_ISA_AVXVNNI) pv256(&w, split);
+        else
+#endif
+            pv_portable(&w, d, split);
+        i8k_output_apply(isa, w.acc, d, 1, d, out, 0, (uint8_t *)dst + i * ldd * es, ldd);
+    }
+}
+
+/* ---------------- Q, K, V into int16 ---------------- */
+void i8k_quantize_s16_groups(int isa, const float *x, size_t rows, size_t groups, size_t d, const float *scale,
+                             const int32_t *qmin, const int32_t *qmax, int16_t *dst) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t g = 0; g < groups; g++)
+            i8k_quantize_s16(isa, x + (r * groups + g) * d, d, scale[g], qmin[g], qmax[g], dst + (r * groups + g) * d);
+}
