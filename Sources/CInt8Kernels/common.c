@@ -91,7 +91,9 @@ void i8k_out_scalar(const i8k_output *o, int32_t acc, size_t n, void *dst, size_
 void i8k_output_scalar_block(const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *out,
                              size_t n0, void *dst, size_t ldd) {
     for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < cols; j++) i8k_out_scalar(out, src[i * lds + j], n0 + j, dst, i * ldd + j);
+        for (size_t j = 0; j < cols; j++)
+            i8k_out_scalar(out, (int32_t)((uint32_t)src[i * lds + j] + (uint32_t)i8k_row_term(out, i, n0 + j)), n0 + j, dst,
+                           i * ldd + j);
 }
 
 void i8k_output_apply(int isa, const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *out,
@@ -123,7 +125,8 @@ static void gemm_u8_panel_portable(const uint8_t *A, size_t lda, size_t m, int a
                 for (size_t j = 0; j < nr; j++) t[j] += u * (int32_t)b[j * 4];
             }
         }
-        i8k_output_scalar_block(tile, I8K_NR, mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        i8k_output tmp;
+        i8k_output_scalar_block(tile, I8K_NR, mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd);
     }
 }
 
@@ -143,7 +146,8 @@ static void gemm_s16_panel_portable(const int16_t *A, size_t lda, size_t m, cons
                 for (size_t j = 0; j < nr; j++) t[j] += u * (int32_t)b[j * 2];
             }
         }
-        i8k_output_scalar_block(tile, I8K_NR, mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        i8k_output tmp;
+        i8k_output_scalar_block(tile, I8K_NR, mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd);
     }
 }
 
@@ -185,12 +189,14 @@ void i8k_ref_gemm_u8(const uint8_t *A, size_t lda, int a_signed, const int8_t *B
                      size_t K, int32_t a_zero_raw, const i8k_output *out, void *dst, size_t ldd) {
     i8k_output o = *out;
     o.a_zero = 0; /* the reference subtracts the zero point directly */
+    o.row_coef = NULL; o.row_sum = NULL; /* and adds the weight zero-point term itself */
     for (size_t i = 0; i < M; i++)
         for (size_t j = 0; j < N; j++) {
             int64_t s = 0;
+            int64_t c = out->row_coef ? out->row_coef[j] : 0;
             for (size_t k = 0; k < K; k++) {
                 int32_t a = a_signed ? (int32_t)(int8_t)A[i * lda + k] : (int32_t)A[i * lda + k];
-                s += (int64_t)(a - a_zero_raw) * B[k * ldb + j];
+                s += (int64_t)(a - a_zero_raw) * ((int64_t)B[k * ldb + j] + c);
             }
             i8k_out_scalar(&o, (int32_t)(uint32_t)(uint64_t)s, j, dst, i * ldd + j);
         }
@@ -206,16 +212,42 @@ void i8k_ref_gemm_s16(const int16_t *A, size_t lda, const int16_t *B, size_t ldb
         }
 }
 
+/* ---------------- row sums (weight zero-point term) ---------------- */
+static void row_sums_portable(const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst) {
+    for (size_t i = 0; i < m; i++) {
+        const uint8_t *a = A + i * lda;
+        uint32_t s = 0;
+        if (a_signed) for (size_t k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)a[k];
+        else for (size_t k = 0; k < K; k++) s += a[k];
+        dst[i] = (int32_t)(s - (uint32_t)zero * (uint32_t)K);
+    }
+}
+
+void i8k_row_sums(int isa, const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) { i8k_row_sums_avx512(A, lda, m, K, a_signed, zero, dst); return; }
+    if (isa == I8K_ISA_AVX2 || isa == I8K_ISA_AVXVNNI) { i8k_row_sums_avx2(A, lda, m, K, a_signed, zero, dst); return; }
+#endif
+    (void)isa;
+    row_sums_portable(A, lda, m, K, a_signed, zero, dst);
+}
+
 /* ---------------- im2col ---------------- */
 /* n bytes from s to d with fixed-size copies (inlined moves, no libc call for the short runs of im2col) */
 static inline void copy_run(uint8_t *d, const uint8_t *s, size_t n) {
-    while (n >= 16) { memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
-    if (n >= 8) { memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
-    if (n >= 4) { memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+    if (n >= 16) {
+        while (n >= 16) { memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
+        if (n) memcpy(d + n - 16, s + n - 16, 16);   /* overlapping tail */
+        return;
+    }
+    /* short runs (the stem's 3-channel taps): two overlapping fixed-size moves */
+    if (n >= 8) { memcpy(d, s, 8); memcpy(d + n - 8, s + n - 8, 8); return; }
+    if (n >= 4) { memcpy(d, s, 4); memcpy(d + n - 4, s + n - 4, 4); return; }
     while (n--) *d++ = *s++;
 }
 
 static inline void fill_run(uint8_t *d, uint8_t v, size_t n) {
+    if (n >= 16) { memset(d, v, n); return; }
     while (n--) *d++ = v;
 }
 
@@ -225,8 +257,8 @@ void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0,
     /* all channels, no dilation along x: for each ky the in-bounds taps kx are consecutive input pixels, one
      * contiguous run of (kx_hi - kx_lo) * C bytes */
     const int runs = cg == C && dw == 1;
-    for (size_t r = r0; r < r1; r++) {
-        size_t oy = r / OW, ox = r % OW;
+    size_t oy = r0 / OW, ox = r0 % OW;
+    for (size_t r = r0; r < r1; r++, ox = ox + 1 == OW ? 0 : ox + 1, oy += ox == 0) {
         uint8_t *d = dst + (r - r0) * ldd;
         if (runs) {
             long ix0 = (long)(ox * sw) - (long)pw;
@@ -266,11 +298,12 @@ void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0,
 }
 
 /* ---------------- depthwise ---------------- */
-void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, const int8_t *w,
+void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, const int16_t *w,
                         size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw,
                         size_t OW, size_t oy, const i8k_output *out, void *dst) {
     i8k_output o = *out;
     o.a_zero = 0;
+    o.row_coef = NULL; o.row_sum = NULL;
     for (size_t ox = 0; ox < OW; ox++)
         for (size_t c = 0; c < C; c++) {
             int32_t s = 0;
@@ -289,14 +322,8 @@ void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t 
         }
 }
 
-#ifdef I8K_X86
-void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
-                           const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
-                           size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
-#endif
-
 void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
-                    const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                    const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
                     size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
 #ifdef I8K_X86
     if (isa == I8K_ISA_AVX512VNNI) {
@@ -308,6 +335,7 @@ void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, si
     /* portable: per pixel, int32 channel accumulators then the output stage */
     i8k_output o = *out;
     o.a_zero = 0;
+    o.row_coef = NULL; o.row_sum = NULL;
     int32_t acc[256];
     for (size_t ox = 0; ox < OW; ox++)
         for (size_t c0 = 0; c0 < C; c0 += 256) {
@@ -320,7 +348,7 @@ void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, si
                     long ix = (long)(ox * sw + kx * dw) - (long)pw;
                     if (ix < 0 || ix >= (long)W) continue;
                     const uint8_t *x = in + ((size_t)iy * W + (size_t)ix) * C + c0;
-                    const int8_t *wk = w + (ky * KW + kx) * C + c0;
+                    const int16_t *wk = w + (ky * KW + kx) * C + c0;
                     if (a_signed)
                         for (size_t c = 0; c < cn; c++) acc[c] += ((int32_t)(int8_t)x[c] - a_zero) * wk[c];
                     else
@@ -329,6 +357,38 @@ void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, si
             }
             i8k_output_scalar_block(acc, 0, 1, cn, &o, c0, (char *)dst + (ox * C + c0) * i8k_out_elsize(&o), 0);
         }
+}
+
+/* packed tap pairs for the AVX-512 depthwise kernel (see cint8kernels.h) */
+size_t i8k_dw_packed_size(size_t T, size_t C) { return ((C + 31) / 32) * ((T + 1) / 2) * 64; }
+
+void i8k_dw_pack(const int16_t *w, size_t T, size_t C, int16_t *dst) {
+    const size_t P = (T + 1) / 2, nb = (C + 31) / 32;
+    memset(dst, 0, i8k_dw_packed_size(T, C) * sizeof(int16_t));
+    for (size_t b = 0; b < nb; b++)
+        for (size_t p = 0; p < P; p++)
+            for (size_t h = 0; h < 2; h++)
+                for (size_t d = 0; d < 16; d++) {
+                    size_t c = b * 32 + (d / 4) * 8 + h * 4 + d % 4;
+                    int16_t *q = dst + ((b * P + p) * 64) + h * 32 + d * 2;
+                    if (c >= C) continue;
+                    q[0] = w[(2 * p) * C + c];
+                    q[1] = 2 * p + 1 < T ? w[(2 * p + 1) * C + c] : 0;
+                }
+}
+
+void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                           const int16_t *w, const int16_t *packed, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph,
+                           size_t pw, size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && packed && C <= 8192 && KH * KW <= 64 &&
+        (a_signed ? (a_zero >= -128 && a_zero <= 127) : (a_zero >= 0 && a_zero <= 255))) {
+        i8k_dwconv_row_packed_avx512(in, a_signed, a_zero, H, W, C, packed, KH, KW, sh, sw, ph, pw, dh, dw, OW, oy, out, dst);
+        return;
+    }
+#endif
+    (void)packed;
+    i8k_dwconv_row(isa, in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, OW, oy, out, dst);
 }
 
 /* ---------------- packing (layout decided by the Swift PanelGeometry: panels of 48 columns, the last

@@ -29,6 +29,18 @@ static inline int32_t i8k_out_pre(const i8k_output *o, int32_t acc, size_t n) {
     if (o->a_zero != 0 && o->colsum) v -= (uint32_t)o->a_zero * (uint32_t)o->colsum[n];
     return (int32_t)v;
 }
+/* the weight zero-point term row_coef[n] * row_sum[i] (wrapping), 0 when absent */
+static inline int32_t i8k_row_term(const i8k_output *o, size_t i, size_t n) {
+    if (!o->row_coef || !o->row_sum) return 0;
+    return (int32_t)((uint32_t)o->row_coef[n] * (uint32_t)o->row_sum[i]);
+}
+/* `o` with row_sum advanced by m0 rows (tmp holds the copy when needed) */
+static inline const i8k_output *i8k_out_at(const i8k_output *o, size_t m0, i8k_output *tmp) {
+    if (!o->row_sum || m0 == 0) return o;
+    *tmp = *o;
+    tmp->row_sum = o->row_sum + m0;
+    return tmp;
+}
 /* scalar output of one element */
 void i8k_out_scalar(const i8k_output *o, int32_t acc, size_t n, void *dst, size_t idx);
 void i8k_output_scalar_block(const int32_t *src, size_t lds, size_t rows, size_t cols, const i8k_output *out,
@@ -53,6 +65,14 @@ void i8k_gemm_s16_panel_avxvnni(const int16_t *A, size_t lda, size_t m, const in
                                 size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd);
 void i8k_gemm_s16_panel_avx2(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
                              size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd);
+void i8k_row_sums_avx512(const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst);
+void i8k_row_sums_avx2(const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst);
+void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                                  const int16_t *wp, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                                  size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                           const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                           size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
 #endif
 #if defined(__aarch64__)
 int i8k_neon_dot_available(void);

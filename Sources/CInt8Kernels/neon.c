@@ -59,7 +59,8 @@ void i8k_gemm_u8_panel_neon(const uint8_t *A, size_t lda, size_t m, int a_signed
     for (size_t m0 = 0; m0 < m; m0 += 4) {
         int mr = (int)(m - m0 < 4 ? m - m0 : 4);
         for (size_t s = 0; s < nr; s += 16) kneon_u8(mr, a_signed, A + m0 * lda, lda, panel + s * 4, K, pw, tile + s);
-        i8k_output_scalar_block(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        i8k_output tmp;
+        i8k_output_scalar_block(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd);
     }
 }
 
@@ -84,7 +85,8 @@ void i8k_gemm_s16_panel_neon(const int16_t *A, size_t lda, size_t m, const int16
                 vst1q_s32(tile + i * I8K_NR + s, acc);
             }
         }
-        i8k_output_scalar_block(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        i8k_output tmp;
+        i8k_output_scalar_block(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd);
     }
 }
 #endif

@@ -49,22 +49,25 @@ T512 void i8k_output_avx512(const int32_t *src, size_t lds, size_t rows, size_t 
     const __m512i zero = _mm512_setzero_si512();
     const __m512i az = _mm512_set1_epi32(o->a_zero);
     const int use_cs = o->a_zero != 0 && o->colsum != NULL;
+    const int use_rt = o->row_coef != NULL && o->row_sum != NULL;
     for (size_t j = 0; j < cols; j += 16) {
         size_t cn = cols - j < 16 ? cols - j : 16;
         __mmask16 mk = (__mmask16)((1u << cn) - 1);
         size_t n = n0 + j;
         __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
         if (use_cs) add = _mm512_sub_epi32(add, _mm512_mullo_epi32(az, _mm512_maskz_loadu_epi32(mk, o->colsum + n)));
+        const __m512i rc = use_rt ? _mm512_maskz_loadu_epi32(mk, o->row_coef + n) : zero;
+#define RT512(v, i) (use_rt ? _mm512_add_epi32(v, _mm512_mullo_epi32(rc, _mm512_set1_epi32(o->row_sum[i]))) : (v))
         if (kind == I8K_OUT_INT32) {
             for (size_t i = 0; i < rows; i++) {
-                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                __m512i v = RT512(_mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add), i);
                 _mm512_mask_storeu_epi32((int32_t *)dst + i * ldd + j, mk, v);
             }
         } else if (kind == I8K_OUT_FLOAT) {
             __m512 sc = _mm512_maskz_loadu_ps(mk, o->scale + n);
             __m512 fb = o->fbias ? _mm512_maskz_loadu_ps(mk, o->fbias + n) : _mm512_setzero_ps();
             for (size_t i = 0; i < rows; i++) {
-                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                __m512i v = RT512(_mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add), i);
                 __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), sc);
                 if (o->fbias) f = _mm512_add_ps(f, fb);
                 _mm512_mask_storeu_ps((float *)dst + i * ldd + j, mk, f);
@@ -80,7 +83,7 @@ T512 void i8k_output_avx512(const int32_t *src, size_t lds, size_t rows, size_t 
             const __mmask16 m_min = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
             const int any_left = _mm512_cmpgt_epi32_mask(left, zero) != 0;
             for (size_t i = 0; i < rows; i++) {
-                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add);
+                __m512i v = RT512(_mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, src + i * lds + j), add), i);
                 __m512i r;
                 if (o->rounding == I8K_ROUND_SINGLE) r = single512(v, m, sh);
                 else r = rdpot512(srdhm512(any_left ? _mm512_sllv_epi32(v, left) : v, m, mo, m_min), right);
@@ -88,6 +91,7 @@ T512 void i8k_output_avx512(const int32_t *src, size_t lds, size_t rows, size_t 
                 _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + i * ldd + j, mk, r);
             }
         }
+#undef RT512
     }
 }
 
@@ -99,6 +103,7 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
         return;
     }
     const int use_cs = o->a_zero != 0 && o->colsum != NULL;
+    const int use_rt = o->row_coef != NULL && o->row_sum != NULL;
     const __m256i az = _mm256_set1_epi32(o->a_zero);
     const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
     size_t j = 0;
@@ -106,16 +111,18 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
         size_t n = n0 + j;
         __m256i add = o->bias ? _mm256_loadu_si256((const __m256i *)(o->bias + n)) : zero;
         if (use_cs) add = _mm256_sub_epi32(add, _mm256_mullo_epi32(az, _mm256_loadu_si256((const __m256i *)(o->colsum + n))));
+        const __m256i rc = use_rt ? _mm256_loadu_si256((const __m256i *)(o->row_coef + n)) : zero;
+#define RT256(v, i) (use_rt ? _mm256_add_epi32(v, _mm256_mullo_epi32(rc, _mm256_set1_epi32(o->row_sum[i]))) : (v))
         if (kind == I8K_OUT_INT32) {
             for (size_t i = 0; i < rows; i++) {
-                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                __m256i v = RT256(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add), i);
                 _mm256_storeu_si256((__m256i *)((int32_t *)dst + i * ldd + j), v);
             }
         } else if (kind == I8K_OUT_FLOAT) {
             __m256 sc = _mm256_loadu_ps(o->scale + n);
             __m256 fb = o->fbias ? _mm256_loadu_ps(o->fbias + n) : _mm256_setzero_ps();
             for (size_t i = 0; i < rows; i++) {
-                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                __m256i v = RT256(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add), i);
                 __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
                 if (o->fbias) f = _mm256_add_ps(f, fb);
                 _mm256_storeu_ps((float *)dst + i * ldd + j, f);
@@ -132,7 +139,7 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
             __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
             __m256i thr0 = _mm256_srai_epi32(mask, 1);
             for (size_t i = 0; i < rows; i++) {
-                __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add);
+                __m256i v = RT256(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(src + i * lds + j)), add), i);
                 __m256i x = _mm256_sllv_epi32(v, left);
                 __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), nudge), 31);
                 __m256i po = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), mo), nudge), 31);
@@ -151,6 +158,7 @@ TAVX2 void i8k_output_avx2(const int32_t *src, size_t lds, size_t rows, size_t c
                 _mm_storel_epi64((__m128i *)((uint8_t *)dst + i * ldd + j), b);
             }
         }
+#undef RT256
     }
     if (j < cols) i8k_output_scalar_block(src + j, lds, rows, cols - j, o, n0 + j, (char *)dst + j * i8k_out_elsize(o), ldd);
 }
@@ -222,14 +230,16 @@ I8K_INLINE T512 void k512_s16(const int MR, const int NV, const int INIT, const 
  * Per-column constants of one panel are computed once per panel call (ep512_setup); the arithmetic is exactly
  * that of i8k_output_avx512, so results are bit-identical. */
 typedef struct {
-    __m512i add[3], m[3], mo[3], sh[3], left[3], right[3];
+    __m512i add[3], rc[3], m[3], mo[3], sh[3], left[3], right[3];
     __m512i rmask[3], rthr[3];            /* double rounding: RDPOT mask 2^e − 1 and mask >> 1 */
     __m512i te[3], to[3], re[3], ro[3];   /* single rounding: 64-bit shift counts and rounding addends (even/odd) */
     __m512 sc[3], fb[3];
-    __m512i lo, hi, zp;
+    __m512i lo, hi, zp, lo64, hi64;
     __mmask16 mk[3], m_min[3];
     int any_left[3];
+    int t32[3];                           /* single rounding: every shift count 31 − shift >= 32 in this vector */
     int kind, rounding, has_fb;
+    const int32_t *row_sum;               /* weight zero-point term: rc[j] * row_sum[i] (NULL: none) */
 } ep512;
 
 T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr) {
@@ -239,23 +249,28 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
     e->kind = o->kind;
     e->rounding = o->rounding;
     e->has_fb = o->fbias != NULL;
+    e->row_sum = (o->row_coef && o->row_sum) ? o->row_sum : NULL;
     e->lo = _mm512_set1_epi32(o->qmin - o->out_zero);
     e->hi = _mm512_set1_epi32(o->qmax - o->out_zero);
     e->zp = _mm512_set1_epi32(o->out_zero);
+    e->lo64 = _mm512_set1_epi64((int64_t)o->qmin - o->out_zero);
+    e->hi64 = _mm512_set1_epi64((int64_t)o->qmax - o->out_zero);
     for (size_t j = 0; j < 3; j++) {
         size_t c0 = 16 * j, cn = c0 >= nr ? 0 : (nr - c0 < 16 ? nr - c0 : 16);
         __mmask16 mk = (__mmask16)((1u << cn) - 1);
         size_t n = n0 + c0;
         e->mk[j] = mk;
         e->any_left[j] = 0;
+        e->t32[j] = 0;
         e->m_min[j] = 0;
-        e->add[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
+        e->add[j] = e->rc[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
         e->rmask[j] = e->rthr[j] = e->te[j] = e->to[j] = e->re[j] = e->ro[j] = zero;
         e->sc[j] = e->fb[j] = _mm512_setzero_ps();
         if (cn == 0) continue;
         __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
         if (use_cs) add = _mm512_sub_epi32(add, _mm512_mullo_epi32(az, _mm512_maskz_loadu_epi32(mk, o->colsum + n)));
         e->add[j] = add;
+        if (e->row_sum) e->rc[j] = _mm512_maskz_loadu_epi32(mk, o->row_coef + n);
         if (o->kind == I8K_OUT_FLOAT) {
             e->sc[j] = _mm512_maskz_loadu_ps(mk, o->scale + n);
             if (o->fbias) e->fb[j] = _mm512_maskz_loadu_ps(mk, o->fbias + n);
@@ -269,6 +284,8 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->right[j] = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
             e->m_min[j] = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(INT32_MIN));
             e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
+            /* shift <= −1 on every valid lane: |v·M| < 2^62 and t >= 32 leave |result| <= 2^30 + 1, so no saturation */
+            e->t32[j] = _mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-1)) == 0;
             const __m512i one = _mm512_set1_epi32(1), one64 = _mm512_set1_epi64(1);
             e->rmask[j] = _mm512_sub_epi32(_mm512_sllv_epi32(one, e->right[j]), one);
             e->rthr[j] = _mm512_srai_epi32(e->rmask[j], 1);
@@ -293,6 +310,27 @@ I8K_INLINE T512 void ep512_f32(const ep512 *e, int j, __m512i v, char *dst) {
     float *d = (float *)dst + 16 * j;
     if (e->mk[j] == 0xFFFF) _mm512_storeu_ps(d, f);
     else _mm512_mask_storeu_ps(d, e->mk[j], f);
+}
+/* single rounding, requantize-to-8-bit fast form: the 64-bit results are clamped straight to [qmin, qmax] − zero point
+ * (equal to saturating to int32 first, since that range lies inside int32) */
+I8K_INLINE T512 void ep512_q8s(const ep512 *e, int j, __m512i v, char *dst) {
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, e->m[j]), e->re[j]);
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
+    pe = _mm512_srav_epi64(pe, e->te[j]);
+    po = _mm512_srav_epi64(po, e->to[j]);
+    __m512i r;
+    if (e->t32[j]) {
+        /* results fit int32: combine first, clamp in 32-bit lanes */
+        r = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+        r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, e->lo), e->hi), e->zp);
+    } else {
+        pe = _mm512_max_epi64(_mm512_min_epi64(pe, e->hi64), e->lo64);
+        po = _mm512_max_epi64(_mm512_min_epi64(po, e->hi64), e->lo64);
+        r = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), e->zp);
+    }
+    uint8_t *d = (uint8_t *)dst + 16 * j;
+    if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
+    else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
 }
 I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
     __m512i r;
@@ -322,15 +360,24 @@ I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
 
 /* u8 microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd
  * elements of size es). */
-I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const uint8_t *A, size_t lda,
-                                   const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, char *dst,
-                                   size_t ldd_bytes) {
+/* Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch */
+I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const int Q8S, const uint8_t *A, size_t lda,
+                                   const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, const int32_t *rs,
+                                   char *dst, size_t ldd_bytes) {
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
     /* accumulators start at the per-column add (bias − a_zero·colsum): int32 addition wraps, so the order does
      * not change the result, and the epilogue saves one add per vector */
     __m512i acc[8][3];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) acc[i][j] = ep->add[j];
+    if (rs) {
+        /* plus the weight zero-point term rc[n]·rowsum[i] (same wrapping int32 sum) */
+        for (int i = 0; i < MR; i++) {
+            const __m512i r = _mm512_set1_epi32(rs[i]);
+            for (int j = 0; j < NV; j++) acc[i][j] = _mm512_add_epi32(ep->add[j], _mm512_mullo_epi32(ep->rc[j], r));
+        }
+    } else {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) acc[i][j] = ep->add[j];
+    }
     const int8_t *b = B;
     const size_t step = pw * 4;
     const uint8_t *a = A;
@@ -357,6 +404,11 @@ I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, con
             if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
             if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
         }
+    }
+    if (Q8S) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NV; j++) ep512_q8s(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
+        return;
     }
     switch (ep->kind) {
     case I8K_OUT_INT32:
@@ -401,17 +453,29 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
         const size_t KG = K / 4, KR = K % 4;
         ep512 ep;
         ep512_setup(&ep, out, n0, nr);
+        const int q8s = (out->kind == I8K_OUT_INT8 || out->kind == I8K_OUT_UINT8) && out->rounding == I8K_ROUND_SINGLE;
         const size_t ldb = ldd * es;
         for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
             const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
             const uint8_t *a = A + m0 * lda;
+            const int32_t *rs = ep.row_sum ? ep.row_sum + m0 : NULL;
             char *d = (char *)dst + m0 * ldb;
-            if (a_signed) {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, a, lda, panel, KG, KR, pw, &ep, d, ldb)
+            if (q8s) {
+                if (a_signed) {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                }
+            } else if (a_signed) {
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, a, lda, panel, KG, KR, pw, &ep, d, ldb)
+#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }
@@ -451,7 +515,7 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
                 }
             }
         }
-        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx512(buf, I8K_NR, mm, nr, i8k_out_at(out, mb, &tmp), n0, (char *)dst + mb * ldd * es, ldd); }
     }
 }
 
@@ -470,7 +534,7 @@ T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, cons
 #define CALL(MRV, NVV) k512_s16(MRV, NVV, 0, a, lda, panel, KG, KR, pw, buf)
             MR_SWITCH8(CALL)
 #undef CALL
-            i8k_output_avx512(buf, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+            { i8k_output tmp; i8k_output_avx512(buf, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd); }
         }
         return;
     }
@@ -495,7 +559,7 @@ T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, cons
                 }
             }
         }
-        i8k_output_avx512(buf, I8K_NR, mm, nr, out, n0, (char *)dst + mb * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx512(buf, I8K_NR, mm, nr, i8k_out_at(out, mb, &tmp), n0, (char *)dst + mb * ldd * es, ldd); }
     }
 }
 
@@ -580,7 +644,7 @@ TVNNI void i8k_gemm_u8_panel_avxvnni(const uint8_t *A, size_t lda, size_t m, int
 #undef CALL
             }
         }
-        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd); }
     }
 }
 
@@ -597,7 +661,7 @@ TVNNI void i8k_gemm_s16_panel_avxvnni(const int16_t *A, size_t lda, size_t m, co
             MR_SWITCH6(CALL)
 #undef CALL
         }
-        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd); }
     }
 }
 
@@ -695,7 +759,7 @@ TAVX2 void i8k_gemm_u8_panel_avx2(const uint8_t *A, size_t lda, size_t m, int a_
                 }
             }
         }
-        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd); }
     }
 }
 
@@ -712,13 +776,13 @@ TAVX2 void i8k_gemm_s16_panel_avx2(const int16_t *A, size_t lda, size_t m, const
             MR_SWITCH4(CALL)
 #undef CALL
         }
-        i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, out, n0, (char *)dst + m0 * ldd * es, ldd);
+        { i8k_output tmp; i8k_output_avx2(tile, I8K_NR, (size_t)mr, nr, i8k_out_at(out, m0, &tmp), n0, (char *)dst + m0 * ldd * es, ldd); }
     }
 }
 
 /* ======================= depthwise (AVX-512, channels in zmm lanes) ======================= */
 I8K_INLINE T512 void dw_pixel512(const int KHc, const int KWc, const uint8_t *in, int a_signed, int32_t a_zero,
-                                 size_t H, size_t W, size_t C, const int8_t *w, size_t KH, size_t KW, size_t sh,
+                                 size_t H, size_t W, size_t C, const int16_t *w, size_t KH, size_t KW, size_t sh,
                                  size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t oy, size_t ox,
                                  size_t cb, size_t ce, int32_t *acc) {
     const size_t kh = KHc ? (size_t)KHc : KH, kw = KWc ? (size_t)KWc : KW;
@@ -734,9 +798,9 @@ I8K_INLINE T512 void dw_pixel512(const int KHc, const int KWc, const uint8_t *in
                 long ix = (long)(ox * sw + kx * dw) - (long)pw;
                 if (ix < 0 || ix >= (long)W) continue;
                 __m128i xr = _mm_maskz_loadu_epi8(mk, in + ((size_t)iy * W + (size_t)ix) * C + c);
-                __m128i wr = _mm_maskz_loadu_epi8(mk, w + (ky * kw + kx) * C + c);
+                __m256i wr = _mm256_maskz_loadu_epi16(mk, w + (ky * kw + kx) * C + c);
                 __m512i x = a_signed ? _mm512_cvtepi8_epi32(xr) : _mm512_cvtepu8_epi32(xr);
-                s = _mm512_add_epi32(s, _mm512_mullo_epi32(_mm512_sub_epi32(x, z), _mm512_cvtepi8_epi32(wr)));
+                s = _mm512_add_epi32(s, _mm512_mullo_epi32(_mm512_sub_epi32(x, z), _mm512_cvtepi16_epi32(wr)));
             }
         }
         _mm512_mask_storeu_epi32(acc + (c - cb), mk, s);
@@ -744,10 +808,11 @@ I8K_INLINE T512 void dw_pixel512(const int KHc, const int KWc, const uint8_t *in
 }
 
 T512 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
-                                const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                                const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                                 size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
     i8k_output o = *out;
     o.a_zero = 0;
+    o.row_coef = NULL; o.row_sum = NULL;
     enum { CAP = 8192 };
     int32_t acc[CAP] __attribute__((aligned(64)));
     const size_t es = i8k_out_elsize(&o);
@@ -768,6 +833,213 @@ T512 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero,
             }
             i8k_output_avx512(acc, cn, np, cn, &o, cb, (char *)dst + (ox0 * C + cb) * es, C);
         }
+    }
+}
+/* ======================= row sums (weight zero-point term) ======================= */
+/* sum of bytes with vpsadbw (u64 lanes); int8 input: bytes ^ 0x80 = a + 128, then 128·K removed */
+T512 void i8k_row_sums_avx512(const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst) {
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const uint32_t off = (uint32_t)zero * (uint32_t)K + (a_signed ? 128u * (uint32_t)K : 0u);
+    if (K <= 16) {
+        /* short rows (1x1 convs on few channels, the stem's patches): one 128-bit vpsadbw per row */
+        const __mmask16 mk = (__mmask16)((1u << K) - 1);
+        const __m128i fl = _mm_set1_epi8((char)0x80), z1 = _mm_setzero_si128();
+        for (size_t i = 0; i < m; i++) {
+            __m128i v = _mm_maskz_loadu_epi8(mk, A + i * lda);
+            if (a_signed) v = _mm_maskz_mov_epi8(mk, _mm_xor_si128(v, fl));
+            __m128i sd = _mm_sad_epu8(v, z1);
+            dst[i] = (int32_t)((uint32_t)(_mm_cvtsi128_si32(sd) + _mm_extract_epi32(sd, 2)) - off);
+        }
+        return;
+    }
+    if (K <= 32) {
+        const __mmask32 mk = (__mmask32)(K == 32 ? 0xFFFFFFFFu : (1u << K) - 1);
+        const __m256i fl = _mm256_set1_epi8((char)0x80), z1 = _mm256_setzero_si256();
+        for (size_t i = 0; i < m; i++) {
+            __m256i v = _mm256_maskz_loadu_epi8(mk, A + i * lda);
+            if (a_signed) v = _mm256_maskz_mov_epi8(mk, _mm256_xor_si256(v, fl));
+            __m256i sd = _mm256_sad_epu8(v, z1);
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sd), _mm256_extracti128_si256(sd, 1));
+            dst[i] = (int32_t)((uint32_t)(_mm_cvtsi128_si32(h) + _mm_extract_epi32(h, 2)) - off);
+        }
+        return;
+    }
+    for (size_t i = 0; i < m; i++) {
+        const uint8_t *a = A + i * lda;
+        __m512i acc = z;
+        size_t k = 0;
+        for (; k + 64 <= K; k += 64) {
+            __m512i v = _mm512_loadu_si512(a + k);
+            if (a_signed) v = _mm512_xor_si512(v, flip);
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, z));
+        }
+        if (k < K) {
+            const __mmask64 mk = (__mmask64)(~0ULL >> (64 - (K - k)));
+            __m512i v = _mm512_maskz_loadu_epi8(mk, a + k);
+            if (a_signed) v = _mm512_maskz_mov_epi8(mk, _mm512_xor_si512(v, flip));
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, z));
+        }
+        dst[i] = (int32_t)((uint32_t)_mm512_reduce_add_epi64(acc) - off);
+    }
+}
+
+TAVX2 void i8k_row_sums_avx2(const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst) {
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const uint32_t off = (uint32_t)zero * (uint32_t)K + (a_signed ? 128u * (uint32_t)K : 0u);
+    for (size_t i = 0; i < m; i++) {
+        const uint8_t *a = A + i * lda;
+        __m256i acc = z;
+        size_t k = 0;
+        for (; k + 32 <= K; k += 32) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(a + k));
+            if (a_signed) v = _mm256_xor_si256(v, flip);
+            acc = _mm256_add_epi64(acc, _mm256_sad_epu8(v, z));
+        }
+        __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        uint32_t s = (uint32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1));
+        for (; k < K; k++) s += a_signed ? (uint32_t)((uint8_t)(a[k] ^ 0x80)) : a[k];
+        dst[i] = (int32_t)(s - off);
+    }
+}
+/* ======================= depthwise, packed tap pairs (AVX-512BW vpmaddwd) ======================= */
+/* x in int16 (32 channels per zmm), two taps interleaved with vpunpck{l,h}wd, one vpmaddwd per 16 channels against
+ * the packed weight pairs (layout: i8k_dw_pack), int32 accumulators started at −z·Σ_t w_t, so the sum is
+ * Σ_t (x_t − z)·w_t; an out-of-bounds tap reads x = z (padding equals the zero point) and adds 0. |x|, |w| ≤ 255, so a
+ * pair sum stays below 2^17 and 32 pairs below 2^22. The unpack order is undone with one permute per 16 channels. */
+/* a tap as int16 x (no zero-point subtraction): lanes outside `mk` (all of them for a tap outside the input) read the
+ * zero point z from `zb`, so that they contribute z·w, which the per-channel correction −z·Σ_t w_t cancels */
+I8K_INLINE T512 __m512i dw_tapz512(const int XS, const uint8_t *p, __mmask32 mk, __m256i zb) {
+    __m256i r = _mm256_mask_loadu_epi8(zb, mk, p);
+    return XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
+}
+I8K_INLINE T512 __m512i dw_tapf512(const int XS, const uint8_t *p) {
+    __m256i r = _mm256_loadu_si256((const __m256i *)p);
+    return XS ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
+}
+/* one pair of taps into the (unpack-ordered) accumulators */
+#define DW_PAIR(x0, x1, wq)                                                                                            \
+    do {                                                                                                               \
+        lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), _mm512_loadu_si512(wq)));           \
+        hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), _mm512_loadu_si512((wq) + 32)));    \
+    } while (0)
+
+/* T = KH*KW <= I8K_DW_MAXT taps (the dispatcher checks). Interior pixels (every tap in bounds) read the taps at fixed
+ * offsets from one base pointer (the pair loop unrolls for 3x3 and 5x5); border pixels substitute x~ = 0. */
+#define I8K_DW_MAXT 64
+I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int XS, const uint8_t *in, int32_t a_zero,
+                                         size_t H, size_t W, size_t C, const int16_t *wp, size_t KH, size_t KW, size_t sh,
+                                         size_t sw, size_t ph, size_t pw, size_t dh, size_t dw, size_t oy, size_t ox0,
+                                         size_t np, const i8k_output *o, char *dst) {
+    const size_t es = i8k_out_elsize(o);
+    const size_t kh = KHc ? (size_t)KHc : KH, kw = KWc ? (size_t)KWc : KW;
+    const size_t T = kh * kw, P = (T + 1) / 2, TP = T / 2;
+    const __m256i zb = _mm256_set1_epi8((char)a_zero);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i ones16 = _mm512_set1_epi16(1), negz = _mm512_set1_epi32(-a_zero);
+    const __m512i idx0 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i idx1 = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+    size_t off[I8K_DW_MAXT];
+    for (size_t ky = 0; ky < kh; ky++)
+        for (size_t kx = 0; kx < kw; kx++) off[ky * kw + kx] = ((ky * dh) * W + kx * dw) * C;
+    unsigned char tky[I8K_DW_MAXT], tkx[I8K_DW_MAXT];
+    for (size_t t = 0; t < T; t++) { tky[t] = (unsigned char)(t / kw); tkx[t] = (unsigned char)(t % kw); }
+    const long iy0 = (long)(oy * sh) - (long)ph;
+    const int row_inside = iy0 >= 0 && iy0 + (long)((kh - 1) * dh) < (long)H;
+    uint64_t rowm = 0;
+    for (size_t ky = 0; ky < kh; ky++) {
+        const long iy = iy0 + (long)(ky * dh);
+        if (iy >= 0 && iy < (long)H) rowm |= (uint64_t)1 << ky;
+    }
+    for (size_t cb = 0; cb < C; cb += 32) {
+        const size_t cn = C - cb < 32 ? C - cb : 32;
+        const __mmask32 mk = cn == 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << cn) - 1);
+        const int16_t *wb = wp + (cb / 32) * P * 64;
+        /* fused output stage: the per-channel constants of this block once, then straight from the registers */
+        ep512 ep;
+        ep512_setup(&ep, o, cb, cn);
+        /* −z·Σ_t w_t per channel (unpack order): every tap reads x, not x − z (padding reads z) */
+        __m512i corr_lo = zero, corr_hi = zero;
+        for (size_t q = 0; q < P; q++) {
+            corr_lo = _mm512_add_epi32(corr_lo, _mm512_madd_epi16(ones16, _mm512_loadu_si512(wb + q * 64)));
+            corr_hi = _mm512_add_epi32(corr_hi, _mm512_madd_epi16(ones16, _mm512_loadu_si512(wb + q * 64 + 32)));
+        }
+        corr_lo = _mm512_mullo_epi32(corr_lo, negz);
+        corr_hi = _mm512_mullo_epi32(corr_hi, negz);
+        const __m512i zx = XS ? _mm512_cvtepi8_epi16(zb) : _mm512_cvtepu8_epi16(zb);   /* the odd tap's partner */
+        for (size_t p = 0; p < np; p++) {
+            const size_t ox = ox0 + p;
+            const long ix0 = (long)(ox * sw) - (long)pw;
+            __m512i lo = corr_lo, hi = corr_hi;
+            if (row_inside && ix0 >= 0 && ix0 + (long)((kw - 1) * dw) < (long)W) {
+                const uint8_t *base = in + ((size_t)iy0 * W + (size_t)ix0) * C + cb;
+                if (cn == 32) {
+                    for (size_t q = 0; q < TP; q++) {
+                        __m512i x0 = dw_tapf512(XS, base + off[2 * q]);
+                        __m512i x1 = dw_tapf512(XS, base + off[2 * q + 1]);
+                        DW_PAIR(x0, x1, wb + q * 64);
+                    }
+                    if (T & 1) DW_PAIR(dw_tapf512(XS, base + off[T - 1]), zx, wb + TP * 64);
+                } else {
+                    for (size_t q = 0; q < TP; q++) {
+                        __m512i x0 = dw_tapz512(XS, base + off[2 * q], mk, zb);
+                        __m512i x1 = dw_tapz512(XS, base + off[2 * q + 1], mk, zb);
+                        DW_PAIR(x0, x1, wb + q * 64);
+                    }
+                    if (T & 1) DW_PAIR(dw_tapz512(XS, base + off[T - 1], mk, zb), zx, wb + TP * 64);
+                }
+            } else {
+                /* border pixel: the same fixed offsets from a (possibly out-of-range) base, each tap loaded under a
+                 * mask that is empty when the tap is outside the input (masked loads do not fault) and x~ zeroed */
+                uint64_t colm = 0;
+                for (size_t kx = 0; kx < kw; kx++) {
+                    const long ix = ix0 + (long)(kx * dw);
+                    if (ix >= 0 && ix < (long)W) colm |= (uint64_t)1 << kx;
+                }
+                /* integer address arithmetic: the base may lie outside the input (never dereferenced there) */
+                const uintptr_t base = (uintptr_t)in + (uintptr_t)((iy0 * (long)W + ix0) * (long)C + (long)cb);
+#define DW_VALID(t) ((rowm >> tky[t]) & (colm >> tkx[t]) & 1)
+#define DW_TAPM(t) dw_tapz512(XS, (const uint8_t *)(base + (uintptr_t)off[t]), DW_VALID(t) ? mk : 0, zb)
+                for (size_t q = 0; q < TP; q++) {
+                    __m512i x0 = DW_TAPM(2 * q), x1 = DW_TAPM(2 * q + 1);
+                    DW_PAIR(x0, x1, wb + q * 64);
+                }
+                if (T & 1) DW_PAIR(DW_TAPM(T - 1), zx, wb + TP * 64);
+#undef DW_TAPM
+#undef DW_VALID
+            }
+            __m512i o0 = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, idx0, hi), ep.add[0]);
+            __m512i o1 = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, idx1, hi), ep.add[1]);
+            char *d = dst + ((ox0 + p) * C + cb) * es;
+            switch (ep.kind) {
+            case I8K_OUT_INT32: ep512_i32(&ep, 0, o0, d); if (cn > 16) ep512_i32(&ep, 1, o1, d); break;
+            case I8K_OUT_FLOAT: ep512_f32(&ep, 0, o0, d); if (cn > 16) ep512_f32(&ep, 1, o1, d); break;
+            default:
+                if (ep.rounding == I8K_ROUND_SINGLE) { ep512_q8s(&ep, 0, o0, d); if (cn > 16) ep512_q8s(&ep, 1, o1, d); }
+                else { ep512_q8(&ep, 0, o0, d); if (cn > 16) ep512_q8(&ep, 1, o1, d); }
+                break;
+            }
+        }
+    }
+}
+#undef DW_PAIR
+
+T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                                       const int16_t *wp, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                                       size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
+    i8k_output o = *out;
+    o.a_zero = 0;
+    o.row_coef = NULL; o.row_sum = NULL;
+    {
+        const size_t ox0 = 0, np = OW;
+#define DWP(KHV, KWV, XSV) dw_packed_pixels512(KHV, KWV, XSV, in, a_zero, H, W, C, wp, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox0, np, &o, (char *)dst)
+        if (a_signed) {
+            if (KH == 3 && KW == 3) DWP(3, 3, 1); else if (KH == 5 && KW == 5) DWP(5, 5, 1); else DWP(0, 0, 1);
+        } else {
+            if (KH == 3 && KW == 3) DWP(3, 3, 0); else if (KH == 5 && KW == 5) DWP(5, 5, 0); else DWP(0, 0, 0);
+        }
+#undef DWP
     }
 }
 #endif

@@ -37,20 +37,24 @@ public struct ConvGeometry: Sendable, Equatable {
 }
 
 /// Dense (optionally grouped) int8 convolution as im2col + the packed GEMM, NHWC in and out.
-/// Weights are `[outC][kernelH][kernelW][inC/groups]` int8 with the zero point folded (symmetric).
+/// Weights are `[outC][kernelH][kernelW][inC/groups]` int8 with the zero point folded (symmetric), or with per-output-channel
+/// `channelOffsets` c[o] (real weight = stored + c[o]; 8-bit rows whose W − z leaves int8, stored as W − 128): the conv then
+/// adds the exact weight zero-point term c[o]·Σ x̃ over each output pixel's receptive field (padding = zero point adds 0).
 public struct Conv2DInt8: Sendable {
     public let geometry: ConvGeometry
     /// One packed matrix per group (K = kernelH·kernelW·inC/groups, N = outC/groups).
     public let packed: [PackedInt8Weights]
 
-    public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
+    public init(geometry g: ConvGeometry, weights: [Int8], channelOffsets: [Int32]? = nil) throws(Int8KernelError) {
         try g.validate()
         let cg = g.inC / g.groups, og = g.outC / g.groups
         let k = g.kernelH * g.kernelW * cg
         guard weights.count == g.outC * k else { throw .sizeMismatch(what: "conv weights [O][kh][kw][C/g]", expected: g.outC * k, got: weights.count) }
+        if let c = channelOffsets, c.count != g.outC { throw .sizeMismatch(what: "conv channel offsets", expected: g.outC, got: c.count) }
         var p: [PackedInt8Weights] = []
         for gi in 0..<g.groups {
-            p.append(try PackedInt8Weights(weights: Array(weights[(gi * og * k)..<((gi + 1) * og * k)]), k: k, n: og, layout: .outputMajor))
+            p.append(try PackedInt8Weights(weights: Array(weights[(gi * og * k)..<((gi + 1) * og * k)]), k: k, n: og, layout: .outputMajor,
+                                           columnOffsets: channelOffsets.map { Array($0[(gi * og)..<((gi + 1) * og)]) }))
         }
         geometry = g
         packed = p
@@ -75,12 +79,21 @@ public struct Conv2DInt8: Sendable {
             g.padTop == 0 && g.padLeft == 0 && g.padBottom == 0 && g.padRight == 0
         for gi in 0..<g.groups {
             let stage = try groupStage(output, gi: gi, og: og)
+            let rowTerm = packed[gi].columnOffsets != nil
             let params = try OutputParams(stage: stage, n: og, bias: bias.map { Array($0[(gi * og)..<((gi + 1) * og)]) },
-                                          aZero: activation.kernelZero, colsum: packed[gi].columnSums)
+                                          aZero: activation.kernelZero, colsum: packed[gi].columnSums, rowCoef: packed[gi].columnOffsets)
             let outBase = dst + gi * og * es
             if direct {
-                Int8GEMM.runRaw(a: input, lda: g.inC, m: rows, signed: activation.isSigned, weights: packed[gi], params: params,
-                                dst: outBase, ldd: g.outC, elementSize: es, isa: isa, threads: threads)
+                if rowTerm {
+                    let rs = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+                    defer { rs.deallocate() }
+                    Int8GEMM.computeRowSums(a: input, lda: g.inC, m: rows, k: g.inC, activation: activation, dst: rs, isa: isa)
+                    Int8GEMM.runRaw(a: input, lda: g.inC, m: rows, signed: activation.isSigned, weights: packed[gi], params: params,
+                                    dst: outBase, ldd: g.outC, elementSize: es, isa: isa, threads: threads, rowSums: UnsafePointer(rs))
+                } else {
+                    Int8GEMM.runRaw(a: input, lda: g.inC, m: rows, signed: activation.isSigned, weights: packed[gi], params: params,
+                                    dst: outBase, ldd: g.outC, elementSize: es, isa: isa, threads: threads)
+                }
                 continue
             }
             // implicit GEMM: im2col a block of output pixels at a time (stays in L2), then all panels over it.
@@ -93,13 +106,17 @@ public struct Conv2DInt8: Sendable {
             let chunks = threads <= 1 ? [0..<nBlocks] : (0..<nBlocks).map { $0..<($0 + 1) }
             parallelFor(chunks.count, threads: threads) { t in
                 let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: block * k)
-                defer { scratch.deallocate() }
+                let rs = UnsafeMutablePointer<Int32>.allocate(capacity: rowTerm ? block : 1)
+                defer { scratch.deallocate(); rs.deallocate() }
                 for b in chunks[t] {
                     let r0 = b * block, r1 = min(rows, r0 + block)
                     i8k_im2col_nhwc(input, g.inH, g.inW, g.inC, gi * cg, cg, g.kernelH, g.kernelW, g.strideH, g.strideW,
                                     g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, r0, r1, padValue, scratch, k)
+                    // receptive-field sums over the patch rows: padding holds the zero point and adds 0
+                    if rowTerm { Int8GEMM.computeRowSums(a: scratch, lda: k, m: r1 - r0, k: k, activation: activation, dst: rs, isa: isa) }
                     Int8GEMM.runRaw(a: scratch, lda: k, m: r1 - r0, signed: activation.isSigned, weights: w, params: params,
-                                    dst: out + r0 * g.outC * es, ldd: g.outC, elementSize: es, isa: isa, threads: 1)
+                                    dst: out + r0 * g.outC * es, ldd: g.outC, elementSize: es, isa: isa, threads: 1,
+                                    rowSums: rowTerm ? UnsafePointer(rs) : nil)
                 }
             }
         }
@@ -123,17 +140,30 @@ public struct Conv2DInt8: Sendable {
 }
 
 /// Depthwise int8 convolution (channel multiplier 1), direct kernel over NHWC; 3×3 and 5×5 are specialised.
-/// Weights are `[kernelH][kernelW][C]` int8 (zero point folded).
+/// Weights are `[kernelH][kernelW][C]` with the zero point folded, held as int16 in [−255, 255]: any 8-bit weight
+/// minus its zero point fits, so 8-bit asymmetric channels whose W − z leaves int8 need no weight zero-point term.
 public struct DepthwiseConv2DInt8: Sendable {
     public let geometry: ConvGeometry
-    public let weights: [Int8]
+    public let weights: [Int16]
+    /// The same weights in tap pairs for the AVX-512 kernel (`i8k_dw_pack`).
+    let packedPairs: [Int16]
 
     public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
+        try self.init(geometry: g, weights16: weights.map { Int16($0) })
+    }
+
+    /// Weights `[kernelH][kernelW][C]` as int16 in [−255, 255] (e.g. uint8 codes minus per-channel zero points).
+    public init(geometry g: ConvGeometry, weights16 weights: [Int16]) throws(Int8KernelError) {
         try g.validate()
         guard g.groups == g.inC, g.outC == g.inC else { throw .invalidArgument("depthwise conv needs groups == inC == outC (got groups \(g.groups), inC \(g.inC), outC \(g.outC))") }
         guard weights.count == g.kernelH * g.kernelW * g.inC else { throw .sizeMismatch(what: "depthwise weights [kh][kw][C]", expected: g.kernelH * g.kernelW * g.inC, got: weights.count) }
+        guard weights.allSatisfy({ (-255...255).contains($0) }) else { throw .invalidArgument("depthwise weights must be in [-255, 255]") }
         geometry = g
         self.weights = weights
+        let taps = g.kernelH * g.kernelW
+        var p = [Int16](repeating: 0, count: i8k_dw_packed_size(taps, g.inC))
+        i8k_dw_pack(weights, taps, g.inC, &p)
+        packedPairs = p
     }
 
     public func run(input: UnsafePointer<UInt8>, activation: ActivationType, bias: [Int32]? = nil, output: OutputStage,
@@ -151,14 +181,17 @@ public struct DepthwiseConv2DInt8: Sendable {
         nonisolated(unsafe) let dst = dst
         let rows = threads <= 1 ? [0..<g.outH] : (0..<g.outH).map { $0..<($0 + 1) }
         weights.withUnsafeBufferPointer { wb in
-            nonisolated(unsafe) let w = wb.baseAddress!
-            withUnsafePointer(to: &params.raw) { op in
-                nonisolated(unsafe) let op = op
-                parallelFor(rows.count, threads: threads) { t in
-                    for oy in rows[t] {
-                        i8k_dwconv_row(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, w, g.kernelH, g.kernelW,
-                                       g.strideH, g.strideW, g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, oy, op,
-                                       dst + oy * rowBytes)
+            packedPairs.withUnsafeBufferPointer { pb in
+                nonisolated(unsafe) let w = wb.baseAddress!
+                nonisolated(unsafe) let pp = pb.baseAddress!
+                withUnsafePointer(to: &params.raw) { op in
+                    nonisolated(unsafe) let op = op
+                    parallelFor(rows.count, threads: threads) { t in
+                        for oy in rows[t] {
+                            i8k_dwconv_row_packed(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, w, pp, g.kernelH, g.kernelW,
+                                                  g.strideH, g.strideW, g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, oy, op,
+                                                  dst + oy * rowBytes)
+                        }
                     }
                 }
             }

@@ -22,20 +22,45 @@ public enum Int8GEMM {
     /// Computes `out[m][n] = stage(Σ_k (A[m][k] − z_A)·B[k][n] + bias[n])`.
     /// - a: M×K activations (row stride `lda` bytes); dst: M×N outputs (row stride `ldd` elements of the stage's type).
     /// - Threads split the output-column panels (or the rows when there are too few panels).
+    /// - Weights with `columnOffsets` get the exact weight zero-point term `c[n]·Σ_k (A[m][k] − z_A)` (row sums computed
+    ///   once per row of A into `rowSums`, M entries, or a temporary when nil).
     public static func run(a: UnsafePointer<UInt8>, lda: Int, m: Int, activation: ActivationType,
                            weights: PackedInt8Weights, bias: [Int32]? = nil, output: OutputStage,
-                           dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+                           dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best, threads: Int = 1,
+                           rowSums: UnsafeMutablePointer<Int32>? = nil) throws(Int8KernelError) {
         try checkISA(isa)
         guard lda >= weights.k, ldd >= weights.n else { throw .invalidArgument("lda \(lda) < K \(weights.k) or ldd \(ldd) < N \(weights.n)") }
         if m == 0 { return }
-        let params = try OutputParams(stage: output, n: weights.n, bias: bias, aZero: activation.kernelZero, colsum: weights.columnSums)
+        let params = try OutputParams(stage: output, n: weights.n, bias: bias, aZero: activation.kernelZero, colsum: weights.columnSums,
+                                      rowCoef: weights.columnOffsets)
+        if weights.columnOffsets != nil {
+            let rs = rowSums ?? UnsafeMutablePointer<Int32>.allocate(capacity: m)
+            defer { if rowSums == nil { rs.deallocate() } }
+            computeRowSums(a: a, lda: lda, m: m, k: weights.k, activation: activation, dst: rs, isa: isa)
+            runRaw(a: a, lda: lda, m: m, signed: activation.isSigned, weights: weights, params: params,
+                   dst: dst, ldd: ldd, elementSize: output.elementSize, isa: isa, threads: threads, rowSums: UnsafePointer(rs))
+            return
+        }
         runRaw(a: a, lda: lda, m: m, signed: activation.isSigned, weights: weights, params: params,
                dst: dst, ldd: ldd, elementSize: output.elementSize, isa: isa, threads: threads)
     }
 
+    /// `dst[i] = Σ_k (A[i][k] − z)` for the weight zero-point term (the activation's true zero point).
+    public static func computeRowSums(a: UnsafePointer<UInt8>, lda: Int, m: Int, k: Int, activation: ActivationType,
+                                      dst: UnsafeMutablePointer<Int32>, isa: KernelISA = .best) {
+        let (signed, z): (Int32, Int32) = switch activation {
+        case let .uint8(z): (0, z)
+        case let .int8(z): (1, z)
+        }
+        i8k_row_sums(isa.rawValue, a, lda, m, k, signed, z, dst)
+    }
+
+    /// `rowSums`: Σ_k x̃ of each row of A (row 0 = A's first row), required when `params` carries a weight
+    /// zero-point coefficient (`raw.row_coef`).
     static func runRaw(a: UnsafePointer<UInt8>, lda: Int, m: Int, signed: Bool, weights: PackedInt8Weights,
                        params: OutputParams, dst: UnsafeMutableRawPointer, ldd: Int, elementSize: Int,
-                       isa: KernelISA, threads: Int) {
+                       isa: KernelISA, threads: Int, rowSums: UnsafePointer<Int32>? = nil) {
+        precondition(params.raw.row_coef == nil || rowSums != nil, "weight zero-point term needs row sums")
         let panels = weights.geometry.panels
         let k = weights.k
         let seven: Int32 = weights.sevenBit ? 1 : 0
@@ -46,13 +71,19 @@ public enum Int8GEMM {
             withUnsafePointer(to: &params.raw) { op in
                 nonisolated(unsafe) let op = op
                 let work = workSplit(panels: panels.count, m: m, threads: threads)
+                nonisolated(unsafe) let rowSums = rowSums
                 parallelFor(work.count, threads: threads) { t in
                     let (pr, mr) = work[t]
-                    for pi in pr {
-                        let p = panels[pi]
-                        i8k_gemm_u8_panel(isa.rawValue, a + mr.lowerBound * lda, lda, mr.count, signed ? 1 : 0,
-                                          base + p.offset, k, p.width, p.nr, seven, op, p.n0,
-                                          dst + (mr.lowerBound * ldd + p.n0) * elementSize, ldd)
+                    // the row sums of this item's rows (the C side indexes them from the first row it is handed)
+                    var local = op.pointee
+                    if let rowSums { local.row_sum = rowSums + mr.lowerBound }
+                    withUnsafePointer(to: &local) { lop in
+                        for pi in pr {
+                            let p = panels[pi]
+                            i8k_gemm_u8_panel(isa.rawValue, a + mr.lowerBound * lda, lda, mr.count, signed ? 1 : 0,
+                                              base + p.offset, k, p.width, p.nr, seven, lop, p.n0,
+                                              dst + (mr.lowerBound * ldd + p.n0) * elementSize, ldd)
+                        }
                     }
                 }
             }

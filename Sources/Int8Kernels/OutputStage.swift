@@ -73,14 +73,22 @@ final class OutputParams: @unchecked Sendable {
 
     private func copy<T>(_ values: [T], count: Int) -> UnsafeMutablePointer<T> {
         let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
-        for i in 0..<count { p[i] = values.count == 1 ? values[0] : values[i] }
+        if values.count == count, count > 0 {
+            values.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: count) }
+        } else if count > 0 {
+            p.initialize(repeating: values[0], count: count)
+        }
         allocations.append(UnsafeMutableRawPointer(p))
         return p
     }
 
-    init(stage: OutputStage, n: Int, bias: [Int32]?, aZero: Int32, colsum: [Int32]?) throws(Int8KernelError) {
+    /// `rowCoef`: per-column coefficient c[n] of the weight zero-point term c[n]·rowsum[m] (the row sums are bound per
+    /// call into `raw.row_sum`); nil when the weights fold exactly.
+    init(stage: OutputStage, n: Int, bias: [Int32]?, aZero: Int32, colsum: [Int32]?, rowCoef: [Int32]? = nil) throws(Int8KernelError) {
         if let bias, bias.count != n { throw .sizeMismatch(what: "bias", expected: n, got: bias.count) }
+        if let rowCoef, rowCoef.count != n { throw .sizeMismatch(what: "weight zero-point offsets", expected: n, got: rowCoef.count) }
         raw.a_zero = aZero
+        if let rowCoef { raw.row_coef = UnsafePointer(copy(rowCoef, count: n)) }
         if let bias { raw.bias = UnsafePointer(copy(bias, count: n)) }
         if aZero != 0, let colsum { raw.colsum = UnsafePointer(copy(colsum, count: n)) }
         switch stage {

@@ -48,14 +48,24 @@ public struct PackedInt8Weights: Sendable {
     public let columnSums: [Int32]
     /// All weights in [−64, 63]: AVX2 may use the (then exact) `vpmaddubsw`.
     public let sevenBit: Bool
+    /// Per-column offsets c[n]: the real weight is `weights[k][n] + c[n]` (8-bit asymmetric rows whose W − z leaves
+    /// int8 are packed as W − 128 with c = 128 − z). The GEMM adds the exact weight zero-point term c[n]·Σ_k x̃[m][k]
+    /// in int32 before the output stage (gemmlowp's rank-one update). nil: the weights are exact as stored.
+    public let columnOffsets: [Int32]?
     public var k: Int { geometry.k }
     public var n: Int { geometry.n }
 
     /// Packs a K×N weight matrix given in `layout`. Weights must already have their zero point folded
-    /// (symmetric, or `W − z_w` for ≤ 7-bit weights).
-    public init(weights: [Int8], k: Int, n: Int, layout: WeightLayout) throws(Int8KernelError) {
+    /// (symmetric, or `W − z_w` for ≤ 7-bit weights), or come with per-column `columnOffsets` (real weight =
+    /// stored + offset; |offset| ≤ 255, so that |stored + offset| ≤ 383 and K·max|x̃|·383 stays inside int32).
+    public init(weights: [Int8], k: Int, n: Int, layout: WeightLayout, columnOffsets: [Int32]? = nil) throws(Int8KernelError) {
         guard k > 0, n > 0 else { throw .invalidArgument("weight matrix must be non-empty (k=\(k), n=\(n))") }
         guard weights.count == k * n else { throw .sizeMismatch(what: "weights (k=\(k), n=\(n))", expected: k * n, got: weights.count) }
+        if let c = columnOffsets {
+            guard c.count == n else { throw .sizeMismatch(what: "column offsets", expected: n, got: c.count) }
+            guard c.allSatisfy({ (-255...255).contains($0) }) else { throw .invalidArgument("column offsets must be in [-255, 255]") }
+        }
+        self.columnOffsets = columnOffsets?.allSatisfy({ $0 == 0 }) == true ? nil : columnOffsets
         let g = PanelGeometry(k: k, n: n, groupSize: 4)
         var d = [Int8](repeating: 0, count: g.totalElements)
         var sums = [Int32](repeating: 0, count: n)

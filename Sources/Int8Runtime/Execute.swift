@@ -52,59 +52,6 @@ extension Session {
         fix.factors.withUnsafeBufferPointer { f in for o in 0..<count { out[o] += f[o] * sum } }
     }
 
-    /// The `RowOffset` correction of a conv: Σ x̃ over each output pixel's window (all channels for a dense conv,
-    /// its own channel for a depthwise one); padding contributes 0 (it holds the zero point).
-    private func convRowOffset(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafeMutableRawPointer, _ out: UnsafeMutablePointer<Float>) {
-        if fix.unsigned { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: UInt8.self)), out) }
-        else { convRowOffset(fix, g, depthwise: depthwise, UnsafePointer(x.assumingMemoryBound(to: Int8.self)), out) }
-    }
-
-    private func convRowOffset<T: BinaryInteger>(_ fix: RowOffset, _ g: ConvGeometry, depthwise: Bool, _ x: UnsafePointer<T>,
-                                                 _ out: UnsafeMutablePointer<Float>) {
-        let c = g.inC, oc = g.outC, zero = Int32(fix.zero)
-        let factors = fix.factors
-        factors.withUnsafeBufferPointer { fb in
-            let f = fb.baseAddress!
-            if depthwise {
-                var acc = [Int32](repeating: 0, count: c)
-                acc.withUnsafeMutableBufferPointer { ab in
-                    let a = ab.baseAddress!
-                    for oy in 0..<g.outH { for ox in 0..<g.outW {
-                        let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
-                        for ch in 0..<c { a[ch] = 0 }
-                        var taps: Int32 = 0
-                        for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
-                            for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }
-                                let src = x + (iy * g.inW + ix) * c
-                                for ch in 0..<c { a[ch] &+= Int32(truncatingIfNeeded: src[ch]) }
-                                taps += 1
-                            } }
-                        let dst = out + (oy * g.outW + ox) * oc
-                        let zt = taps * zero
-                        for ch in 0..<c { dst[ch] += f[ch] * Float(a[ch] &- zt) }
-                    } }
-                }
-            } else {
-                let sums = buffers[fix.scratch].assumingMemoryBound(to: Int32.self)
-                for p in 0..<(g.inH * g.inW) {
-                    let src = x + p * c
-                    var s: Int32 = 0
-                    for ch in 0..<c { s &+= Int32(truncatingIfNeeded: src[ch]) }
-                    sums[p] = s &- Int32(c) &* zero
-                }
-                for oy in 0..<g.outH { for ox in 0..<g.outW {
-                    let y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft
-                    var s: Int32 = 0
-                    for ky in 0..<g.kernelH { let iy = y0 + ky; guard iy >= 0, iy < g.inH else { continue }
-                        for kx in 0..<g.kernelW { let ix = x0 + kx; guard ix >= 0, ix < g.inW else { continue }; s &+= sums[iy * g.inW + ix] } }
-                    let dst = out + (oy * g.outW + ox) * oc
-                    let sf = Float(s)
-                    for o in 0..<oc { dst[o] += f[o] * sf }
-                } }
-            }
-        }
-    }
-
     private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
         guard let c, c != .none else { return }
         let hi: Float = c == .relu6 ? 6 : .infinity
@@ -158,39 +105,29 @@ extension Session {
                     }
                 }
             }
-        case let .conv(name, x, y, kern, act, bias, stage, post, fix):
+        case let .conv(name, x, y, kern, act, bias, stage, post):
             let g = kern.geometry
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
                     try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
                 }
-                if let fix { convRowOffset(fix, g, depthwise: false, buffers[x] + b * inB, f(y) + b * outE) }
                 if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .depthwise(name, x, y, kern, act, bias, stage, post, fix):
+        case let .depthwise(name, x, y, kern, act, bias, stage, post):
             let g = kern.geometry
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
                     try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
                 }
-                if let fix { convRowOffset(fix, g, depthwise: true, buffers[x] + b * inB, f(y) + b * outE) }
                 if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .linear(name, x, y, wts, act, bias, stage, rows, post, fix):
+        case let .linear(name, x, y, wts, act, bias, stage, rows, post, rs):
             let m = rows * n
             try k(name) { () throws(Int8KernelError) in
-                try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads)
-            }
-            if let fix {
-                let xp = buffers[x], out = f(y), kk = wts.k, nn = wts.n
-                for r in 0..<m {
-                    var sum = 0
-                    if fix.unsigned { let p = xp.assumingMemoryBound(to: UInt8.self) + r * kk; for j in 0..<kk { sum += Int(p[j]) }; sum -= kk * Int(fix.zero) }
-                    else { let p = xp.assumingMemoryBound(to: Int8.self) + r * kk; for j in 0..<kk { sum += Int(p[j]) } }
-                    addRowOffset(fix, Float(sum), out + r * nn, nn)
-                }
+                try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads,
+                                 rowSums: rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) })
             }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
         case let .adaLogLinear(name, x, y, kern, stage, rows, sc, fix):
@@ -282,6 +219,14 @@ func parallelRows(_ parts: Int, _ body: @Sendable (Int) -> Void) {
 extension Session {
     /// Milliseconds per op kind (best of `repeats` runs of each op in sequence), for benchmarks.
     public func profile(_ input: [Float], repeats: Int = 3) throws(RuntimeError) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for p in try profileOps(input, repeats: repeats) { out[p.kind, default: 0] += p.ms }
+        return out
+    }
+
+    /// Milliseconds per op (best of `repeats` runs of each op in sequence), in execution order, with the op's name,
+    /// kind and a short shape description, for benchmarks.
+    public func profileOps(_ input: [Float], repeats: Int = 3) throws(RuntimeError) -> [(name: String, kind: String, detail: String, ms: Double)] {
         _ = try run(input, samples: 1)
         var best = [Double](repeating: .infinity, count: steps.count)
         for _ in 0..<max(1, repeats) {
@@ -293,9 +238,24 @@ extension Session {
                 best[i] = Swift.min(best[i], Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
             }
         }
-        var out: [String: Double] = [:]
-        for (i, op) in model.ops.enumerated() { out[op.kind, default: 0] += best[i] }
-        return out
+        return model.ops.enumerated().map { i, op in (op.name, op.kind, detail(steps[i]), best[i]) }
+    }
+
+    private func detail(_ s: Step) -> String {
+        func t(_ i: Int) -> String { model.tensors.indices.contains(i) ? "\(model.tensors[i].dtype.rawValue)\(model.tensors[i].shape)" : "?" }
+        switch s {
+        case let .conv(_, x, y, kern, _, _, _, _):
+            let g = kern.geometry
+            return "\(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))\(kern.packed.contains { $0.columnOffsets != nil } ? " +wzp" : "")"
+        case let .depthwise(_, x, y, kern, _, _, _, _):
+            let g = kern.geometry
+            return "dw \(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))"
+        case let .linear(_, x, y, w, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))\(w.columnOffsets == nil ? "" : " +wzp")"
+        case let .convFloat(_, x, y, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))"
+        case let .quantize(_, x, y, _, _), let .dequantize(_, x, y, _, _), let .add(_, x, _, y, _), let .pool(_, x, y, _, _):
+            return "\(t(x)) -> \(t(y))"
+        default: return ""
+        }
     }
 }
 

@@ -37,9 +37,12 @@ enum Step {
     /// Float conv on the image (patch embed, 8-bit stem): im2col rows × weights packed once for the float SGEMM.
     case convFloat(name: String, x: Int, y: Int, packed: UnsafeMutablePointer<Float>, bias: [Float], h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int,
                    sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int, clamp: Clamp, scratch: Int)
-    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?, fix: RowOffset?)
-    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?, fix: RowOffset?)
-    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, fix: RowOffset?)
+    /// Dense conv; 8-bit weight rows whose W − z leaves int8 carry their exact zero-point term inside the kernel.
+    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
+    /// Depthwise conv; weights are int16 W − z, exact for every 8-bit zero point.
+    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
+    /// `rowSums`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
+    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?)
     case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int, fix: RowOffset?)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
@@ -56,9 +59,9 @@ enum Step {
     case maxPool(name: String, x: Int, y: Int, dtype: DType, h: Int, w: Int, c: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int)
 }
 
-/// The zero-point correction of 8-bit weight rows stored as W − 128 (W − z leaves int8): the float output of
-/// output channel o gets `offsets[o] · Σ x̃ · scales[o]`, where Σ x̃ runs over the inputs feeding it (the row
-/// for linear layers, the window for convs) with the activation zero point removed.
+/// The zero-point correction of 8-bit weight rows stored as W − 128 (W − z leaves int8) for the AdaLog fc2 (int16
+/// table values; convs and uniform linears get the exact integer term inside the GEMM instead): the float output of
+/// output channel o gets `offsets[o] · Σ x̃ · scales[o]`, where Σ x̃ runs over the row's inputs.
 struct RowOffset {
     var offsets: [Int32]
     /// Real value of one accumulator unit per output channel.
@@ -68,8 +71,6 @@ struct RowOffset {
     /// Zero point of the stored activation (uint8), 0 for folded int8 or table values.
     var zero: Int32
     var unsigned: Bool
-    /// Scratch for per-pixel channel sums (dense convs).
-    var scratch: Int = 0
 }
 
 /// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
@@ -238,10 +239,9 @@ public final class Session {
             let r = model.weightsWithRowOffset(w)
             return (r?.ints ?? [], floats(w.scales), r?.rowOffset)
         }
-        func fix(_ off: [Int32]?, _ acc: [Double], _ x: QuantSpec?, pixelSums: Int = 0) -> RowOffset? {
+        func fix(_ off: [Int32]?, _ acc: [Double], _ x: QuantSpec?) -> RowOffset? {
             guard let off else { return nil }
-            return RowOffset(offsets: off, scales: acc.map { Float($0) }, factors: zip(off, acc).map { Float(Double($0) * $1) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false,
-                             scratch: pixelSums > 0 ? scratch(pixelSums * 4, lane: 1) : 0)
+            return RowOffset(offsets: off, scales: acc.map { Float($0) }, factors: zip(off, acc).map { Float(Double($0) * $1) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false)
         }
         func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
             do { return try body() } catch { throw .kernel(op: name, error) }
@@ -270,27 +270,26 @@ public final class Session {
             let acc = ws.map { Double(xq.scale) * Double($0) }
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             if o.groups == 1 {
-                let kern = try k { () throws(Int8KernelError) in try Conv2DInt8(geometry: g, weights: wq) }
-                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post,
-                             fix: fix(off, acc, xq, pixelSums: h * w))
+                let kern = try k { () throws(Int8KernelError) in try Conv2DInt8(geometry: g, weights: wq, channelOffsets: off) }
+                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
             }
-            // depthwise: [C][kh][kw][1] → [kh][kw][C]
+            // depthwise: [C][kh][kw][1] → [kh][kw][C], int16 W − z (exact also for rows stored as W − 128 + offset)
             let khw = o.kernel[0] * o.kernel[1]
-            var dw = [Int8](repeating: 0, count: wq.count)
-            for ch in 0..<c { for j in 0..<khw { dw[j * c + ch] = wq[ch * khw + j] } }
-            let kern = try k { () throws(Int8KernelError) in try DepthwiseConv2DInt8(geometry: g, weights: dw) }
-            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post,
-                              fix: fix(off, acc, xq))
+            var dw = [Int16](repeating: 0, count: wq.count)
+            for ch in 0..<c { for j in 0..<khw { dw[j * c + ch] = Int16(wq[ch * khw + j]) + Int16(off?[ch] ?? 0) } }
+            let kern = try k { () throws(Int8KernelError) in try DepthwiseConv2DInt8(geometry: g, weights16: dw) }
+            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
         case let .linear(o):
             let x = T(o.input), y = T(o.output)
             let kk = x.shape.last!, n = y.shape.last!
             let xq = try QuantSpec(x)
             let (wq, ws, off) = wvals(o.weight)
-            let packed = try k { () throws(Int8KernelError) in try PackedInt8Weights(weights: wq, k: kk, n: n, layout: .outputMajor) }
+            let packed = try k { () throws(Int8KernelError) in try PackedInt8Weights(weights: wq, k: kk, n: n, layout: .outputMajor, columnOffsets: off) }
             let acc = ws.map { Double(xq.scale) * Double($0) }
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
+            let rows = x.elementCount / kk
             return .linear(name: name, x: I(o.input), y: I(o.output), weights: packed, act: xq.activation, bias: ib, stage: st,
-                           rows: x.elementCount / kk, post: post, fix: fix(off, acc, xq))
+                           rows: rows, post: post, rowSums: packed.columnOffsets == nil ? nil : scratch(batch * rows * 4))
         case let .adaLogLinear(o):
             let x = T(o.input), y = T(o.output)
             guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }

@@ -64,8 +64,9 @@ extension QModel {
                 if let z = w.zeroPoints {
                     _ = try const(z, [.int32], rows)
                     guard let (_, offset) = weightsWithRowOffset(w) else { throw fail("\(where_): weights '\(w.weights)' minus zero points '\(z)' leave the int8 range (fold needs ≤ 7-bit weights, or 8-bit uint8 codes)") }
-                    // 8-bit rows whose W − z leaves int8 get a per-row correction the runtime applies to float outputs only.
-                    if offset != nil, out.dtype != .float32 { throw fail("\(where_): 8-bit weights '\(w.weights)' whose W − z leaves int8 need a float output (the zero-point correction is applied after dequantization)") }
+                    // 8-bit rows whose W − z leaves int8 (offset != nil) are exact in the runtime for any output type: convs and
+                    // linears add the weight zero-point term in int32 before requantizing (adaLogLinear has a float output).
+                    _ = offset
                 }
                 let s = try const(w.scales, [.float32], rows)
                 guard let sv = s.floats(), sv.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw fail("\(where_): weight scales '\(w.scales)' must be finite and > 0") }

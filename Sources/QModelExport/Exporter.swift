@@ -474,8 +474,8 @@ final class Builder {
             sc = addConstant(.float(base + ".s", shape: [o], scales))
             return WeightRef(weights: w, scales: sc, bits: bits)
         }
-        // 8-bit asymmetric rows whose W − z leaves int8 (the kernels have no per-row weight zero point): store the
-        // exact uint8 codes and zero points; the runtime runs W − 128 and adds (128 − z)·Σx̃ after dequantizing.
+        // 8-bit asymmetric rows whose W − z leaves int8: store the exact uint8 codes and zero points; the runtime runs
+        // W − 128 and adds the exact weight zero-point term (128 − z)·Σx̃ to the int32 accumulator (depthwise convs: int16 W − z).
         var raw = [UInt8](repeating: 0, count: o * k)
         for r in 0..<o { for j in 0..<k {
             let v = folded[r * k + j] + (wq.symmetric ? 128 : zps[r])
@@ -484,15 +484,12 @@ final class Builder {
         } }
         let zs = wq.symmetric ? [Int32](repeating: 128, count: o) : zps.map { Int32($0) }
         let rows = (0..<o).filter { r in folded[(r * k)..<((r + 1) * k)].contains { !(-128...127).contains($0) } }.count
-        notes.append("\(base): \(rows) of \(o) 8-bit weight rows have W − z outside int8; stored as uint8 codes + zero points (exact), output dequantized so the runtime can add the zero-point correction")
+        notes.append("\(base): \(rows) of \(o) 8-bit weight rows have W − z outside int8; stored as uint8 codes + zero points (exact; the runtime adds the weight zero-point term in int32)")
         let w = addConstant(QConstant(name: base + ".w", dtype: .uint8, shape: [o, k], bytes: raw))
         let zn = addConstant(.int32(base + ".z", shape: [o], zs))
         sc = addConstant(.float(base + ".s", shape: [o], scales))
         return WeightRef(weights: w, scales: sc, zeroPoints: zn, bits: bits)
     }
-
-    /// True when `w`'s stored form needs the runtime's zero-point correction (which only float outputs get).
-    func needsFloatOutput(_ w: WeightRef) -> Bool { w.zeroPoints != nil && w.bits == 8 }
 
     func int4(_ name: String, _ shape: [Int], _ v: [Int8]) throws(ExportError) -> String {
         do { return addConstant(try QConstant.int4(name, shape: shape, v)) } catch { throw .invalid(error) }
@@ -536,7 +533,7 @@ final class Builder {
         }
         let bn = bias.map { addConstant(.float(l.node + ".b", shape: [o], $0)) }
         let outShape = Array(xs.dropLast()) + [o]
-        let requantize = quantizedOutput != nil && !needsFloatOutput(wr)
+        let requantize = quantizedOutput != nil
         var y = unique(quantizedOutput == nil ? t : t + (requantize ? "::q" : "::f"))
         if let u = quantizedOutput, requantize {
             let (dt, up) = try uniformParams(u, "output quantizer", node: l.node)
@@ -616,7 +613,7 @@ final class Builder {
         let wr = try weights(c.node, rows, o: o, k: k, wq.quantizer)
         let bn = try c.bias.map { b throws(ExportError) in addConstant(.float(c.node + ".b", shape: [o], try constFloats(b))) }
         let oh = (xs[0] + pads[0] + pads[2] - kh) / strides[0] + 1, ow = (xs[1] + pads[1] + pads[3] - kw) / strides[1] + 1
-        let requantize = quantizedOutput != nil && !needsFloatOutput(wr)
+        let requantize = quantizedOutput != nil
         var y = unique(quantizedOutput == nil ? t : t + (requantize ? "::q" : "::f"))
         if let u = quantizedOutput, requantize {
             let (dt, up) = try uniformParams(u, "output quantizer", node: c.node)

@@ -23,7 +23,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs.") var iterations: Int = 50
     @Option(help: "Untimed warm-up runs.") var warmup: Int = 5
     @Flag(help: "Print JSON.") var json = false
-    @Flag(help: ".qmodel: also print the time per op kind (best of 5 runs of each op).") var profile = false
+    @Flag(help: ".qmodel: also print the time per op kind and of the slowest ops by name (best of 5 runs of each op).") var profile = false
+    @Option(help: "With --profile: how many of the slowest ops to list by name.") var profileTop = 30
 
     func run() throws {
         guard threads >= 1, batch >= 1, iterations >= 1, warmup >= 0 else {
@@ -53,6 +54,11 @@ struct Bench: ParsableCommand {
                 let p = try s.profile(Array(UnsafeBufferPointer(start: s.inputBuffer, count: s.inputShape.reduce(1, *))), repeats: 5)
                 for (kind, ms) in p.sorted(by: { $0.value > $1.value }) {
                     FileHandle.standardError.write(String(format: "  %-18@ %8.3f ms\n", kind as NSString, ms).data(using: .utf8)!)
+                }
+                let ops = try s.profileOps(Array(UnsafeBufferPointer(start: s.inputBuffer, count: s.inputShape.reduce(1, *))), repeats: 5)
+                FileHandle.standardError.write("  slowest ops (of \(ops.count)):\n".data(using: .utf8)!)
+                for o in ops.sorted(by: { $0.ms > $1.ms }).prefix(profileTop) {
+                    FileHandle.standardError.write(String(format: "  %8.3f ms  %-12@ %@  %@\n", o.ms, o.kind as NSString, o.name as NSString, o.detail as NSString).data(using: .utf8)!)
                 }
             }
         } else {

@@ -36,8 +36,13 @@ int i8k_isa_best(void);
 enum { I8K_OUT_INT32 = 0, I8K_OUT_INT8 = 1, I8K_OUT_UINT8 = 2, I8K_OUT_FLOAT = 3 };
 enum { I8K_ROUND_DOUBLE = 0, I8K_ROUND_SINGLE = 1 };
 
-/* Output stage applied to each int32 accumulator acc[m][n] (n is the absolute output column):
- *   v = acc + bias[n] - a_zero * colsum[n]                      (int32, wrapping)
+/* Output stage applied to each int32 accumulator acc[m][n] (n is the absolute output column, m the row of this
+ * call: row 0 is the first row of A / dst handed to the function):
+ *   v = acc + bias[n] - a_zero * colsum[n] + row_coef[n] * row_sum[m]     (int32, wrapping)
+ *   The last term is the per-output-channel weight zero-point term (gemmlowp's "rank-one update"): with weights
+ *   stored as W - z_store and a real per-column offset c[n] = z_store - z_w[n], the exact accumulator of
+ *   sum_k x~[m][k] * (W[k][n] - z_w[n]) is acc + c[n] * sum_k x~[m][k]; row_sum[m] = sum_k x~[m][k] (activation
+ *   zero point removed, see i8k_row_sums) is computed once per row of A by the caller. Skipped when either is NULL.
  *   INT32: v
  *   INT8/UINT8: clamp(out_zero + requant(v, mult[n], shift[n]), qmin, qmax), computed without overflow
  *     DOUBLE (TFLite default / gemmlowp): RDPOT(SRDHM(v * 2^max(shift,0) [wrapping], mult), max(-shift,0))
@@ -56,6 +61,8 @@ typedef struct {
     const int32_t *shift;  /* INT8/UINT8, TFLite convention: positive = left shift */
     const float *scale;    /* FLOAT */
     const float *fbias;    /* FLOAT, may be NULL */
+    const int32_t *row_coef; /* per column (absolute n), may be NULL */
+    const int32_t *row_sum;  /* per row of this call, may be NULL */
 } i8k_output;
 
 /* Scalar definitions (the pinned reference semantics). */
@@ -87,22 +94,39 @@ void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *
 void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst);
 
 /* Naive references on unpacked data. B is K x N row-major (ldb). Output stage as above, with the
- * u8 form computing sum_k (A - a_zero_raw) * B directly (a_signed: A is int8). */
+ * u8 form computing sum_k (A - a_zero_raw) * (B + row_coef[n]) directly (a_signed: A is int8; out->row_sum is
+ * ignored: the reference forms the weight zero-point term itself). */
 void i8k_ref_gemm_u8(const uint8_t *A, size_t lda, int a_signed, const int8_t *B, size_t ldb,
                      size_t M, size_t N, size_t K, int32_t a_zero_raw, const i8k_output *out,
                      void *dst, size_t ldd);
 void i8k_ref_gemm_s16(const int16_t *A, size_t lda, const int16_t *B, size_t ldb, size_t M, size_t N,
                       size_t K, const i8k_output *out, void *dst, size_t ldd);
 
+/* Row sums for the weight zero-point term: dst[i] = sum_{k<K} (a[i][k] - zero), a read as uint8 (a_signed = 0)
+ * or int8 (a_signed = 1), rows of stride lda. Wrapping int32 (exact for K < 2^23). */
+void i8k_row_sums(int isa, const uint8_t *A, size_t lda, size_t m, size_t K, int a_signed, int32_t zero, int32_t *dst);
+
 /* Depthwise conv, NHWC, one output row oy: input H x W x C (uint8 or int8 via a_signed), weights
- * KH x KW x C int8 (channel multiplier 1), accumulates sum over in-bounds taps of (x - a_zero) * w
- * (padding equals the zero point and contributes 0), then the output stage (a_zero in `out` unused). */
+ * KH x KW x C int16 in [-255, 255] (channel multiplier 1; an 8-bit weight minus any zero point fits, so no
+ * weight zero-point term is needed), accumulates sum over in-bounds taps of (x - a_zero) * w
+ * (padding equals the zero point and contributes 0), then the output stage (a_zero, row_coef and row_sum of
+ * `out` unused). Weights outside [-255, 255] are not supported by the vector paths. */
 void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
-                    const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                    const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                     size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
 void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
-                        const int8_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
+                        const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                         size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+
+/* Depthwise weights packed in tap pairs for the AVX-512 kernel: per block of 32 channels, per pair p of taps
+ * (2p, 2p+1; the second is 0 when KH*KW is odd), 64 int16 = 32 (w[2p][c], w[2p+1][c]) pairs in vpunpck{l,h}wd order:
+ * pair d of half h (0, 1) holds channel 32*block + (d/4)*8 + 4*h + d%4. i8k_dw_packed_size gives the int16 count. */
+size_t i8k_dw_packed_size(size_t T, size_t C);
+void i8k_dw_pack(const int16_t *w, size_t T, size_t C, int16_t *dst);
+/* i8k_dwconv_row with the packed weights (NULL: the unpacked path); same results on every ISA. */
+void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
+                           const int16_t *w, const int16_t *packed, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph,
+                           size_t pw, size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
 
 /* im2col for NHWC input into rows [r0, r1) of the patch matrix (row = output pixel oy*OW+ox,
  * columns ordered (ky, kx, c) over channels [c0, c0+cg)); padding bytes = pad_value. Portable C. */
