@@ -152,6 +152,11 @@ public struct AdaLogLinear: Sendable {
 
     /// `weights` is `[outC][K]` int8 (zero point folded).
     public init(weights: [Int8], inFeatures k: Int, outFeatures n: Int, table: AdaLogTable) throws(Int8KernelError) {
+        try self.init(weights: weights.map { Int16($0) }, inFeatures: k, outFeatures: n, table: table)
+    }
+
+    /// `weights` is `[outC][K]` int16: W − z of 8-bit weights with any zero point (|W − z| ≤ 255) is exact.
+    public init(weights: [Int16], inFeatures k: Int, outFeatures n: Int, table: AdaLogTable) throws(Int8KernelError) {
         guard table.tableHigh == nil else { throw .invalidArgument("AdaLog fc: the table (F = \(table.fractionBits)) does not fit int16") }
         // worst-case int32 overflow check (§4.8 choice of F)
         let maxW = weights.map { abs(Int($0)) }.max() ?? 0

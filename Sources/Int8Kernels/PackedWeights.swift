@@ -96,6 +96,17 @@ public struct PackedInt16Weights: Sendable {
         geometry = g
         data = d
     }
+
+    /// From int16 weights: 8-bit weights with their zero point removed (W − z in [−255, 255]) stay exact.
+    public init(weights: [Int16], k: Int, n: Int, layout: WeightLayout) throws(Int8KernelError) {
+        guard k > 0, n > 0 else { throw .invalidArgument("weight matrix must be non-empty (k=\(k), n=\(n))") }
+        guard weights.count == k * n else { throw .sizeMismatch(what: "weights (k=\(k), n=\(n))", expected: k * n, got: weights.count) }
+        let g = PanelGeometry(k: k, n: n, groupSize: 2)
+        var d = [Int16](repeating: 0, count: g.totalElements)
+        i8k_pack_s16_wide(weights, k, n, layout == .outputMajor ? 1 : 0, &d)
+        geometry = g
+        data = d
+    }
 }
 
 /// Low-bit storage helpers (values live in int8 containers; 4-bit weights two per byte).

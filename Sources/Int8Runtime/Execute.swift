@@ -47,11 +47,6 @@ extension Session {
     private func f(_ i: Int) -> UnsafeMutablePointer<Float> { buffers[i].assumingMemoryBound(to: Float.self) }
     private func u8(_ i: Int) -> UnsafeMutablePointer<UInt8> { buffers[i].assumingMemoryBound(to: UInt8.self) }
 
-    /// out[o] += offsets[o] · sum · scales[o] (see `RowOffset`).
-    private func addRowOffset(_ fix: RowOffset, _ sum: Float, _ out: UnsafeMutablePointer<Float>, _ count: Int) {
-        fix.factors.withUnsafeBufferPointer { f in for o in 0..<count { out[o] += f[o] * sum } }
-    }
-
     private func applyClamp(_ c: Clamp?, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
         guard let c, c != .none else { return }
         let hi: Float = c == .relu6 ? 6 : .infinity
@@ -130,21 +125,13 @@ extension Session {
                                  rowSums: rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) })
             }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, stage, rows, sc, fix):
+        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
             // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
             let count = rows * n * kern.weights.k
             let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
             try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa) }
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
-            }
-            if let fix {
-                let kk = kern.weights.k, nn = kern.weights.n, out = f(y)
-                for r in 0..<(rows * n) {
-                    var sum = 0
-                    for j in 0..<kk { sum += Int(a16[r * kk + j]) }
-                    addRowOffset(fix, Float(sum), out + r * nn, nn)
-                }
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
             try k(name) { () throws(Int8KernelError) in

@@ -43,7 +43,7 @@ enum Step {
     case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
     /// `rowSums`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
     case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?)
-    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int, fix: RowOffset?)
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
@@ -57,20 +57,6 @@ enum Step {
     case classPosition(name: String, x: Int, y: Int, t: Int, c: Int, cls: [Float], pos: [Float])
     case copy(name: String, x: Int, y: Int, bytes: Int)
     case maxPool(name: String, x: Int, y: Int, dtype: DType, h: Int, w: Int, c: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int)
-}
-
-/// The zero-point correction of 8-bit weight rows stored as W − 128 (W − z leaves int8) for the AdaLog fc2 (int16
-/// table values; convs and uniform linears get the exact integer term inside the GEMM instead): the float output of
-/// output channel o gets `offsets[o] · Σ x̃ · scales[o]`, where Σ x̃ runs over the row's inputs.
-struct RowOffset {
-    var offsets: [Int32]
-    /// Real value of one accumulator unit per output channel.
-    var scales: [Float]
-    /// offsets[o]·scales[o], the factor applied to Σ x̃.
-    var factors: [Float]
-    /// Zero point of the stored activation (uint8), 0 for folded int8 or table values.
-    var zero: Int32
-    var unsigned: Bool
 }
 
 /// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
@@ -239,10 +225,6 @@ public final class Session {
             let r = model.weightsWithRowOffset(w)
             return (r?.ints ?? [], floats(w.scales), r?.rowOffset)
         }
-        func fix(_ off: [Int32]?, _ acc: [Double], _ x: QuantSpec?) -> RowOffset? {
-            guard let off else { return nil }
-            return RowOffset(offsets: off, scales: acc.map { Float($0) }, factors: zip(off, acc).map { Float(Double($0) * $1) }, zero: x?.unsigned == true ? x!.zero : 0, unsigned: x?.unsigned ?? false)
-        }
         func k<R>(_ body: () throws(Int8KernelError) -> R) throws(RuntimeError) -> R {
             do { return try body() } catch { throw .kernel(op: name, error) }
         }
@@ -294,7 +276,10 @@ public final class Session {
             let x = T(o.input), y = T(o.output)
             guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }
             let kk = x.shape.last!, n = y.shape.last!
-            let (wq, ws, off) = wvals(o.weight)
+            let (w8, ws, off) = wvals(o.weight)
+            // int16 weights hold W − z exactly for every zero point (no row-offset fix-up)
+            var wq = w8.map { Int16($0) }
+            if let off { for r in 0..<n { for j in 0..<kk { wq[r * kk + j] += Int16(off[r]) } } }
             // Largest table precision F whose worst case K·max|W|·max L stays inside int32 (adalog.md §4.8 choice of F).
             var table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
             let maxW = wq.map { abs(Int($0)) }.max() ?? 0
@@ -307,7 +292,7 @@ public final class Session {
             let unit = table.accumulatorUnit(scale: Double(a.scale))
             let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
             return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk,
-                                 scratch: scratch(batch * x.elementCount * 2), fix: fix(off, ws.map { Double($0) * unit }, nil))
+                                 scratch: scratch(batch * x.elementCount * 2))
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!
             return .layerNormQuantize(name: name, x: I(o.input), y: I(o.output), gamma: floats(o.gamma), beta: floats(o.beta), eps: o.epsilon,

@@ -152,11 +152,14 @@ struct AdaLogTests {
     @Test("fc2 with AdaLog-coded input: Σ L[code]·W bit-exact", arguments: testISAs)
     func fc2(isa: KernelISA) throws {
         var g = SplitMix(41)
-        for (m, k, n, bits) in [(3, 17, 5, 4), (17, 300, 63, 4), (20, 97, 50, 6)] {
-            let table = try AdaLogTable(q: 25, bits: bits)
-            let w = randomS8(n * k, &g, -7...7)
-            let layer = try AdaLogLinear(weights: w, inFeatures: k, outFeatures: n, table: table)
-            let codes = randomU8(m * k, &g, 0...UInt8(table.zeroCode))
+        for (m, k, n, bits, wide) in [(3, 17, 5, 4, false), (17, 300, 63, 4, false), (20, 97, 50, 6, false), (9, 197, 40, 8, true)] {
+            let table = try AdaLogTable(q: 25, bits: bits, fractionBits: bits == 8 ? 5 : nil)
+            // wide: 8-bit weights minus a zero point far from 128 (int16 W − z up to ±255)
+            let w: [Int16] = wide ? (0..<(n * k)).map { i in i % 11 == 0 ? (i % 2 == 0 ? 255 : -255) : Int16.random(in: -255...255, using: &g) }
+                                  : randomS8(n * k, &g, -7...7).map { Int16($0) }
+            let layer = wide ? try AdaLogLinear(weights: w, inFeatures: k, outFeatures: n, table: table)
+                             : try AdaLogLinear(weights: w.map { Int8($0) }, inFeatures: k, outFeatures: n, table: table)
+            let codes = randomU8(m * k, &g, 0...UInt8(min(table.zeroCode, 255)))
             let bias = (0..<n).map { _ in Int32.random(in: -100000...100000, using: &g) }
             var acc = [Int32](repeating: 0, count: m * n)
             for i in 0..<m { for o in 0..<n {
@@ -250,8 +253,10 @@ struct AdaLogTests {
                     #expect(got == ref.out, "isa \(isa) t \(t) d \(d) head \(h) threads \(threads)")
                     #expect(Array(codes[(h * t * t)..<((h + 1) * t * t)]) == ref.codes, "codes: isa \(isa) t \(t) head \(h)")
                 }
-                #expect(throws: Int8KernelError.self) {
-                    try kern.run(qkv: qkv, dst: UnsafeMutableRawPointer(mutating: out), workspace: work, workspaceBytes: ws - 65, isa: isa, threads: threads)
+                try out.withUnsafeMutableBytes { ob in
+                    #expect(throws: Int8KernelError.self) {
+                        try kern.run(qkv: qkv, dst: ob.baseAddress!, workspace: work, workspaceBytes: ws - 65, isa: isa, threads: threads)
+                    }
                 }
             }
         }
