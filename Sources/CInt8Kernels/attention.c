@@ -129,14 +129,30 @@ T512 static void pv512(const layout *w, int split) {
                 for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
             }
         }
-        {
-            for (size_t jp = 0; jp < np; jp++) {
-                if (lp[jp] == 0) continue; /* both keys coded to zero (common at low bit widths) */
-                __m512i ll = _mm512_set1_epi32(lp[jp]);
-                const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-                for (size_t b = 0; b < nb; b++) a[b] = _mm512_dpwssd_epi32(a[b], ll, _mm512_loadu_si512(vr + b * 32));
+        /* two key pairs per step into two accumulator sets: the dpwssd latency chains are half as long, and no
+         * data-dependent branch (most 8-bit table values are non-zero) */
+        __m512i a2[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        size_t jp = 0;
+        if (nb == 4) {
+            for (; jp + 2 <= np; jp += 2) {
+                __m512i l0 = _mm512_set1_epi32(lp[jp]), l1 = _mm512_set1_epi32(lp[jp + 1]);
+                const int16_t *v0 = w->vp + (jp * w->dp16 + c0) * 2, *v1 = v0 + w->dp16 * 2;
+                a[0] = _mm512_dpwssd_epi32(a[0], l0, _mm512_loadu_si512(v0));
+                a[1] = _mm512_dpwssd_epi32(a[1], l0, _mm512_loadu_si512(v0 + 32));
+                a[2] = _mm512_dpwssd_epi32(a[2], l0, _mm512_loadu_si512(v0 + 64));
+                a[3] = _mm512_dpwssd_epi32(a[3], l0, _mm512_loadu_si512(v0 + 96));
+                a2[0] = _mm512_dpwssd_epi32(a2[0], l1, _mm512_loadu_si512(v1));
+                a2[1] = _mm512_dpwssd_epi32(a2[1], l1, _mm512_loadu_si512(v1 + 32));
+                a2[2] = _mm512_dpwssd_epi32(a2[2], l1, _mm512_loadu_si512(v1 + 64));
+                a2[3] = _mm512_dpwssd_epi32(a2[3], l1, _mm512_loadu_si512(v1 + 96));
             }
         }
+        for (; jp < np; jp++) {
+            __m512i ll = _mm512_set1_epi32(lp[jp]);
+            const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+            for (size_t b = 0; b < nb; b++) a[b] = _mm512_dpwssd_epi32(a[b], ll, _mm512_loadu_si512(vr + b * 32));
+        }
+        for (size_t b = 0; b < nb; b++) a[b] = _mm512_add_epi32(a[b], a2[b]);
         for (size_t b = 0; b < nb; b++) _mm512_storeu_si512(w->acc + c0 + b * 16, _mm512_add_epi32(_mm512_slli_epi32(h[b], 15), a[b]));
     }
 }
