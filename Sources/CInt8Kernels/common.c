@@ -415,17 +415,14 @@ void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *
     *seven_bit = seven;
 }
 
-#define I8K_PACK_S16_BODY                                                                                            \
-    size_t kg = (k + 1) / 2, off = 0;                                                                                \
-    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {                                                                      \
-        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;                                     \
-        memset(dst + off, 0, kg * pw * 2 * sizeof(int16_t));                                                         \
-        for (size_t j = 0; j < nr; j++)                                                                              \
-            for (size_t kk = 0; kk < k; kk++)                                                                        \
-                dst[off + (kk >> 1) * pw * 2 + j * 2 + (kk & 1)] = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j]; \
-        off += kg * pw * 2;                                                                                          \
+void i8k_pack_s16(const int16_t *w, size_t k, size_t n, int output_major, int16_t *dst) {
+    size_t kg = (k + 1) / 2, off = 0;
+    for (size_t n0 = 0; n0 < n; n0 += I8K_NR) {
+        size_t nr = n - n0 < I8K_NR ? n - n0 : I8K_NR, pw = (nr + 15) / 16 * 16;
+        memset(dst + off, 0, kg * pw * 2 * sizeof(int16_t));
+        for (size_t j = 0; j < nr; j++)
+            for (size_t kk = 0; kk < k; kk++)
+                dst[off + (kk >> 1) * pw * 2 + j * 2 + (kk & 1)] = output_major ? w[(n0 + j) * k + kk] : w[kk * n + n0 + j];
+        off += kg * pw * 2;
     }
-
-void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst) { I8K_PACK_S16_BODY }
-
-void i8k_pack_s16_wide(const int16_t *w, size_t k, size_t n, int output_major, int16_t *dst) { I8K_PACK_S16_BODY }
+}

@@ -88,13 +88,7 @@ public struct PackedInt16Weights: Sendable {
     public var n: Int { geometry.n }
 
     public init(weights: [Int8], k: Int, n: Int, layout: WeightLayout) throws(Int8KernelError) {
-        guard k > 0, n > 0 else { throw .invalidArgument("weight matrix must be non-empty (k=\(k), n=\(n))") }
-        guard weights.count == k * n else { throw .sizeMismatch(what: "weights (k=\(k), n=\(n))", expected: k * n, got: weights.count) }
-        let g = PanelGeometry(k: k, n: n, groupSize: 2)
-        var d = [Int16](repeating: 0, count: g.totalElements)
-        i8k_pack_s16(weights, k, n, layout == .outputMajor ? 1 : 0, &d)
-        geometry = g
-        data = d
+        try self.init(weights: weights.map { Int16($0) }, k: k, n: n, layout: layout)
     }
 
     /// From int16 weights: 8-bit weights with their zero point removed (W − z in [−255, 255]) stay exact.
@@ -103,7 +97,7 @@ public struct PackedInt16Weights: Sendable {
         guard weights.count == k * n else { throw .sizeMismatch(what: "weights (k=\(k), n=\(n))", expected: k * n, got: weights.count) }
         let g = PanelGeometry(k: k, n: n, groupSize: 2)
         var d = [Int16](repeating: 0, count: g.totalElements)
-        i8k_pack_s16_wide(weights, k, n, layout == .outputMajor ? 1 : 0, &d)
+        i8k_pack_s16(weights, k, n, layout == .outputMajor ? 1 : 0, &d)
         geometry = g
         data = d
     }

@@ -63,19 +63,8 @@ struct ConvTests {
             let bias = (0..<g.outC).map { _ in Int32.random(in: -3000...3000, using: &rng) }
             for (signed, z) in [(false, Int32(131)), (true, Int32(-7))] {
                 let acc = naiveConvAcc(g, input: input, signed: signed, zero: z, weights: w)
-                let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
-                for (name, stage) in stages(n: g.outC, &rng) {
-                    let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
-                    for threads in [1, 2] {
-                        var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
-                        try input.withUnsafeBufferPointer { ib in
-                            try got.withUnsafeMutableBytes { ob in
-                                try conv.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
-                            }
-                        }
-                        #expect(firstDifference(got, ref) == nil, "isa \(isa) \(g) signed \(signed) \(name) threads \(threads)")
-                    }
-                }
+                try expectConv(conv, g, input: input, bias: bias, acc: acc, activation: signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z),
+                               isa: isa, &rng, "signed \(signed)")
             }
         }
     }
@@ -114,5 +103,22 @@ struct ConvTests {
         #expect(throws: Int8KernelError.self) { try Conv2DInt8(geometry: ConvGeometry(inH: 4, inW: 4, inC: 3, outC: 4, kernelH: 1, kernelW: 1, groups: 2), weights: []) }
         #expect(throws: Int8KernelError.self) { try Conv2DInt8(geometry: ConvGeometry(inH: 4, inW: 4, inC: 2, outC: 2, kernelH: 1, kernelW: 1), weights: [1]) }
         #expect(throws: Int8KernelError.self) { try DepthwiseConv2DInt8(geometry: ConvGeometry(inH: 4, inW: 4, inC: 2, outC: 4, kernelH: 3, kernelW: 3, groups: 2), weights: []) }
+    }
+}
+
+/// Runs `conv` with every output stage on 1 and 2 threads and expects `acc` (the naive int32 result) through the stage.
+func expectConv(_ conv: Conv2DInt8, _ g: ConvGeometry, input: [UInt8], bias: [Int32], acc: [Int32], activation: ActivationType,
+                isa: KernelISA, _ rng: inout SplitMix, _ what: String) throws {
+    for (name, stage) in stages(n: g.outC, &rng) {
+        let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
+        for threads in [1, 2] {
+            var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
+            try input.withUnsafeBufferPointer { ib in
+                try got.withUnsafeMutableBytes { ob in
+                    try conv.run(input: ib.baseAddress!, activation: activation, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+                }
+            }
+            #expect(firstDifference(got, ref) == nil, "isa \(isa) \(g) \(what) \(name) threads \(threads)")
+        }
     }
 }

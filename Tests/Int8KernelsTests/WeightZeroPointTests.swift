@@ -170,19 +170,8 @@ struct WeightZeroPointTests {
             let bias = (0..<g.outC).map { _ in Int32.random(in: -3000...3000, using: &rng) }
             for (signed, z) in [(false, Int32(131)), (false, Int32(255)), (true, Int32(-7)), (true, Int32(-128))] {
                 let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
-                let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
-                for (name, stage) in stages(n: g.outC, &rng) {
-                    let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
-                    for threads in [1, 2] {
-                        var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
-                        try input.withUnsafeBufferPointer { ib in
-                            try got.withUnsafeMutableBytes { ob in
-                                try conv.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
-                            }
-                        }
-                        #expect(firstDifference(got, ref) == nil, "isa \(isa) \(g) signed \(signed) z \(z) \(name) threads \(threads)")
-                    }
-                }
+                try expectConv(conv, g, input: input, bias: bias, acc: acc, activation: signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z),
+                               isa: isa, &rng, "signed \(signed) z \(z)")
             }
         }
     }

@@ -91,9 +91,7 @@ void i8k_gemm_s16_panel(int isa, const int16_t *A, size_t lda, size_t m,
 
 /* Packing into the panel layout (see top of file). w is N x K (output_major) or K x N. */
 void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit);
-void i8k_pack_s16(const int8_t *w, size_t k, size_t n, int output_major, int16_t *dst);
-/* The same from int16 weights (e.g. 8-bit W − z, which needs 9 bits). */
-void i8k_pack_s16_wide(const int16_t *w, size_t k, size_t n, int output_major, int16_t *dst);
+void i8k_pack_s16(const int16_t *w, size_t k, size_t n, int output_major, int16_t *dst); /* int16: 8-bit W − z needs 9 bits */
 
 /* Naive references on unpacked data. B is K x N row-major (ldb). Output stage as above, with the
  * u8 form computing sum_k (A - a_zero_raw) * (B + row_coef[n]) directly (a_signed: A is int8; out->row_sum is
