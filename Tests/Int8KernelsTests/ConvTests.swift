@@ -4,23 +4,7 @@ import Testing
 
 /// Naive NHWC conv accumulators Σ (x − z)·w over in-bounds taps (padding = zero point contributes 0).
 func naiveConvAcc(_ g: ConvGeometry, input: [UInt8], signed: Bool, zero: Int32, weights: [Int8]) -> [Int32] {
-    let cg = g.inC / g.groups, og = g.outC / g.groups
-    var out = [Int32](repeating: 0, count: g.outH * g.outW * g.outC)
-    for oy in 0..<g.outH { for ox in 0..<g.outW { for o in 0..<g.outC {
-        let gi = o / og
-        var s: Int32 = 0
-        for ky in 0..<g.kernelH { for kx in 0..<g.kernelW {
-            let iy = oy * g.strideH + ky * g.dilationH - g.padTop, ix = ox * g.strideW + kx * g.dilationW - g.padLeft
-            if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW { continue }
-            for c in 0..<cg {
-                let raw = input[(iy * g.inW + ix) * g.inC + gi * cg + c]
-                let x = signed ? Int32(Int8(bitPattern: raw)) : Int32(raw)
-                s += (x - zero) * Int32(weights[((o * g.kernelH + ky) * g.kernelW + kx) * cg + c])
-            }
-        } }
-        out[(oy * g.outW + ox) * g.outC + o] = s
-    } } }
-    return out
+    naiveConvAcc32(g, input: input, signed: signed, zero: zero, weights: weights.map { Int32($0) })
 }
 
 /// Applies the scalar output stage to int32 accumulators (reference semantics).
