@@ -24,6 +24,9 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
     /// The model needs more memory than the configured cap (`ResourceLimits`, `--max-memory-mb`); refused before
     /// allocating. `bytes` is what `what` needs, `used` what was already counted.
     case exceedsMemoryLimit(what: String, bytes: Int, used: Int, limit: Int)
+    /// Folding the graph's constant subgraphs would take more arithmetic than `ResourceLimits.maxFoldingOperations`
+    /// (in all, counted before each node is evaluated).
+    case exceedsFoldingLimit(node: String, op: String, operations: Int, limit: Int)
     /// Something about running the graph (wrong inputs, unknown tensor in a hook or substitution).
     case execution(String)
 
@@ -50,6 +53,10 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
             }
             return "\(what) needs \(mb(bytes)) on top of \(mb(used)) already counted, above the memory limit of \(mb(limit)) "
                 + "(raise it with --max-memory-mb if this model is intended)"
+        case .exceedsFoldingLimit(let node, let op, let operations, let limit):
+            let count = operations == Int.max ? "more operations than can be counted" : "\(operations) operations"
+            return "node '\(node)' (\(op)) has only constant inputs, and folding it would take \(count), more than is "
+                + "left of the constant-folding limit of \(limit) operations (ResourceLimits.maxFoldingOperations)"
         case .execution(let m): return m
         }
     }

@@ -31,6 +31,17 @@ public struct ONNXModel: @unchecked Sendable {
         if data.isEmpty { throw .malformedProtobuf(path: path, reason: "the file is empty") }
         var budget = MemoryBudget(limits)
         try budget.charge(data.count, bytesPerElement: 1, for: "the model file '\(path)'")
+        // The decoded protobuf can be far larger than the file (empty messages, packed varints): charge it first.
+        let decoded: Int
+        do {
+            decoded = try WireEstimate.modelBytes(data)
+        } catch {
+            switch error {
+            case .malformed(let reason): throw .malformedProtobuf(path: path, reason: reason)
+            case .tooDeep: throw .malformedProtobuf(path: path, reason: "messages nested deeper than \(WireEstimate.maxDepth) levels")
+            }
+        }
+        try budget.charge(decoded, bytesPerElement: 1, for: "decoding the protobuf of '\(path)'")
         let proto: Onnx_ModelProto
         do { proto = try Onnx_ModelProto(serializedBytes: data) } catch {
             throw .malformedProtobuf(path: path, reason: "\(error)")

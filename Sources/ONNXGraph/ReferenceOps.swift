@@ -31,6 +31,19 @@ public enum ReferenceOps {
         return n
     }
 
+    /// Arithmetic operations evaluating `node` on `inputs` takes, for the constant-folding work limit: multiply-adds
+    /// for MatMul, the elements read otherwise (every other op here is linear in its inputs and outputs, and outputs are
+    /// bounded by `elementLimit`). Nil when the count overflows.
+    public static func operationCount(_ node: Node, _ inputs: [Tensor?]) -> Int? {
+        var read = 0
+        for t in inputs { if let t { let (s, o) = read.addingReportingOverflow(t.count); if o { return nil }; read = s } }
+        guard node.opType == "MatMul", inputs.count == 2, let a = inputs[0], let b = inputs[1], a.rank > 0, b.rank > 0,
+              let out = try? matmulShape(a.shape, b.shape, { .badNode(node: node.displayName, op: "MatMul", reason: $0) }),
+              let outCount = checkedElementCount(out) else { return read }
+        let (macs, o) = outCount.multipliedReportingOverflow(by: a.shape[a.rank - 1])
+        return o ? nil : max(read, macs)
+    }
+
     public static func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int) throws -> [Tensor] {
         let op = node.opType
         func bad(_ r: String) -> ONNXError { .badNode(node: node.displayName, op: op, reason: r) }

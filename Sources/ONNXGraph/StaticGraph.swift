@@ -61,6 +61,7 @@ extension Graph {
     public func specialized(inputShapes: [String: [Int]], limits: ResourceLimits = .default) throws -> StaticGraph {
         var consts: [String: Tensor] = initializers
         var budget = MemoryBudget(limits)
+        var foldingOperationsLeft = limits.maxFoldingOperations
         for (name, t) in initializers {
             try budget.charge(t.count, bytesPerElement: storedBytes(t.dtype), for: "initializer '\(name)'")
         }
@@ -120,6 +121,12 @@ extension Graph {
             if allConst && ReferenceOps.supported.contains(node.opType) {
                 // What folding may allocate is bounded by what is left of the budget (checked inside, before allocating).
                 let room = min(ShapeInference.maxElements, max(0, budget.limit - budget.used) / 4)
+                let operations = ReferenceOps.operationCount(node, constIns) ?? Int.max
+                guard operations <= foldingOperationsLeft else {
+                    throw ONNXError.exceedsFoldingLimit(node: node.displayName, op: node.opType, operations: operations,
+                                                        limit: limits.maxFoldingOperations)
+                }
+                foldingOperationsLeft -= operations
                 let outs = try ReferenceOps.$elementLimit.withValue(room) { try ReferenceOps.evaluate(node, constIns, opset: opset) }
                 for (name, t) in zip(node.outputs, outs) where !name.isEmpty {
                     try budget.charge(t.count, bytesPerElement: storedBytes(t.dtype), for: "folded constant '\(name)' (node \(node.displayName))")

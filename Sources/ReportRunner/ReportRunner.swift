@@ -64,6 +64,8 @@ public struct ReportConfiguration: Sendable {
     public var toolVersion = "0.1.0"
     /// Also convert one setting to an int8 model (.qmodel), write it to `path` and evaluate it on the integer runtime.
     public var int8Export: Int8Export?
+    /// Memory cap for reading, specialising and running the model (`--max-memory-mb`).
+    public var limits: ResourceLimits = .default
 
     public init(modelPath: String, calibrationFolder: String, dataFolder: String, labels: String? = nil,
                 bits: [BitSetting], methods: [QuantMethod], preset: String? = nil) {
@@ -144,7 +146,7 @@ public enum ReportRunner {
     /// Runs everything and returns the report (not yet written).
     public static func run(_ c: ReportConfiguration, progress: ReportProgressSink = SilentProgress()) throws -> QuantReport {
         try validate(c)
-        let m = try ONNXModel(contentsOf: c.modelPath)
+        let m = try ONNXModel(contentsOf: c.modelPath, limits: c.limits)
         let spec: PreprocessSpec
         if let p = c.preset { spec = try PreprocessSpec.preset(named: p) }
         else if case .fixed(32)? = m.graph.inputs.first?.dims?.last { spec = try PreprocessSpec.preset(named: "cifar10") }
@@ -162,7 +164,7 @@ public enum ReportRunner {
             progress.note("note: '\(c.calibrationFolder)' has only \(calDS.count) images; calibrating on all of them")
         }
         let bt = min(c.batch, cal.count)
-        let (qGraph, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt))
+        let (qGraph, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt, limits: c.limits))
         guard try hasQuantizableLayers(qGraph) else { throw ReportRunError.noQuantizableLayers(model: c.modelPath) }
 
         // Evaluation images: calibration images left out when the folders are the same.
@@ -175,7 +177,7 @@ public enum ReportRunner {
         let n = min(c.limit ?? ds.count, ds.count)
         guard n > 0 else { throw ReportRunError.noEvaluationImages(folder: c.dataFolder, excludedCalibration: excluded) }
         let b = min(c.batch, n)
-        var eGraph = try m.graph.specialized(batch: b)
+        var eGraph = try m.graph.specialized(batch: b, limits: c.limits)
         if folded { eGraph = try eGraph.foldingBatchNorms() }
         let per = 3 * spec.size * spec.size
         guard let inSpec = eGraph.inputs.first, elementCount(inSpec.shape) == b * per else {
@@ -294,7 +296,8 @@ public enum ReportRunner {
                                                       classNames: names)
                     try QModelFile.write(r.model, to: ex.path)
                     // Evaluate the written file on the integer runtime, against the simulation's predictions.
-                    let session = try Session(model: try QModelFile.load(path: ex.path), batch: b)
+                    let session = try Session(model: try QModelFile.load(path: ex.path, maxFileSize: c.limits.maxBytes), batch: b,
+                                                    maxMemoryBytes: c.limits.maxBytes)
                     let hw = spec.size * spec.size
                     var i8top1 = 0, agree = 0, seen = 0
                     for k in 0..<batches {

@@ -25,6 +25,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: ".qmodel: also print the time per op kind and of the slowest ops by name (best of 5 runs of each op).") var profile = false
     @Option(help: "With --profile: how many of the slowest ops to list by name.") var profileTop = 30
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         guard threads >= 1, batch >= 1, iterations >= 1, warmup >= 0 else {
@@ -43,8 +44,8 @@ struct Bench: ParsableCommand {
             (0..<n).map { _ in seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(seed >> 40) - (1 << 23)) / Float(1 << 23) }
         }
         if isQModel(model) {
-            let m = try QModelFile.load(path: model)
-            let s = try Session(model: m, batch: batch, threads: threads)
+            let m = try QModelFile.load(path: model, maxFileSize: resources.limits.maxBytes)
+            let s = try Session(model: m, batch: batch, threads: threads, maxMemoryBytes: resources.limits.maxBytes)
             let x = noise(batch * s.inputShape.reduce(1, *))
             s.inputBuffer.update(from: x, count: x.count)
             for _ in 0..<warmup { try s.execute(samples: batch) }
@@ -63,8 +64,8 @@ struct Bench: ParsableCommand {
             }
         } else {
             FloatKernels.threadCount = threads
-            let m = try ONNXModel(contentsOf: model)
-            let session = try FloatSession(graph: m.graph, batch: batch)
+            let m = try ONNXModel(contentsOf: model, limits: resources.limits)
+            let session = try FloatSession(graph: m.graph, batch: batch, limits: resources.limits)
             guard let inSpec = session.graph.inputs.first else { throw ValidationError("'\(model)' has no input") }
             let x = noise(inSpec.shape.reduce(1, *))
             for _ in 0..<warmup { _ = try session.run(x) }

@@ -27,6 +27,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Labels file, as the dataset reader accepts (only used to open flat folders).") var labels: String?
     @Option(help: "Number of images.") var limit: Int = 4
     @Flag(help: "Print JSON (one object per compared tensor).") var json = false
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         guard isQModel(model) else { throw ValidationError("'\(model)' is not a .qmodel file") }
@@ -36,9 +37,9 @@ struct Compare: ParsableCommand {
         _ = leaveOut(q.calibrationFiles, from: &ds)
         let n = min(limit, ds.count)
         guard n > 0 else { throw ValidationError("no images in '\(data)'") }
-        let c = try Int8Classifier(path: model, batch: 1)
-        let m = try ONNXModel(contentsOf: q.sourceModel)
-        var g = try m.graph.specialized(batch: 1)
+        let c = try Int8Classifier(path: model, batch: 1, limits: resources.limits)
+        let m = try ONNXModel(contentsOf: q.sourceModel, limits: resources.limits)
+        var g = try m.graph.specialized(batch: 1, limits: resources.limits)
         if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
         let cmp = RuntimeComparison(simulation: try QuantSimulator(model: q, graph: g, options: SessionOptions(fuse: false)), session: c.session)
         let progress = ProgressLine(enabled: !json)

@@ -23,6 +23,7 @@ struct Demo: ParsableCommand {
 
     @Option(help: "Output folder.") var out: String = "quantize-out/demo"
     @OptionGroup var output: OutputOptions
+    @OptionGroup var resources: ResourceOptions
 
     static let modelPath = "models/vit_cifar10.onnx"
     static let calibFolder = "calib-data"
@@ -41,6 +42,7 @@ struct Demo: ParsableCommand {
         var c = ReportConfiguration(modelPath: Self.modelPath, calibrationFolder: Self.calibFolder, dataFolder: Self.dataFolder,
                                     bits: bits, methods: [.adalog, .uniformMinMax], preset: "cifar10")
         c.calibrationCount = 32
+        c.limits = resources.limits
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let int8Path = URL(fileURLWithPath: out).appendingPathComponent("vit_cifar10-w8a8.qmodel").path
         c.int8Export = Int8Export(bits: try BitSetting(parsing: "W8A8"), method: .adalog, path: int8Path)

@@ -197,10 +197,10 @@ extension Eval {
         let n = min(limit ?? ds.count, ds.count)
         guard n > 0 else { throw ValidationError("no images to evaluate in '\(data)'") }
         let b = min(batch, n)
-        let c = try Int8Classifier(path: model, batch: b, preset: preset)
+        let c = try Int8Classifier(path: model, batch: b, preset: preset, limits: resources.limits)
         if let q {
-            let m = try ONNXModel(contentsOf: q.sourceModel)
-            var g = try m.graph.specialized(batch: b)
+            let m = try ONNXModel(contentsOf: q.sourceModel, limits: resources.limits)
+            var g = try m.graph.specialized(batch: b, limits: resources.limits)
             if q.foldedBatchNorms { g = try g.foldingBatchNorms() }
             sim = try QuantSimulator(model: q, graph: g)
             if floor { perturbed = try QuantSimulator(model: q, graph: g, options: SessionOptions(fuse: false)) }

@@ -28,7 +28,7 @@ struct Infer: ParsableCommand {
         let runOne: ([Float]) throws -> [Float]
         var headerNames: [String] = []
         if isQModel(model) {
-            let c = try Int8Classifier(path: model, batch: 1, preset: preset)
+            let c = try Int8Classifier(path: model, batch: 1, preset: preset, limits: resources.limits)
             spec = c.spec
             headerNames = c.model.classNames
             runOne = { x in try c.run(nchw: x, n: 1) }

@@ -16,9 +16,9 @@ final class Int8Classifier {
     let spec: PreprocessSpec
     let size: Int
 
-    init(path: String, batch: Int, threads: Int = 2, preset: String? = nil) throws {
-        model = try QModelFile.load(path: path)
-        session = try Session(model: model, batch: batch, threads: threads)
+    init(path: String, batch: Int, threads: Int = 2, preset: String? = nil, limits: ResourceLimits = .default) throws {
+        model = try QModelFile.load(path: path, maxFileSize: limits.maxBytes)
+        session = try Session(model: model, batch: batch, threads: threads, maxMemoryBytes: limits.maxBytes)
         if let preset { spec = try PreprocessSpec.preset(named: preset) }
         else if let p = model.preprocessing {
             guard let interp = Interpolation(rawValue: p.interpolation) else {
@@ -80,11 +80,12 @@ struct Export: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Output .qmodel file.") var output: String
     @Option(help: "Class-name source: an ImageFolder whose classes match the outputs (default: ImageNet names for 1000 outputs).")
     var classesFrom: String?
+    @OptionGroup var resources: ResourceOptions
 
     func run() throws {
         guard isQModel(output) else { throw ValidationError("--output must end in .qmodel") }
         let q = try QuantizedModel.load(from: quantized)
-        let m = try ONNXModel(contentsOf: q.sourceModel)
+        let m = try ONNXModel(contentsOf: q.sourceModel, limits: resources.limits)
         if try sha256Hex(ofFileAt: q.sourceModel) != q.sourceSHA256 {
             throw ValidationError("'\(q.sourceModel)' changed since quantization (SHA-256 differs); quantize it again")
         }

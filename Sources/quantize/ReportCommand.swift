@@ -58,6 +58,7 @@ struct ReportCommand: ParsableCommand {
     var searchImages: Int?
     @Option(help: "Output folder.") var out: String = "quantize-out/report"
     @OptionGroup var output: OutputOptions
+    @OptionGroup var resources: ResourceOptions
 
     func validate() throws {
         try checkReportConfiguration(try configuration())
@@ -77,6 +78,7 @@ struct ReportCommand: ParsableCommand {
         if let i = searchImages, i < 1 { throw ValidationError("--search-images must be at least 1") }
         c.searchTokens = searchTokens
         c.searchImages = searchImages
+        c.limits = resources.limits
         return c
     }
 

@@ -48,8 +48,8 @@ struct HostileModelTests {
         b.floatInit("big", [256, 256], [Float](repeating: 1, count: 65536))   // 256 KiB
         let data = try b.data()
         #expect(throws: Never.self) { try ONNXModel(serialized: data, limits: .megabytes(1)) }
-        // The file itself fits; its decoded 'big' initializer (256 KiB of floats) does not.
-        let cap = data.count + 100_000
+        // The file and its decoded protobuf fit; the 'big' initializer decoded to floats (256 KiB more) does not.
+        let cap = data.count + (try WireEstimate.modelBytes(data)) + 100_000
         #expect {
             try ONNXModel(serialized: data, limits: ResourceLimits(maxBytes: cap))
         } throws: { e in
@@ -99,6 +99,53 @@ struct HostileModelTests {
             guard case .badNode(_, let op, let reason)? = e as? ONNXError else { return false }
             return op == "ConstantOfShape" && reason.contains("memory cap")
         }
+    }
+
+    @Test func protobufThatExpandsFarBeyondItsFileIsRefusedBeforeDecoding() throws {
+        // 1,000,000 empty NodeProtos: 2 bytes each on the wire (2 MB), hundreds of bytes each decoded.
+        var graph = [UInt8](); graph.reserveCapacity(2_000_000)
+        for _ in 0..<1_000_000 { graph += [0x0A, 0x00] }                  // GraphProto.node = 1, length 0
+        var model: [UInt8] = [0x3A]                                         // ModelProto.graph = 7, length-delimited
+        var n = graph.count
+        repeat { var byte = UInt8(n & 0x7F); n >>= 7; if n > 0 { byte |= 0x80 }; model.append(byte) } while n > 0
+        model += graph
+        #expect {
+            try ONNXModel(serialized: Data(model), limits: .megabytes(64))
+        } throws: { e in
+            guard case .exceedsMemoryLimit(let what, let bytes, _, _)? = e as? ONNXError else { return false }
+            return what.contains("decoding the protobuf") && bytes >= 1_000_000 * 256
+        }
+    }
+
+    @Test(arguments: ["vit_ts13.onnx", "efficientnet_lite_ts13.onnx", "opzoo_ts13.onnx"])
+    func decodedSizeEstimateOfRealModelsStaysNearTheirFileSize(_ name: String) throws {
+        // The estimate must not refuse ordinary models: it stays within a small factor of the file.
+        let data = try Data(contentsOf: Fixtures.url(name))
+        let estimate = try WireEstimate.modelBytes(data)
+        #expect(estimate >= data.count)
+        #expect(estimate <= 2 * data.count + 1_000_000, "\(name): \(estimate) bytes estimated for a \(data.count)-byte file")
+        #expect(throws: Never.self) { try ONNXModel(serialized: data, limits: ResourceLimits(maxBytes: 3 * data.count + 2_000_000)) }
+    }
+
+    @Test func constantFoldingBeyondTheWorkLimitIsRefusedBeforeComputing() throws {
+        // MatMul of two constants [64×4096]·[4096×64]: a 16 KiB result, but 16.8 M multiply-adds to fold.
+        var b = ModelBuilder()
+        b.input("x", [64, 64])
+        b.output("y", [64, 64])
+        b.floatInit("a", [64, 4096], [Float](repeating: 0.5, count: 64 * 4096))
+        b.floatInit("c", [4096, 64], [Float](repeating: 0.25, count: 4096 * 64))
+        b.node("MatMul", ["a", "c"], ["m"], name: "fold_me")
+        b.node("Add", ["x", "m"], ["y"])
+        let m = try b.model()
+        #expect {
+            try m.graph.specialized(batch: 1, limits: ResourceLimits(maxBytes: 1 << 30, maxFoldingOperations: 1_000_000))
+        } throws: { e in
+            guard case .exceedsFoldingLimit(let node, let op, let operations, let limit)? = e as? ONNXError else { return false }
+            return node == "fold_me" && op == "MatMul" && operations == 64 * 64 * 4096 && limit == 1_000_000
+        }
+        // Under the default limit the same graph folds, to the right values.
+        let g = try m.graph.specialized(batch: 1)
+        #expect(g.constants["m"]?.floats.allSatisfy { $0 == 512 } == true)
     }
 
     @Test func overflowingShapesAreErrorsNotTraps() throws {
