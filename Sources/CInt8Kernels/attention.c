@@ -14,12 +14,16 @@
 #include <immintrin.h>
 #endif
 
+/* Query rows handled together: the AVX-512 path computes Q·Kᵀ and P·V for ROWS rows per pass over K and V, so each
+ * K/V load feeds ROWS dot products and ROWS·4 accumulator chains hide the dpwssd latency. */
+#define ROWS 4
+
 typedef struct {
     size_t tp16, tp2, dp2, dp16;
-    int16_t *kp, *vp, *qrow, *L, *Lh;
-    float *logits, *p;
+    int16_t *kp, *vp, *qrow, *L, *Lh;   /* qrow: ROWS × dp2·2, L/Lh: ROWS × tp2 */
+    float *logits, *p;                  /* logits: ROWS × tp16 */
     uint8_t *codes;
-    int32_t *acc;
+    int32_t *acc;                       /* ROWS × dp16 */
 } layout;
 
 static size_t up(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -28,9 +32,9 @@ static size_t up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 static size_t carve(size_t T, size_t d, void *work, layout *w) {
     w->tp16 = up(T, 16); w->tp2 = up(T, 2); w->dp2 = (d + 1) / 2; w->dp16 = up(d, 16);
     size_t sizes[9] = {
-        w->dp2 * w->tp16 * 2 * sizeof(int16_t), (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t), w->dp2 * 2 * sizeof(int16_t),
-        w->tp2 * sizeof(int16_t), w->tp2 * sizeof(int16_t), w->tp16 * sizeof(float), w->tp16 * sizeof(float), w->tp16,
-        w->dp16 * sizeof(int32_t)};
+        w->dp2 * w->tp16 * 2 * sizeof(int16_t), (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t), ROWS * w->dp2 * 2 * sizeof(int16_t),
+        ROWS * w->tp2 * sizeof(int16_t), ROWS * w->tp2 * sizeof(int16_t), ROWS * w->tp16 * sizeof(float), w->tp16 * sizeof(float),
+        w->tp16, ROWS * w->dp16 * sizeof(int32_t)};
     size_t off[9], total = 0;
     for (int i = 0; i < 9; i++) { off[i] = total; total += up(sizes[i], 64); }
     if (work) {
@@ -52,11 +56,23 @@ size_t i8k_attention_workspace(size_t T, size_t d) {
 static void pack(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, const layout *w) {
     memset(w->kp, 0, w->dp2 * w->tp16 * 2 * sizeof(int16_t));
     memset(w->vp, 0, (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t));
-    for (size_t j = 0; j < T; j++)
-        for (size_t c = 0; c < d; c++) {
-            w->kp[((c >> 1) * w->tp16 + j) * 2 + (c & 1)] = k[j * ldk + c];
-            w->vp[((j >> 1) * w->dp16 + c) * 2 + (j & 1)] = v[j * ldv + c];
-        }
+    /* K: one 32-bit channel pair per key; V: two keys' values interleaved per channel (contiguous inner loops) */
+    for (size_t cp = 0; cp < d / 2; cp++) {
+        int16_t *dst = w->kp + cp * w->tp16 * 2;
+        for (size_t j = 0; j < T; j++) { dst[2 * j] = k[j * ldk + 2 * cp]; dst[2 * j + 1] = k[j * ldk + 2 * cp + 1]; }
+    }
+    if (d & 1)
+        for (size_t j = 0; j < T; j++) w->kp[((d >> 1) * w->tp16 + j) * 2] = k[j * ldk + d - 1];
+    for (size_t jp = 0; jp < T / 2; jp++) {
+        const int16_t *v0 = v + 2 * jp * ldv, *v1 = v0 + ldv;
+        int16_t *dst = w->vp + jp * w->dp16 * 2;
+        for (size_t c = 0; c < d; c++) { dst[2 * c] = v0[c]; dst[2 * c + 1] = v1[c]; }
+    }
+    if (T & 1) {
+        const int16_t *v0 = v + (T - 1) * ldv;
+        int16_t *dst = w->vp + (T / 2) * w->dp16 * 2;
+        for (size_t c = 0; c < d; c++) dst[2 * c] = v0[c];
+    }
 }
 
 static void logits_portable(const layout *w, size_t T, float scale) {
@@ -157,6 +173,77 @@ T512 static void pv512(const layout *w, int split) {
     }
 }
 
+/* Q·Kᵀ for ROWS query rows (qrow r at w->qrow + r·dp2·2) into logits r·tp16: 64 keys × ROWS rows per pass. */
+T512 static void logits512_rows(const layout *w, float scale) {
+    const __m512 sv = _mm512_set1_ps(scale);
+    const size_t qs = w->dp2;   /* int32 pairs per query row */
+    const int32_t *qp = (const int32_t *)w->qrow;
+    size_t jb = 0;
+    for (; jb + 64 <= w->tp16; jb += 64) {
+        __m512i a[ROWS][4];
+        for (int r = 0; r < ROWS; r++) for (int b = 0; b < 4; b++) a[r][b] = _mm512_setzero_si512();
+        for (size_t cp = 0; cp < w->dp2; cp++) {
+            const int16_t *kr = w->kp + (cp * w->tp16 + jb) * 2;
+            __m512i k0 = _mm512_loadu_si512(kr), k1 = _mm512_loadu_si512(kr + 32);
+            __m512i k2 = _mm512_loadu_si512(kr + 64), k3 = _mm512_loadu_si512(kr + 96);
+            for (int r = 0; r < ROWS; r++) {
+                __m512i qq = _mm512_set1_epi32(qp[r * qs + cp]);
+                a[r][0] = _mm512_dpwssd_epi32(a[r][0], qq, k0);
+                a[r][1] = _mm512_dpwssd_epi32(a[r][1], qq, k1);
+                a[r][2] = _mm512_dpwssd_epi32(a[r][2], qq, k2);
+                a[r][3] = _mm512_dpwssd_epi32(a[r][3], qq, k3);
+            }
+        }
+        for (int r = 0; r < ROWS; r++)
+            for (int b = 0; b < 4; b++)
+                _mm512_storeu_ps(w->logits + r * w->tp16 + jb + 16 * b, _mm512_mul_ps(_mm512_cvtepi32_ps(a[r][b]), sv));
+    }
+    for (; jb < w->tp16; jb += 16) {
+        __m512i a[ROWS];
+        for (int r = 0; r < ROWS; r++) a[r] = _mm512_setzero_si512();
+        for (size_t cp = 0; cp < w->dp2; cp++) {
+            __m512i kk = _mm512_loadu_si512(w->kp + (cp * w->tp16 + jb) * 2);
+            for (int r = 0; r < ROWS; r++) a[r] = _mm512_dpwssd_epi32(a[r], _mm512_set1_epi32(qp[r * qs + cp]), kk);
+        }
+        for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(w->logits + r * w->tp16 + jb, _mm512_mul_ps(_mm512_cvtepi32_ps(a[r]), sv));
+    }
+}
+
+/* P·V for ROWS rows (L r at w->L + r·tp2) into acc r·dp16, for head sizes that are a multiple of 64: each V load
+ * feeds ROWS rows. The sparse high halves of a split table are added per row. */
+T512 static void pv512_rows(const layout *w, int split) {
+    const size_t np = w->tp2 / 2, ls = w->tp2 / 2;   /* int32 pairs per row */
+    const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
+    for (size_t c0 = 0; c0 < w->dp16; c0 += 64) {
+        __m512i a[ROWS][4];
+        for (int r = 0; r < ROWS; r++) for (int b = 0; b < 4; b++) a[r][b] = _mm512_setzero_si512();
+        for (size_t jp = 0; jp < np; jp++) {
+            const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+            __m512i v0 = _mm512_loadu_si512(vr), v1 = _mm512_loadu_si512(vr + 32);
+            __m512i v2 = _mm512_loadu_si512(vr + 64), v3 = _mm512_loadu_si512(vr + 96);
+            for (int r = 0; r < ROWS; r++) {
+                __m512i ll = _mm512_set1_epi32(lp[r * ls + jp]);
+                a[r][0] = _mm512_dpwssd_epi32(a[r][0], ll, v0);
+                a[r][1] = _mm512_dpwssd_epi32(a[r][1], ll, v1);
+                a[r][2] = _mm512_dpwssd_epi32(a[r][2], ll, v2);
+                a[r][3] = _mm512_dpwssd_epi32(a[r][3], ll, v3);
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+            if (split)
+                for (size_t jp = 0; jp < np; jp++) {
+                    if (hp[r * ls + jp] == 0) continue;
+                    __m512i lh = _mm512_set1_epi32(hp[r * ls + jp]);
+                    const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
+                    for (int b = 0; b < 4; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
+                }
+            for (int b = 0; b < 4; b++)
+                _mm512_storeu_si512(w->acc + r * w->dp16 + c0 + b * 16, _mm512_add_epi32(_mm512_slli_epi32(h[b], 15), a[r][b]));
+        }
+    }
+}
+
 /* AVX2 / AVX-VNNI: vpmaddwd is exact here (|L| ≤ 32767 and |v| ≤ 255, |q|,|k| ≤ 255: no pair reaches 2^31). */
 TAVX2 static void logits256(const layout *w, float scale) {
     const __m256 sv = _mm256_set1_ps(scale);
@@ -198,6 +285,21 @@ TAVX2 static void pv256(const layout *w, int split) {
 }
 #endif
 
+/* Softmax and coding of one row's logits into its L (and Lh) values; the codes go to `codes`. */
+static void code_row(int isa, const layout *w, const float *logits, size_t T, const i8k_probs *probs, int split,
+                     int16_t *L, int16_t *Lh, uint8_t *codes) {
+    i8k_softmax_row(isa, logits, T, w->p);
+    if (probs->tau) {
+        i8k_adalog_encode_planned(isa, w->p, T, probs->tau, probs->nt, &probs->plan, codes);
+        i8k_codes_to_s16(isa, codes, T, probs->table, probs->nt, L);
+        if (split) i8k_codes_to_s16(isa, codes, T, probs->table_high, probs->nt, Lh);
+    } else {
+        i8k_quantize(isa, w->p, T, probs->p_scale, 0, 0, probs->p_qmax, 1, codes);
+        for (size_t j = 0; j < T; j++) L[j] = codes[j];
+    }
+    if (T & 1) { L[T] = 0; Lh[T] = 0; }
+}
+
 void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k, size_t ldk, const int16_t *v, size_t ldv,
                         size_t T, size_t d, float logit_scale, const i8k_probs *probs, size_t r0, size_t r1,
                         const i8k_output *out, void *dst, size_t ldd, void *work, uint8_t *codes_out) {
@@ -207,7 +309,25 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
     pack(k, ldk, v, ldv, T, d, &w);
     size_t es = i8k_out_elsize(out);
     const int split = probs->tau && probs->table_high;
-    for (size_t i = r0; i < r1; i++) {
+    size_t i = r0;
+#ifdef I8K_X86
+    /* ROWS rows at a time (head sizes that are multiples of 64), then single rows */
+    if (isa == I8K_ISA_AVX512VNNI && w.dp16 % 64 == 0 && w.dp16 == d) {
+        for (; i + ROWS <= r1; i += ROWS) {
+            memset(w.qrow, 0, ROWS * w.dp2 * 2 * sizeof(int16_t));
+            for (int r = 0; r < ROWS; r++) memcpy(w.qrow + r * w.dp2 * 2, q + (i + r) * ldq, d * sizeof(int16_t));
+            logits512_rows(&w, logit_scale);
+            for (int r = 0; r < ROWS; r++) {
+                uint8_t *codes = codes_out ? codes_out + (i + r) * T : w.codes;
+                code_row(isa, &w, w.logits + r * w.tp16, T, probs, split, w.L + r * w.tp2, w.Lh + r * w.tp2, codes);
+            }
+            pv512_rows(&w, split);
+            for (int r = 0; r < ROWS; r++)
+                i8k_output_apply(isa, w.acc + r * w.dp16, d, 1, d, out, 0, (uint8_t *)dst + (i + r) * ldd * es, ldd);
+        }
+    }
+#endif
+    for (; i < r1; i++) {
         memset(w.qrow, 0, w.dp2 * 2 * sizeof(int16_t));
         memcpy(w.qrow, q + i * ldq, d * sizeof(int16_t));
 #ifdef I8K_X86
@@ -216,17 +336,7 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
         else
 #endif
             logits_portable(&w, T, logit_scale);
-        i8k_softmax_row(isa, w.logits, T, w.p);
-        if (probs->tau) {
-            i8k_adalog_encode_planned(isa, w.p, T, probs->tau, probs->nt, &probs->plan, w.codes);
-            i8k_codes_to_s16(isa, w.codes, T, probs->table, probs->nt, w.L);
-            if (split) i8k_codes_to_s16(isa, w.codes, T, probs->table_high, probs->nt, w.Lh);
-        } else {
-            i8k_quantize(isa, w.p, T, probs->p_scale, 0, 0, probs->p_qmax, 1, w.codes);
-            for (size_t j = 0; j < T; j++) w.L[j] = w.codes[j];
-        }
-        if (T & 1) { w.L[T] = 0; w.Lh[T] = 0; }
-        if (codes_out) memcpy(codes_out + i * T, w.codes, T);
+        code_row(isa, &w, w.logits, T, probs, split, w.L, w.Lh, codes_out ? codes_out + i * T : w.codes);
 #ifdef I8K_X86
         if (isa == I8K_ISA_AVX512VNNI) pv512(&w, split);
         else if (isa == I8K_ISA_AVX2 || isa == I8K_ISA_AVXVNNI) pv256(&w, split);

@@ -226,6 +226,8 @@ struct AdaLogTests {
             (40, 2, 16, .adaLog(try AdaLogTable(q: 60, bits: 4, fractionBits: AdaLogTable.attentionFractionBits(q: 60, bits: 4)))),
             (50, 1, 64, .adaLog(try AdaLogTable(q: 20, bits: 3))),
             (197, 3, 64, .uniform(scale: 1.0 / 15, bits: 4)),
+            // head size 128 (two 64-channel blocks in the four-row AVX-512 path), odd token count
+            (29, 2, 128, .adaLog(try AdaLogTable(q: 20, bits: 8, fractionBits: AdaLogTable.attentionFractionBits(q: 20, bits: 8)))),
         ]
         for (t, heads, d, probs) in cases {
             let c = heads * d
