@@ -331,16 +331,37 @@ T512 static void encode512(const float *u, size_t n, const float *tau, int32_t n
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, k);
     }
 }
+/* tb[c] for codes c in [0, 256): eight two-register permutes (low five bits) and a blend tree on bits 5-7. A gather
+ * does the same in one instruction, but gathers are microcoded and slow on the x86 cores this runs on (since the
+ * 2023 Gather Data Sampling mitigation, dozens of cycles each), and this table lookup is the encode's inner step. */
+T512 static inline __m512 lookup256_ps(const __m512 *tb, __m512i c) {
+    __m512 r0 = _mm512_permutex2var_ps(tb[0], c, tb[1]), r1 = _mm512_permutex2var_ps(tb[2], c, tb[3]);
+    __m512 r2 = _mm512_permutex2var_ps(tb[4], c, tb[5]), r3 = _mm512_permutex2var_ps(tb[6], c, tb[7]);
+    __m512 r4 = _mm512_permutex2var_ps(tb[8], c, tb[9]), r5 = _mm512_permutex2var_ps(tb[10], c, tb[11]);
+    __m512 r6 = _mm512_permutex2var_ps(tb[12], c, tb[13]), r7 = _mm512_permutex2var_ps(tb[14], c, tb[15]);
+    __mmask16 m5 = _mm512_test_epi32_mask(c, _mm512_set1_epi32(32));
+    __mmask16 m6 = _mm512_test_epi32_mask(c, _mm512_set1_epi32(64));
+    __mmask16 m7 = _mm512_test_epi32_mask(c, _mm512_set1_epi32(128));
+    __m512 s0 = _mm512_mask_blend_ps(m5, r0, r1), s1 = _mm512_mask_blend_ps(m5, r2, r3);
+    __m512 s2 = _mm512_mask_blend_ps(m5, r4, r5), s3 = _mm512_mask_blend_ps(m5, r6, r7);
+    return _mm512_mask_blend_ps(m7, _mm512_mask_blend_ps(m6, s0, s1), _mm512_mask_blend_ps(m6, s2, s3));
+}
+
 /* Many thresholds (6- and 8-bit AdaLog): estimate the code from log2(x) (the thresholds are geometric,
  * tau_k = tau_0 * 2^(-k*step), so code = #{k : tau_k > x} = ceil(e), e = (log2 tau_0 - log2 x) / step).
  * The estimate ê is within 0.15 codes of e (log2 error < 0.014 octaves, step > 0.1 octaves; AdaLog's is >= 0.27), so with
- * c0 = ceil(ê - 1/4) the code is c0 or c0 + 1, and one gathered comparison (tau[c0] > x) decides: the result
+ * c0 = ceil(ê - 1/4) the code is c0 or c0 + 1, and one looked-up comparison (tau[c0] > x) decides: the result
  * equals counting thresholds (the portable path). */
 /* nnorm: the leading thresholds that are normal positive floats and verified geometric. Values at or above
  * tau[nnorm-1] take the estimate; the rest (x <= 0, NaN, below the smallest normal threshold, where float
  * thresholds underflow to denormals or 0) are counted exactly, lane by lane. */
 T512 static void encode512_geometric(const float *u, size_t n, const float *tau, int32_t nt, int32_t nnorm, float l0, float inv_step,
                                      uint8_t *codes) {
+    __m512 tb[16];   /* the normal thresholds, zero-padded to 256 (codes are clamped below nnorm) */
+    for (int32_t k = 0; k < 16; k++) {
+        int32_t left = nnorm - 16 * k;
+        tb[k] = _mm512_maskz_loadu_ps(left <= 0 ? 0 : (left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1)), tau + (left > 0 ? 16 * k : 0));
+    }
     const __m512 vl0 = _mm512_set1_ps(l0), vinv = _mm512_set1_ps(inv_step), vmaxf = _mm512_set1_ps((float)(nnorm - 1));
     const __m512 tlim = _mm512_set1_ps(tau[nnorm - 1]);
     const __m512i one = _mm512_set1_epi32(1);
@@ -356,7 +377,7 @@ T512 static void encode512_geometric(const float *u, size_t n, const float *tau,
         __m512 est = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(vl0, lg), vinv), _mm512_set1_ps(0.25f));
         est = _mm512_max_ps(_mm512_min_ps(est, vmaxf), _mm512_setzero_ps());
         __m512i c = _mm512_cvt_roundps_epi32(est, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-        __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), fast, c, tau, 4);
+        __m512 g = lookup256_ps(tb, c);
         c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(x, g, _CMP_LT_OQ) & fast, c, one);
         c = _mm512_min_epi32(c, _mm512_set1_epi32(255));
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, fast, c);
@@ -374,7 +395,7 @@ T512 static void encode512_geometric(const float *u, size_t n, const float *tau,
 static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *inv_step, int32_t *nnorm) {
     int32_t m = 0;
     while (m < nt && tau[m] >= 1.17549435e-38f && tau[m] <= 3.4e38f) m++;
-    if (m < 8 || !(tau[0] > tau[1])) return 0;
+    if (m < 8 || m > 256 || !(tau[0] > tau[1])) return 0; /* the lookup holds 256 thresholds */
     float a = log2f(tau[0]), step = a - log2f(tau[1]);
     if (!(step > 0.1f)) return 0; /* the one-gather encode needs the log2 estimate within 1/4 code */
     int32_t probe[3] = {m / 2, m - 2, m - 1};
