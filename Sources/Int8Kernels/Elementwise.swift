@@ -70,13 +70,24 @@ public enum Elementwise {
     /// LayerNorm of `rows` rows of C floats, then quantize (fused, adalog.md §4.6) into rows of `ldd` bytes.
     public static func layerNormQuantize(_ x: UnsafePointer<Float>, rows: Int, channels c: Int, gamma: [Float], beta: [Float],
                                          epsilon: Float, scale: Float, zeroPoint: Int32, qmin: Int32, qmax: Int32, unsigned: Bool,
-                                         dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best) throws(Int8KernelError) {
+                                         dst: UnsafeMutableRawPointer, ldd: Int, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
         guard gamma.count == c else { throw .sizeMismatch(what: "LayerNorm gamma", expected: c, got: gamma.count) }
         guard beta.count == c else { throw .sizeMismatch(what: "LayerNorm beta", expected: c, got: beta.count) }
         guard ldd >= c else { throw .invalidArgument("LayerNorm output stride \(ldd) < channels \(c)") }
         guard scale > 0, scale.isFinite else { throw .invalidArgument("quantize scale \(scale) must be finite and > 0") }
-        i8k_layernorm_quant(isa.rawValue, x, rows, c, gamma, beta, epsilon, scale, zeroPoint, qmin, qmax, unsigned ? 1 : 0, dst, ldd)
+        // Rows are independent: one block of rows per thread when there is enough work to pay for the hand-off.
+        let parts = rows * c >= 16_384 ? threads : 1
+        let blocks = splitRange(rows, parts: parts)
+        nonisolated(unsafe) let x = x, dst = dst
+        gamma.withUnsafeBufferPointer { gb in beta.withUnsafeBufferPointer { bb in
+            nonisolated(unsafe) let g = gb.baseAddress!, b = bb.baseAddress!
+            parallelFor(blocks.count, threads: parts) { i in
+                let r = blocks[i]
+                i8k_layernorm_quant(isa.rawValue, x + r.lowerBound * c, r.count, c, g, b, epsilon, scale, zeroPoint, qmin, qmax,
+                                    unsigned ? 1 : 0, dst + r.lowerBound * ldd, ldd)
+            }
+        } }
     }
 
     /// Softmax of one row (pinned exp polynomial, 16-lane summation order).
@@ -123,9 +134,18 @@ public enum Elementwise {
     /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
     /// int16 GEMMs that consume them.
     public static func adalogDecode(_ codes: UnsafePointer<UInt8>, count: Int, table: AdaLogTable, dst: UnsafeMutablePointer<Int16>,
-                                    isa: KernelISA = .best) throws(Int8KernelError) {
+                                    isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
         guard table.tableHigh == nil else { throw .invalidArgument("AdaLog decode to int16: the table (F = \(table.fractionBits)) does not fit int16") }
-        i8k_codes_to_s16(isa.rawValue, codes, count, table.table, Int32(table.zeroCode), dst)
+        let chunk = 32_768
+        let chunks = (count + chunk - 1) / chunk
+        nonisolated(unsafe) let codes = codes, dst = dst
+        table.table.withUnsafeBufferPointer { tb in
+            nonisolated(unsafe) let t = tb.baseAddress!
+            parallelFor(chunks, threads: threads) { ci in
+                let lo = ci * chunk
+                i8k_codes_to_s16(isa.rawValue, codes + lo, min(chunk, count - lo), t, Int32(table.zeroCode), dst + lo)
+            }
+        }
     }
 }

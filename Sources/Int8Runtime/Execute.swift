@@ -129,14 +129,15 @@ extension Session {
             // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
             let count = rows * n * kern.weights.k
             let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
-            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa) }
+            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
             try k(name) { () throws(Int8KernelError) in
                 try Elementwise.layerNormQuantize(f(x), rows: rows * n, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
-                                                  zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa)
+                                                  zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa,
+                                                  threads: threads)
             }
         case let .attention(name, x, y, kern, qq, sc, ws, wsBytes):
             let heads = kern.heads, d = kern.headDim, t = kern.tokens, c = heads * d
