@@ -30,7 +30,9 @@ public enum QModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .tooLarge(size, limit): "qmodel: file is \(size) bytes, above the size limit \(limit) (raise maxFileSize if this is intended)"
         case let .truncated(what, needed, size): "qmodel: file truncated: \(what) needs \(needed) bytes but the file has \(size)"
         case .badMagic: "qmodel: not a .qmodel file (magic bytes 'QMODEL\\0\\1' missing)"
-        case let .unsupportedVersion(v): "qmodel: format version \(v) is not supported (this reader supports \(QModelFile.version))"
+        case let .unsupportedVersion(v):
+            "qmodel: format version \(v) is not supported (this reader supports versions \(QModelFile.supportedVersions.lowerBound)–\(QModelFile.supportedVersions.upperBound)); "
+                + (v > QModelFile.version ? "the file was written by a newer version of the tool: update the runtime" : "the file is damaged or not a .qmodel")
         case let .badHeaderField(f, r): "qmodel: header field '\(f)' is invalid: \(r)"
         case let .checksumMismatch(s, c): "qmodel: checksum mismatch (stored FNV-1a 0x\(String(s, radix: 16)), computed 0x\(String(c, radix: 16))): the file is corrupted"
         case let .badHeaderJSON(m): "qmodel: graph header is not valid: \(m)"
@@ -71,7 +73,11 @@ struct Header: Codable {
 public enum QModelFile {
     /// 8 magic bytes.
     public static let magic: [UInt8] = Array("QMODEL".utf8) + [0, 1]
-    public static let version = 1
+    /// The newest format version this code reads and writes. Version 2 added one relaxation: an 8-bit raw-code weight
+    /// row whose W − z leaves int8 may feed a quantized (non-float) output. The byte layout is the same.
+    public static let version = 2
+    /// Versions this reader accepts.
+    public static let supportedVersions = 1...2
     /// Alignment of the header start, the data area and every section.
     public static let alignment = 64
     /// Fixed binary preamble size.
@@ -102,7 +108,7 @@ public enum QModelFile {
         let fileLength = dataOffset + dataLength + 8
         var out = [UInt8](repeating: 0, count: fileLength)
         out.replaceSubrange(0..<8, with: magic)
-        put32(&out, 8, UInt32(version))
+        put32(&out, 8, UInt32(model.requiredFormatVersion))
         put32(&out, 12, 0) // flags
         put64(&out, 16, UInt64(headerOffset))
         put64(&out, 24, UInt64(json.count))
@@ -155,8 +161,8 @@ public enum QModelFile {
         guard size >= preambleSize + 8 else { throw .truncated(what: "preamble and checksum", needed: preambleSize + 8, fileSize: size) }
         guard Array(bytes[0..<8]) == magic else { throw .badMagic }
         let ver = Int(get32(bytes, 8))
-        guard ver == version else { throw .unsupportedVersion(ver) }
-        guard get32(bytes, 12) == 0 else { throw .badHeaderField(field: "flags", reason: "must be 0 in version 1, got \(get32(bytes, 12))") }
+        guard supportedVersions.contains(ver) else { throw .unsupportedVersion(ver) }
+        guard get32(bytes, 12) == 0 else { throw .badHeaderField(field: "flags", reason: "must be 0, got \(get32(bytes, 12))") }
         let fileLength = get64(bytes, 48)
         guard fileLength == UInt64(size) else {
             if fileLength > UInt64(size) { throw .truncated(what: "declared file length", needed: Int(clamping: fileLength), fileSize: size) }
@@ -210,3 +216,22 @@ public enum QModelFile {
 func errnoString() -> String { String(cString: strerror(errno)) }
 
 private func sysRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int { read(fd, p, n) }
+
+extension QModel {
+    /// The lowest format version that can hold this model, which the writer puts in the preamble: 2 when an 8-bit
+    /// raw-code weight row leaves int8 after W − z and its layer has a quantized output (a version-1 runtime cannot
+    /// run that and now says so through `unsupportedVersion`), else 1, so older runtimes keep reading what they can run.
+    public var requiredFormatVersion: Int {
+        for op in ops {
+            let w: WeightRef, out: String
+            switch op {
+            case let .conv2d(o): w = o.weight; out = o.output
+            case let .linear(o): w = o.weight; out = o.output
+            default: continue
+            }
+            guard w.zeroPoints != nil, w.bits == 8, constant(w.weights)?.dtype == .uint8, tensor(out)?.dtype != .float32 else { continue }
+            if foldedWeights(w) == nil { return 2 }
+        }
+        return 1
+    }
+}
