@@ -106,6 +106,8 @@ public final class Session {
     public private(set) var arenaBytes = 0
     var memoryLimit = Int.max
     var scratchNeed = [0, 0]
+    /// Bytes of scratch the ops share (attention workspaces, decode buffers), allocated once beside the arena.
+    public var scratchBytes: Int { scratchNeed.reduce(0, +) }
     var scratchLane: [(Int, Int)] = []
     var tensorIndex: [String: Int] = [:]
     let inputIndex: Int

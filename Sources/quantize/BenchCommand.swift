@@ -54,12 +54,12 @@ struct Bench: ParsableCommand {
             if profile {
                 let p = try s.profile(Array(UnsafeBufferPointer(start: s.inputBuffer, count: s.inputShape.reduce(1, *))), repeats: 5)
                 for (kind, ms) in p.sorted(by: { $0.value > $1.value }) {
-                    FileHandle.standardError.write(String(format: "  %-18@ %8.3f ms\n", kind as NSString, ms).data(using: .utf8)!)
+                    FileHandle.standardError.write("  \(padded(kind, 18)) \(String(format: "%8.3f", ms)) ms\n".data(using: .utf8)!)
                 }
                 let ops = try s.profileOps(Array(UnsafeBufferPointer(start: s.inputBuffer, count: s.inputShape.reduce(1, *))), repeats: 5)
                 FileHandle.standardError.write("  slowest ops (of \(ops.count)):\n".data(using: .utf8)!)
                 for o in ops.sorted(by: { $0.ms > $1.ms }).prefix(profileTop) {
-                    FileHandle.standardError.write(String(format: "  %8.3f ms  %-12@ %@  %@\n", o.ms, o.kind as NSString, o.name as NSString, o.detail as NSString).data(using: .utf8)!)
+                    FileHandle.standardError.write("  \(String(format: "%8.3f", o.ms)) ms  \(padded(o.kind, 12)) \(o.name)  \(o.detail)\n".data(using: .utf8)!)
                 }
             }
         } else {

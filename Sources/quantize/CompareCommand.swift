@@ -67,7 +67,7 @@ struct Compare: ParsableCommand {
             print("dtype    op                   SQNR dB     max|Δ|  codes≠ %  |Δcode|  tensor")
             for r in list {
                 let codes = r.quantized ? String(format: "%9.3f %8.4f", r.codeMismatchPercent, r.meanAbsCodeDifference) : String(repeating: " ", count: 18)
-                print(String(format: "%-8@ %-18@ %9.2f %10.4g %@  %@", r.dtype as NSString, r.kind as NSString, db(r), r.maxAbsDifference, codes, r.tensor as NSString))
+                print("\(padded(r.dtype, 8)) \(padded(r.kind, 18)) \(String(format: "%9.2f %10.4g", db(r), r.maxAbsDifference)) \(codes)  \(r.tensor)")
             }
         }
     }

@@ -1,17 +1,25 @@
 import ArgumentParser
 import Foundation
 import ONNXGraph
+import Int8Runtime
+import QModel
 
 /// `quantize inspect MODEL [--json]`: what the model is and whether the suite can run it.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a model's inputs, outputs, ops, parameters and recognised patterns.")
+        abstract: "Show a model's inputs, outputs, ops, parameters and recognised patterns (.onnx), or an int8 model's contents (.qmodel).",
+        discussion: """
+            An .onnx model: opset, inputs and outputs, op counts, parameters, the patterns the quantizer recognises, and any \
+            unsupported op (exit code 2). A .qmodel: format version, preprocessing, classes, ops by kind, weight bits and \
+            storage, activation quantizers, and the runtime's planned memory at batch 1.
+            """)
 
-    @Argument(help: "ONNX model file.") var model: String
+    @Argument(help: "Model file: .onnx or .qmodel.") var model: String
     @Flag(help: "Print JSON instead of text.") var json = false
     @OptionGroup var resources: ResourceOptions
 
     func run() throws {
+        if isQModel(model) { return try inspectInt8() }
         let m = try ONNXModel(contentsOf: model, limits: resources.limits)
         let g = m.graph
         let unsupported = g.unsupportedNodes
@@ -47,7 +55,7 @@ struct Inspect: ParsableCommand {
         print("parameters: \(g.parameterCount)")
         print("ops:")
         for (k, v) in hist.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }) {
-            print(String(format: "  %-24@ %5d", k as NSString, v))
+            print("  \(padded(k, 24)) \(String(format: "%5d", v))")
         }
         if let p = patterns {
             print("patterns (batch 1, after shape folding):")
@@ -60,6 +68,91 @@ struct Inspect: ParsableCommand {
             if let e = specError { print("cannot prepare: \(e)") }
             throw ExitCode(2)
         }
+    }
+}
+
+extension Inspect {
+    /// `.qmodel`: what the file holds, read through the validating loader and checked by preparing a session.
+    func inspectInt8() throws {
+        let limits = resources.limits
+        let m = try QModelFile.load(path: model, maxFileSize: limits.maxBytes)
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
+        var version = 0
+        if let h = FileHandle(forReadingAtPath: model) {
+            if let pre = try? h.read(upToCount: 12), pre.count == 12 {
+                version = pre.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+            }
+            try? h.close()
+        }
+        var kinds: [String: Int] = [:]
+        for op in m.ops { kinds[op.kind, default: 0] += 1 }
+        var weightForms: [String: Int] = [:]    // "8-bit int8" → layers
+        var weightBytes = 0
+        for op in m.ops {
+            let w: WeightRef
+            switch op {
+            case let .conv2d(o): w = o.weight
+            case let .linear(o), let .adaLogLinear(o): w = o.weight
+            default: continue
+            }
+            let c = m.constant(w.weights)
+            weightForms["\(w.bits)-bit \(c?.dtype.rawValue ?? "?")\(w.zeroPoints == nil ? "" : " + zero points")", default: 0] += 1
+            weightBytes += c?.bytes.count ?? 0
+        }
+        var activations: [String: Int] = [:]
+        for t in m.tensors {
+            switch t.quantizer {
+            case let .uniform(p)?: activations["uniform \(p.bits)-bit", default: 0] += 1
+            case let .adaLog(p)?: activations["AdaLog \(p.bits)-bit", default: 0] += 1
+            case nil: continue
+            }
+        }
+        for op in m.ops {
+            guard case let .attention(a) = op else { continue }
+            switch a.probabilities {
+            case let .uniform(p): activations["softmax uniform \(p.bits)-bit", default: 0] += 1
+            case let .adaLog(p): activations["softmax AdaLog \(p.bits)-bit", default: 0] += 1
+            }
+        }
+        // Preparing a session checks that the runtime can run the file, and gives its memory plan.
+        let session = try Session(model: m, batch: 1, threads: 1, maxMemoryBytes: limits.maxBytes)
+        let memory = session.arenaBytes + session.scratchBytes
+        let io = { (names: [String]) in names.map { n in m.tensor(n).map { "\(n) \($0.dtype.rawValue) \($0.shape)" } ?? n } }
+        if json {
+            var obj: [String: Any] = [
+                "model": model, "name": m.name, "format_version": version, "file_bytes": fileBytes,
+                "inputs": io(m.inputs), "outputs": io(m.outputs), "ops": kinds, "op_count": m.ops.count,
+                "tensors": m.tensors.count, "constants": m.constants.count, "weight_bytes": weightBytes,
+                "weights": weightForms, "activation_quantizers": activations, "classes": m.classNames.count,
+                "runtime_memory_bytes_batch1": memory,
+            ]
+            if let p = m.preprocessing {
+                obj["preprocessing"] = ["size": p.size, "crop_pct": p.cropPct, "interpolation": p.interpolation,
+                                        "mean": p.mean.map(Double.init), "std": p.std.map(Double.init), "layout": p.layout] as [String: Any]
+            }
+            let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        print("int8 model: \(model) (\(m.name)), format version \(version), \(fileBytes) bytes")
+        for i in io(m.inputs) { print("input:  \(i)") }
+        for o in io(m.outputs) { print("output: \(o)") }
+        if let p = m.preprocessing {
+            print("preprocessing: \(p.size)×\(p.size), crop \(p.cropPct), \(p.interpolation), mean \(p.mean), std \(p.std), \(p.layout)")
+        } else {
+            print("preprocessing: none stored (pass --preset to infer/eval)")
+        }
+        let shown = m.classNames.prefix(5).joined(separator: ", ")
+        print("classes: \(m.classNames.count)\(m.classNames.isEmpty ? "" : " (\(shown)\(m.classNames.count > 5 ? ", …" : ""))")")
+        print("ops: \(m.ops.count)")
+        for (k, v) in kinds.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }) {
+            print("  \(padded(k, 24)) \(String(format: "%5d", v))")
+        }
+        print("weights: \(weightBytes) bytes")
+        for (k, v) in weightForms.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v) layers") }
+        print("activation quantizers:")
+        for (k, v) in activations.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+        print("runtime memory at batch 1: \(memory) bytes (activations and scratch, planned once)")
     }
 }
 

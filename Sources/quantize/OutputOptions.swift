@@ -95,3 +95,9 @@ struct StderrLogHandler: LogHandler {
         Terminal.standardError.printLine(line)
     }
 }
+
+/// `text` padded with spaces to `width` characters (longer text is kept whole). Foundation's `%-N@` does not pad on
+/// Linux, so tables are padded here.
+func padded(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+}

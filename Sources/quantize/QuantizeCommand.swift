@@ -111,7 +111,7 @@ struct QuantizeModel: ParsableCommand {
         }
         if verbose {
             for l in q.layers {
-                print(String(format: "  %-45@ %-34@ %6d candidates %7.2f s", l.layer as NSString, l.kind as NSString, l.evaluations, l.seconds))
+                print("  \(padded(l.layer, 45)) \(padded(l.kind, 34)) \(String(format: "%6d candidates %7.2f s", l.evaluations, l.seconds))")
                 print("      " + zip(l.phases, l.phaseSeconds).map { String(format: "%@ %.2f", $0.0 as NSString, $0.1) }.joined(separator: ", "))
             }
         }
@@ -131,7 +131,7 @@ final class ProgressLine: @unchecked Sendable {
     func show(_ s: String) {
         guard enabled, Date().timeIntervalSince(last) > 0.25 else { return }
         last = Date()
-        let line = String(format: "\r%-90@", "[\(Int(Date().timeIntervalSince(start)))s] \(s)".prefix(90) as NSString)
+        let line = "\r" + padded(String("[\(Int(Date().timeIntervalSince(start)))s] \(s)".prefix(90)), 90)
         FileHandle.standardError.write(line.data(using: .utf8)!)
     }
     func finish() { if enabled { FileHandle.standardError.write("\n".data(using: .utf8)!) } }
