@@ -3,8 +3,9 @@
 import Foundation
 import ONNXGraph
 
-/// The memory cap under test: anything needing more must be refused with `ONNXError.exceedsMemoryLimit`.
-let limits = ResourceLimits(maxBytes: 64 << 20)
+/// The caps under test: anything needing more memory must be refused with `ONNXError.exceedsMemoryLimit`, and
+/// constant folding beyond 5·10⁷ operations (well inside libFuzzer's 20 s timeout) with `exceedsFoldingLimit`.
+let limits = ResourceLimits(maxBytes: 64 << 20, maxFoldingOperations: 50_000_000)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzONNX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
