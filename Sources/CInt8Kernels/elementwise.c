@@ -412,10 +412,13 @@ static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *
 /* 256-entry int16 table in eight registers; vpermt2w looks up 64 entries per pair, bits 6-7 of the code pick
  * the pair (no gathers). Codes above nt read 0. */
 T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
-    int16_t t[256];
-    for (int32_t j = 0; j < 256; j++) t[j] = j <= nt ? table[j] : 0;
+    /* entries 0...nt of the table, zeros above: masked loads (no copy; this runs once per attention row) */
     __m512i tb[8];
-    for (int k = 0; k < 8; k++) tb[k] = _mm512_loadu_si512(t + 32 * k);
+    for (int32_t k = 0; k < 8; k++) {
+        int32_t left = nt + 1 - 32 * k;
+        __mmask32 m = left <= 0 ? 0 : (left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1));
+        tb[k] = _mm512_maskz_loadu_epi16(m, table + (left > 0 ? 32 * k : 0));
+    }
     const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
     for (size_t i = 0; i < n; i += 32) {
         __mmask32 mk = (n - i) >= 32 ? 0xFFFFFFFFu : ((1u << (n - i)) - 1);
