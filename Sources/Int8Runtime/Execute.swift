@@ -68,35 +68,38 @@ extension Session {
             case .relu6: (Int32(CFK_ACT_CLAMP), 0, 6)
             }
             let fisa = cfk_best_isa()
+            // Rows (output pixels) split between the threads; each thread gathers its own im2col rows, then runs
+            // one SGEMM over them. A kernel row whose taps are all inside the input is one contiguous copy of kw·c
+            // floats (the patch embed's 16×3 pixels), not kw copies of c.
+            let parts = threads <= 1 || rows < 64 ? 1 : threads
             for b in 0..<n {
-                let xin = f(x) + b * h * wd * c, out = f(y) + b * rows * o
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        var j = (oy * ow + ox) * kk
-                        for ky in 0..<kh {
-                            let iy = oy * sh - pt + ky
-                            for kx in 0..<kw {
-                                let ix = ox * sw - pl + kx
-                                if iy < 0 || iy >= h || ix < 0 || ix >= wd {
-                                    (col + j).update(repeating: 0, count: c)
-                                } else {
-                                    (col + j).update(from: xin + (iy * wd + ix) * c, count: c)
-                                }
-                                j += c
-                            }
-                        }
-                    }
-                }
-                // One SGEMM over all output pixels, rows split between the threads.
-                let parts = threads <= 1 || rows < 64 ? 1 : threads
-                nonisolated(unsafe) let colp = col, outp = out, pk = packed
+                nonisolated(unsafe) let xin = f(x) + b * h * wd * c, outp = f(y) + b * rows * o, colp = col, pk = packed
                 bias.withUnsafeBufferPointer { bb in
                     nonisolated(unsafe) let bp = bb.baseAddress!
                     parallelRows(parts) { t in
                         let r0 = rows * t / parts, r1 = rows * (t + 1) / parts
-                        if r1 > r0 {
-                            cfk_sgemm_packed(fisa, r1 - r0, o, kk, colp + r0 * kk, kk, pk, kk * 16, outp + r0 * o, o, bp, nil, act, lo, hi, 0)
+                        guard r1 > r0 else { return }
+                        for r in r0..<r1 {
+                            let oy = r / ow, ox = r % ow
+                            var j = r * kk
+                            let ix0 = ox * sw - pl
+                            for ky in 0..<kh {
+                                let iy = oy * sh - pt + ky
+                                if iy < 0 || iy >= h {
+                                    (colp + j).update(repeating: 0, count: kw * c)
+                                } else if ix0 >= 0 && ix0 + kw <= wd {
+                                    (colp + j).update(from: xin + (iy * wd + ix0) * c, count: kw * c)
+                                } else {
+                                    for kx in 0..<kw {
+                                        let ix = ix0 + kx
+                                        if ix < 0 || ix >= wd { (colp + j + kx * c).update(repeating: 0, count: c) }
+                                        else { (colp + j + kx * c).update(from: xin + (iy * wd + ix) * c, count: c) }
+                                    }
+                                }
+                                j += kw * c
+                            }
                         }
+                        cfk_sgemm_packed(fisa, r1 - r0, o, kk, colp + r0 * kk, kk, pk, kk * 16, outp + r0 * o, o, bp, nil, act, lo, hi, 0)
                     }
                 }
             }
