@@ -51,14 +51,24 @@ func checkISA(_ isa: KernelISA) throws(Int8KernelError) {
     if !isa.isSupported { throw .unsupportedISA(isa) }
 }
 
-/// Runs `body(i)` for i in 0..<count on up to `threads` threads (DispatchQueue.concurrentPerform).
-func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> Void) {
+/// Runs `body(i)` for i in 0..<count on up to `threads` threads: on the persistent pool of CInt8Kernels (pool.c,
+/// workers that spin briefly between jobs, so a 50 µs op is worth splitting), or with
+/// DispatchQueue.concurrentPerform when that pool is busy (a loop running concurrently on another thread, or nested).
+public func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> Void) {
     if count <= 0 { return }
     if threads <= 1 || count == 1 {
         for i in 0..<count { body(i) }
-    } else {
-        DispatchQueue.concurrentPerform(iterations: count, execute: body)
+        return
     }
+    let ran = withoutActuallyEscaping(body) { escapable -> Bool in
+        var fn: (Int) -> Void = escapable
+        return withUnsafeMutablePointer(to: &fn) { p in
+            i8k_parallel_for(count, min(threads, count), { ctx, i in
+                ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(i)
+            }, UnsafeMutableRawPointer(p)) != 0
+        }
+    }
+    if !ran { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
 }
 
 /// Splits 0..<n into `parts` contiguous ranges of near-equal size.

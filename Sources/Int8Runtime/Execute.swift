@@ -202,9 +202,9 @@ extension Session {
     }
 }
 
-/// Runs `body(0..<parts)` on up to `parts` threads.
+/// Runs `body(0..<parts)` on up to `parts` threads (Int8Kernels' pool).
 func parallelRows(_ parts: Int, _ body: @Sendable (Int) -> Void) {
-    if parts <= 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+    parallelFor(parts, threads: parts, body)
 }
 
 extension Session {

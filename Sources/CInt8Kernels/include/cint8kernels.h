@@ -33,6 +33,12 @@ int i8k_isa_supported(int isa);
 /* The fastest supported ISA. */
 int i8k_isa_best(void);
 
+/* Runs fn(ctx, i) for every i in [0, count) on up to `threads` threads of a persistent pool whose workers spin
+ * briefly between jobs (the caller runs items too). Returns 1 when every item has run; 0, having run nothing, when
+ * threads < 2 or the pool is busy with another job (a concurrent or nested loop): run the loop another way then. */
+typedef void (*i8k_task_fn)(void *ctx, size_t index);
+int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx);
+
 enum { I8K_OUT_INT32 = 0, I8K_OUT_INT8 = 1, I8K_OUT_UINT8 = 2, I8K_OUT_FLOAT = 3 };
 enum { I8K_ROUND_DOUBLE = 0, I8K_ROUND_SINGLE = 1 };
 
