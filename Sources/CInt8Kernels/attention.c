@@ -173,6 +173,25 @@ T512 static void pv512(const layout *w, int split) {
     }
 }
 
+/* The micro-kernel both Q·Kᵀ and P·V use: acc[r][b] = Σ_k a[r·lda + k] · B_k[16b..16b+16), for ROWS rows and 64
+ * columns, where a holds int16 pairs as int32 (one broadcast per row and k) and B_k = b + k·ldb holds 64 pair-
+ * interleaved int16 columns. Each B load feeds ROWS dpwssd; ROWS·4 accumulator chains hide their latency. */
+I8K_INLINE T512 void rows_x64(const int32_t *a, size_t lda, const int16_t *b, size_t ldb, size_t kn, __m512i acc[ROWS][4]) {
+    for (int r = 0; r < ROWS; r++) for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_si512();
+    for (size_t k = 0; k < kn; k++) {
+        const int16_t *bk = b + k * ldb;
+        __m512i b0 = _mm512_loadu_si512(bk), b1 = _mm512_loadu_si512(bk + 32);
+        __m512i b2 = _mm512_loadu_si512(bk + 64), b3 = _mm512_loadu_si512(bk + 96);
+        for (int r = 0; r < ROWS; r++) {
+            __m512i x = _mm512_set1_epi32(a[r * lda + k]);
+            acc[r][0] = _mm512_dpwssd_epi32(acc[r][0], x, b0);
+            acc[r][1] = _mm512_dpwssd_epi32(acc[r][1], x, b1);
+            acc[r][2] = _mm512_dpwssd_epi32(acc[r][2], x, b2);
+            acc[r][3] = _mm512_dpwssd_epi32(acc[r][3], x, b3);
+        }
+    }
+}
+
 /* Q·Kᵀ for ROWS query rows (qrow r at w->qrow + r·dp2·2) into logits r·tp16: 64 keys × ROWS rows per pass. */
 T512 static void logits512_rows(const layout *w, float scale) {
     const __m512 sv = _mm512_set1_ps(scale);
@@ -181,19 +200,7 @@ T512 static void logits512_rows(const layout *w, float scale) {
     size_t jb = 0;
     for (; jb + 64 <= w->tp16; jb += 64) {
         __m512i a[ROWS][4];
-        for (int r = 0; r < ROWS; r++) for (int b = 0; b < 4; b++) a[r][b] = _mm512_setzero_si512();
-        for (size_t cp = 0; cp < w->dp2; cp++) {
-            const int16_t *kr = w->kp + (cp * w->tp16 + jb) * 2;
-            __m512i k0 = _mm512_loadu_si512(kr), k1 = _mm512_loadu_si512(kr + 32);
-            __m512i k2 = _mm512_loadu_si512(kr + 64), k3 = _mm512_loadu_si512(kr + 96);
-            for (int r = 0; r < ROWS; r++) {
-                __m512i qq = _mm512_set1_epi32(qp[r * qs + cp]);
-                a[r][0] = _mm512_dpwssd_epi32(a[r][0], qq, k0);
-                a[r][1] = _mm512_dpwssd_epi32(a[r][1], qq, k1);
-                a[r][2] = _mm512_dpwssd_epi32(a[r][2], qq, k2);
-                a[r][3] = _mm512_dpwssd_epi32(a[r][3], qq, k3);
-            }
-        }
+        rows_x64(qp, qs, w->kp + jb * 2, w->tp16 * 2, w->dp2, a);
         for (int r = 0; r < ROWS; r++)
             for (int b = 0; b < 4; b++)
                 _mm512_storeu_ps(w->logits + r * w->tp16 + jb + 16 * b, _mm512_mul_ps(_mm512_cvtepi32_ps(a[r][b]), sv));
@@ -216,19 +223,7 @@ T512 static void pv512_rows(const layout *w, int split) {
     const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
     for (size_t c0 = 0; c0 < w->dp16; c0 += 64) {
         __m512i a[ROWS][4];
-        for (int r = 0; r < ROWS; r++) for (int b = 0; b < 4; b++) a[r][b] = _mm512_setzero_si512();
-        for (size_t jp = 0; jp < np; jp++) {
-            const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-            __m512i v0 = _mm512_loadu_si512(vr), v1 = _mm512_loadu_si512(vr + 32);
-            __m512i v2 = _mm512_loadu_si512(vr + 64), v3 = _mm512_loadu_si512(vr + 96);
-            for (int r = 0; r < ROWS; r++) {
-                __m512i ll = _mm512_set1_epi32(lp[r * ls + jp]);
-                a[r][0] = _mm512_dpwssd_epi32(a[r][0], ll, v0);
-                a[r][1] = _mm512_dpwssd_epi32(a[r][1], ll, v1);
-                a[r][2] = _mm512_dpwssd_epi32(a[r][2], ll, v2);
-                a[r][3] = _mm512_dpwssd_epi32(a[r][3], ll, v3);
-            }
-        }
+        rows_x64(lp, ls, w->vp + c0 * 2, w->dp16 * 2, np, a);
         for (int r = 0; r < ROWS; r++) {
             __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
             if (split)
