@@ -12,7 +12,8 @@
 # One fuzzer process, in-process, no -jobs/-workers (the machine is shared). Findings land in fuzz/out/TARGET/ (crash-*,
 # leak-*, oom-*, timeout-*), the growing corpus in fuzz/out/TARGET/corpus (not committed); the committed seeds in
 # fuzz/seeds/TARGET are read-only inputs. Rerun one input: `tools/fuzz.sh onnx 0 path/to/crash-file`.
-# Swift targets build with `swift build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library`
+# Swift targets build with `swift build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library
+# -Xswiftc -sanitize=fuzzer,address`
 # in fuzz/.build (a separate scratch folder; the main package stays free of sanitizer and fuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +49,11 @@ build_c() { # name source
 
 build_swift() { # product (FUZZ_SKIP_BUILD=1 reuses the last build: a changed build command rebuilds everything)
   if [ -n "${FUZZ_SKIP_BUILD:-}" ] && [ -x "fuzz/.build/release/$1" ]; then echo "fuzz/.build/release/$1"; return; fi
+  # -Xswiftc -sanitize=fuzzer,address: SwiftPM passes `-sanitize=fuzzer -sanitize=address` as two flags, and the
+  # Swift 6.3 driver keeps only the last, so without this the Swift code is built with ASan but without libFuzzer's
+  # coverage counters (libFuzzer then says "Is the code instrumented for coverage?" and only the C code guides it).
   (cd fuzz && swift build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library \
-     --product "$1" >&2)
+     -Xswiftc -sanitize=fuzzer,address --product "$1" >&2)
   echo "fuzz/.build/release/$1"
 }
 
