@@ -7,7 +7,7 @@ public struct ResourceLimits: Sendable, Equatable {
     /// Largest number of bytes the model may need: its file, decoded initializers and folded constants, and (after
     /// specialisation) every runtime tensor at once (an upper bound: the executor reuses buffers).
     public var maxBytes: Int
-    /// Most arithmetic operations (multiply-adds, or elements touched) that folding constants at specialisation may
+    /// Most arithmetic operations (multiply-adds, or elements read and written) that folding constants at specialisation may
     /// take in all: a MatMul of two large constants with a small result passes the memory cap but could run for hours
     /// in the reference evaluator. The default, 2·10¹⁰, is tens of seconds there; real models fold far less.
     public var maxFoldingOperations: Int

@@ -128,6 +128,9 @@ extension Graph {
                 }
                 foldingOperationsLeft -= operations
                 let outs = try ReferenceOps.$elementLimit.withValue(room) { try ReferenceOps.evaluate(node, constIns, opset: opset) }
+                // What it wrote counts too (ConstantOfShape, Expand, Tile read little and write much): a chain of such
+                // folds runs out of the work budget instead of repeating large passes.
+                foldingOperationsLeft -= min(foldingOperationsLeft, outs.reduce(0) { $0 + $1.count })
                 for (name, t) in zip(node.outputs, outs) where !name.isEmpty {
                     try budget.charge(t.count, bytesPerElement: storedBytes(t.dtype), for: "folded constant '\(name)' (node \(node.displayName))")
                     consts[name] = t

@@ -148,6 +148,27 @@ struct HostileModelTests {
         #expect(g.constants["m"]?.floats.allSatisfy { $0 == 512 } == true)
     }
 
+    @Test func foldedOutputsCountAgainstTheWorkLimit() throws {
+        // ConstantOfShape reads 2 values and writes 1 M; the Add after it reads 2 M. Under a 2.5 M cap the Add is
+        // refused only because what ConstantOfShape wrote was counted.
+        var b = ModelBuilder()
+        b.input("x", [1000, 1000])
+        b.output("y", [1000, 1000])
+        var shape = Onnx_TensorProto(); shape.name = "shape"; shape.dataType = 7; shape.dims = [2]; shape.int64Data = [1000, 1000]
+        b.initializer(shape)
+        b.node("ConstantOfShape", ["shape"], ["c"])
+        b.node("Add", ["c", "c"], ["cc"], name: "add_c")
+        b.node("Add", ["x", "cc"], ["y"])
+        let m = try b.model()
+        #expect {
+            try m.graph.specialized(batch: 1, limits: ResourceLimits(maxBytes: 1 << 30, maxFoldingOperations: 2_500_000))
+        } throws: { e in
+            guard case .exceedsFoldingLimit(let node, _, let operations, _)? = e as? ONNXError else { return false }
+            return node == "add_c" && operations == 2_000_000
+        }
+        #expect(throws: Never.self) { try m.graph.specialized(batch: 1, limits: ResourceLimits(maxBytes: 1 << 30, maxFoldingOperations: 3_100_000)) }
+    }
+
     @Test func overflowingShapesAreErrorsNotTraps() throws {
         // Expand to a shape whose element count overflows Int.
         var b = ModelBuilder()
