@@ -301,9 +301,7 @@ void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0,
 void i8k_ref_dwconv_row(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, const int16_t *w,
                         size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, size_t dw,
                         size_t OW, size_t oy, const i8k_output *out, void *dst) {
-    i8k_output o = *out;
-    o.a_zero = 0;
-    o.row_coef = NULL; o.row_sum = NULL;
+    i8k_output o = i8k_dw_output(out);
     for (size_t ox = 0; ox < OW; ox++)
         for (size_t c = 0; c < C; c++) {
             int32_t s = 0;
@@ -333,9 +331,7 @@ void i8k_dwconv_row(int isa, const uint8_t *in, int a_signed, int32_t a_zero, si
 #endif
     (void)isa;
     /* portable: per pixel, int32 channel accumulators then the output stage */
-    i8k_output o = *out;
-    o.a_zero = 0;
-    o.row_coef = NULL; o.row_sum = NULL;
+    i8k_output o = i8k_dw_output(out);
     int32_t acc[256];
     for (size_t ox = 0; ox < OW; ox++)
         for (size_t c0 = 0; c0 < C; c0 += 256) {

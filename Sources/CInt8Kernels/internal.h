@@ -34,6 +34,14 @@ static inline int32_t i8k_row_term(const i8k_output *o, size_t i, size_t n) {
     if (!o->row_coef || !o->row_sum) return 0;
     return (int32_t)((uint32_t)o->row_coef[n] * (uint32_t)o->row_sum[i]);
 }
+/* The output stage as the depthwise kernels apply it: they subtract the activation zero point themselves and hold
+ * W − z exactly (int16), so neither the a_zero·colsum term nor the weight zero-point term applies. */
+static inline i8k_output i8k_dw_output(const i8k_output *out) {
+    i8k_output o = *out;
+    o.a_zero = 0;
+    o.row_coef = NULL; o.row_sum = NULL;
+    return o;
+}
 /* `o` with row_sum advanced by m0 rows (tmp holds the copy when needed) */
 static inline const i8k_output *i8k_out_at(const i8k_output *o, size_t m0, i8k_output *tmp) {
     if (!o->row_sum || m0 == 0) return o;

@@ -810,9 +810,7 @@ I8K_INLINE T512 void dw_pixel512(const int KHc, const int KWc, const uint8_t *in
 T512 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
                                 const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                                 size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
-    i8k_output o = *out;
-    o.a_zero = 0;
-    o.row_coef = NULL; o.row_sum = NULL;
+    i8k_output o = i8k_dw_output(out);
     enum { CAP = 8192 };
     int32_t acc[CAP] __attribute__((aligned(64)));
     const size_t es = i8k_out_elsize(&o);
@@ -1028,9 +1026,7 @@ I8K_INLINE T512 void dw_packed_pixels512(const int KHc, const int KWc, const int
 T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
                                        const int16_t *wp, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                                        size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst) {
-    i8k_output o = *out;
-    o.a_zero = 0;
-    o.row_coef = NULL; o.row_sum = NULL;
+    i8k_output o = i8k_dw_output(out);
     {
         const size_t ox0 = 0, np = OW;
 #define DWP(KHV, KWV, XSV) dw_packed_pixels512(KHV, KWV, XSV, in, a_zero, H, W, C, wp, KH, KW, sh, sw, ph, pw, dh, dw, oy, ox0, np, &o, (char *)dst)

@@ -76,7 +76,7 @@ extension Session {
                 nonisolated(unsafe) let xin = f(x) + b * h * wd * c, outp = f(y) + b * rows * o, colp = col, pk = packed
                 bias.withUnsafeBufferPointer { bb in
                     nonisolated(unsafe) let bp = bb.baseAddress!
-                    parallelRows(parts) { t in
+                    parallelFor(parts, threads: parts) { t in
                         let r0 = rows * t / parts, r1 = rows * (t + 1) / parts
                         guard r1 > r0 else { return }
                         for r in r0..<r1 {
@@ -200,11 +200,6 @@ extension Session {
             buffers[y].copyMemory(from: buffers[x], byteCount: bytes * n)
         }
     }
-}
-
-/// Runs `body(0..<parts)` on up to `parts` threads (Int8Kernels' pool).
-func parallelRows(_ parts: Int, _ body: @Sendable (Int) -> Void) {
-    parallelFor(parts, threads: parts, body)
 }
 
 extension Session {

@@ -135,6 +135,11 @@ public enum QModelFile {
 
     /// Reads and validates a file; refuses files above `maxFileSize` bytes before reading them.
     public static func load(path: String, maxFileSize: Int = defaultMaxFileSize) throws(QModelError) -> QModel {
+        try loadWithVersion(path: path, maxFileSize: maxFileSize).model
+    }
+
+    /// `load`, plus the format version the file declares (what `quantize inspect` shows).
+    public static func loadWithVersion(path: String, maxFileSize: Int = defaultMaxFileSize) throws(QModelError) -> (model: QModel, version: Int) {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw .io(path: path, reason: errnoString()) }
         defer { close(fd) }
@@ -151,7 +156,7 @@ public enum QModelFile {
             got += n
         }
         guard got == size else { throw .io(path: path, reason: "short read (\(got) of \(size) bytes)") }
-        return try decode(bytes, maxFileSize: maxFileSize)
+        return (try decode(bytes, maxFileSize: maxFileSize), Int(get32(bytes, 8)))   // decode checked the preamble
     }
 
     /// Decodes and validates file bytes. Every offset is checked against the buffer before use.

@@ -75,15 +75,8 @@ extension Inspect {
     /// `.qmodel`: what the file holds, read through the validating loader and checked by preparing a session.
     func inspectInt8() throws {
         let limits = resources.limits
-        let m = try QModelFile.load(path: model, maxFileSize: limits.maxBytes)
+        let (m, version) = try QModelFile.loadWithVersion(path: model, maxFileSize: limits.maxBytes)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
-        var version = 0
-        if let h = FileHandle(forReadingAtPath: model) {
-            if let pre = try? h.read(upToCount: 12), pre.count == 12 {
-                version = pre.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
-            }
-            try? h.close()
-        }
         var kinds: [String: Int] = [:]
         for op in m.ops { kinds[op.kind, default: 0] += 1 }
         var weightForms: [String: Int] = [:]    // "8-bit int8" → layers
