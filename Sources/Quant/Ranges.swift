@@ -153,6 +153,26 @@ public enum TensorRole: String, Codable, Sendable {
     case convWeight
 }
 
+/// Where the zero-point candidates of a percentile grid sit.
+public enum ZeroPointPlacement: String, Codable, Sendable, CaseIterable {
+    /// num_zp integers centred on 2^(b−1), the same for every scale (the reference, adalog.md §1.11 item 4). At 6
+    /// and 8 bits that window (24…39, 120…135) cannot place a one-sided range: a tensor in [−0.2, 30] keeps half
+    /// of its codes below zero, unused.
+    case midRange = "mid-range"
+    /// num_zp consecutive integers around, per scale candidate and group, the zero-point that centres the
+    /// quantization range on the data: on the P10–P90 midpoint for the narrowest range, moving linearly to the
+    /// min–max midpoint for the widest. Where the window already covers every code (activations at ≤ 4 bits) the
+    /// two placements are the same grid.
+    case dataCentred = "data-centred"
+
+    public static func parse(_ s: String) throws(QuantError) -> ZeroPointPlacement {
+        guard let p = ZeroPointPlacement(rawValue: s.lowercased()) else {
+            throw .badPlanOption(s, reason: "zero-point placement must be mid-range or data-centred")
+        }
+        return p
+    }
+}
+
 /// Candidate (scale, zero-point) pairs for several independent parameter sets ("groups": rows,
 /// channels, heads): `scales[c·groups + g]` is candidate c of group g.
 public struct UniformCandidates: Sendable, Equatable {
@@ -194,7 +214,7 @@ public struct UniformGrid: Sendable {
 
     /// - Parameters: per group, the 10th/90th percentiles and min/max of the values.
     public init(role: TensorRole, bits: Int, p10: [Float], p90: [Float], minimum: [Float], maximum: [Float],
-                eqN: Int = 128) throws(QuantError) {
+                eqN: Int = 128, zeroPoints placement: ZeroPointPlacement = .midRange) throws(QuantError) {
         guard UniformQuantizer.supportedBits.contains(bits) else {
             throw .unsupportedBits(bits, context: "percentile grid", allowed: UniformQuantizer.supportedBits)
         }
@@ -208,6 +228,10 @@ public struct UniformGrid: Sendable {
         self.role = role; self.bits = bits; numScale = ns; numZeroPoint = nzp
         let levels = Float((1 << bits) - 1)
         let count = ns * nzp
+        let centred = placement == .dataCentred && nzp < (1 << bits)
+        // Data-centred offsets run over [−nzp/2, nzp/2) with the last window index at offset 0, so the
+        // reference's "grid index −2" initialisation starts on the centred zero-point.
+        func offset(_ zi: Int) -> Float { Float((zi + 1 + nzp / 2) % nzp - nzp / 2) }
         var scales = [Float](repeating: 0, count: count * g), zps = [Float](repeating: 0, count: count * g)
         for zi in 0..<nzp {
             for si in 0..<ns {
@@ -218,7 +242,13 @@ public struct UniformGrid: Sendable {
                     var s = (dmin + t * (dmax - dmin)) / levels
                     if role == .activation { s = max(s, 1e-4) }
                     scales[c * g + gi] = s
-                    zps[c * g + gi] = Float(zp0 + zi)
+                    if centred, s > 0 {
+                        let mid = (1 - t) * (p10[gi] + p90[gi]) / 2 + t * (minimum[gi] + maximum[gi]) / 2
+                        let z = (levels / 2 - mid / s).rounded(.toNearestOrEven) + offset(zi)
+                        zps[c * g + gi] = min(max(z.isFinite ? z : levels / 2, 0), levels)
+                    } else {
+                        zps[c * g + gi] = Float(zp0 + zi)
+                    }
                 }
             }
         }
@@ -229,7 +259,7 @@ public struct UniformGrid: Sendable {
     /// The grid from data: statistics per parameter set of `granularity`. Per-tensor and per-head
     /// percentiles are mini-batched as in the reference; per-channel/per-row ones are not.
     public init(role: TensorRole, bits: Int, values x: [Float], shape: [Int], granularity: Granularity,
-                eqN: Int = 128) throws(QuantError) {
+                eqN: Int = 128, zeroPoints placement: ZeroPointPlacement = .midRange) throws(QuantError) {
         let groups = try groupedValues(x, shape: shape, granularity: granularity)
         var p10 = [Float](), p90 = [Float](), mn = [Float](), mx = [Float]()
         let pu: Float = 0.9, pl: Float = 1 - pu
@@ -243,7 +273,7 @@ public struct UniformGrid: Sendable {
             }
             p90.append(q[0]); mx.append(q[1]); p10.append(q[2]); mn.append(q[3])
         }
-        try self.init(role: role, bits: bits, p10: p10, p90: p90, minimum: mn, maximum: mx, eqN: eqN)
+        try self.init(role: role, bits: bits, p10: p10, p90: p90, minimum: mn, maximum: mx, eqN: eqN, zeroPoints: placement)
     }
 
     /// Candidate `index` (negative counts from the end, so −2 is the reference's "grid index −2").

@@ -42,6 +42,46 @@ import Darwin
     }
 }
 
+extension PercentileAndGridTests {
+    /// Data-centred zero-points: at 8 bits a one-sided tensor gets a window near 0, which the mid-range window
+    /// (120…135) cannot reach; where the window covers every code (4-bit activations) the grids are the same.
+    @Test func dataCentredZeroPoints() throws {
+        // Values in [−0.2, 30], P10 = 0, P90 = 5: the centred zero-point of the widest range is round(255·0.2/30.2) = 2,
+        // of the narrowest round(127.5 − 2.5·255/5) = 0.
+        let mid = try UniformGrid(role: .activation, bits: 8, p10: [0], p90: [5], minimum: [-0.2], maximum: [30])
+        let dc = try UniformGrid(role: .activation, bits: 8, p10: [0], p90: [5], minimum: [-0.2], maximum: [30],
+                                 zeroPoints: .dataCentred)
+        #expect(mid.candidates.zeroPoints.allSatisfy { (120...135).contains($0) })
+        #expect(dc.candidates.scales == mid.candidates.scales, "only the zero-points move")
+        #expect(dc.candidates.zeroPoints.allSatisfy { (0...255).contains($0) && $0 == $0.rounded() })
+        // Index −2: the widest-but-one range at offset 0 (the centred zero-point itself).
+        let s = dc.candidate(-2).scales[0], t: Float = 6.0 / 7  // 16 zero-points × 8 scales
+        let centre = (1 - t) * 2.5 + t * 14.9
+        #expect(dc.candidate(-2).zeroPoints[0] == (127.5 - centre / s).rounded(.toNearestOrEven))
+        #expect(dc.candidate(-1).zeroPoints[0] == 2)
+        // The window covers 16 distinct offsets around the centre for the widest range.
+        let widest = Set((0..<16).map { dc.candidates.zeroPoint($0 * 8 + 7, 0) })
+        #expect(widest == Set((0...9).map(Float.init)), "offsets −8…7 around 2, clamped at 0")
+        // On such data the best candidate of the self objective is far better with the centred window.
+        var rng = SplitMix(seed: 3)
+        let x: [Float] = (0..<4000).map { _ in let u = rng.uniform(); return u < 0.02 ? 30 * rng.uniform() : 5 * u - 0.2 }
+        func best(_ g: UniformGrid) -> Double {
+            activationSelfLosses(x: x, rows: x.count, cols: 1, bits: 8, g.candidates).min() ?? .infinity
+        }
+        let gm = try UniformGrid(role: .activation, bits: 8, values: x, shape: [x.count, 1], granularity: .perTensor)
+        let gd = try UniformGrid(role: .activation, bits: 8, values: x, shape: [x.count, 1], granularity: .perTensor,
+                                 zeroPoints: .dataCentred)
+        #expect(best(gd) < 0.5 * best(gm))
+        // 4-bit activations: the mid-range window already spans 0…15, so the placement changes nothing.
+        let a4 = try UniformGrid(role: .activation, bits: 4, values: x, shape: [x.count, 1], granularity: .perTensor)
+        let d4 = try UniformGrid(role: .activation, bits: 4, values: x, shape: [x.count, 1], granularity: .perTensor,
+                                 zeroPoints: .dataCentred)
+        #expect(a4.candidates == d4.candidates)
+        #expect(throws: QuantError.self) { try ZeroPointPlacement.parse("middle") }
+        #expect(try ZeroPointPlacement.parse("Data-Centred") == .dataCentred)
+    }
+}
+
 @Suite struct FPCSTests {
     @Test func uniformFindsKnownMinimiser() throws {
         // Loss (s − s*)² + 1e−3 (z − z*)² per group, two groups with different optima.
