@@ -86,7 +86,7 @@ public struct ModelPatterns: Sendable {
     public var convBatchNorms: [(conv: String, batchNorm: String)] = []
     /// Add nodes joining two runtime branches of the same shape (skip connections).
     public var residualAdds: [String] = []
-    /// Linear node → the LayerNorm output it reads, directly or through a token-selecting Gather (ViT head).
+    /// Linear node → the LayerNorm output it reads (LayerNorm precedes linear).
     public var layerNormBeforeLinear: [String: String] = [:]
     /// Linear node → the GELU output it reads (the MLP's fc2, whose input is post-GELU).
     public var geluBeforeLinear: [String: String] = [:]
@@ -240,27 +240,8 @@ public struct ModelPatterns: Sendable {
             residualAdds.append(n.name)
         }
         let lnOut = Set(layerNorms.map(\.output)), geluOut = Set(gelus.map(\.output))
-        // A token selection or token average between the LayerNorm and the linear (ViT's `norm → x[:, 0] → head`,
-        // Swin's `norm → mean over tokens → head`) works on whole channel vectors, so it commutes with the
-        // LayerNorm's per-channel affine and the fold still applies.
-        func selectedLayerNormOutput(_ t: String) -> String? {
-            guard let g = prod(t), lnOut.contains(g.inputs[0]), sole(t) != nil,
-                  let rank = graph.shapes[g.inputs[0]]?.count, rank >= 2 else { return nil }
-            func notChannel(_ a: Int) -> Bool { let a = a < 0 ? a + rank : a; return a >= 0 && a < rank - 1 }
-            switch g.opType {
-            case "Gather":
-                guard g.inputs.count == 2, const(g.inputs[1]) != nil, notChannel(g.int("axis", default: 0)) else { return nil }
-            case "ReduceMean":
-                let axes = g.ints("axes") ?? g.input(1).flatMap { const($0)?.floats.map { Int($0) } }
-                guard let axes, !axes.isEmpty, axes.allSatisfy(notChannel) else { return nil }
-            default:
-                return nil
-            }
-            return g.inputs[0]
-        }
         for l in linears {
             if lnOut.contains(l.input) { layerNormBeforeLinear[l.node] = l.input }
-            else if let ln = selectedLayerNormOutput(l.input) { layerNormBeforeLinear[l.node] = ln }
             if geluOut.contains(l.input) { geluBeforeLinear[l.node] = l.input }
         }
     }
