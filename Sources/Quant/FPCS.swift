@@ -27,9 +27,9 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     public var adaLogQMin: Int? = nil
     /// Not in the reference: empirical bias correction of CNN layers (see BiasCorrection). nil = off.
     public var biasCorrection: Bool? = nil
-    /// Not in the reference: where the zero-point candidates of the percentile grids sit (nil = mid-range,
-    /// the reference). See ZeroPointPlacement.
-    public var zeroPoints: ZeroPointPlacement? = nil
+    /// Where the zero-point candidates of the percentile grids sit. The default, data-centred, is not the
+    /// reference's; `.midRange` reproduces it. nil (files written before this setting existed) means mid-range.
+    public var zeroPoints: ZeroPointPlacement? = .dataCentred
 
     public init() {}
 }

@@ -61,6 +61,8 @@ public struct ReportConfiguration: Sendable {
     /// Search cost knobs, as `quantize --search-tokens/--search-images` (nil: exact search on all rows/images).
     public var searchTokens: Int?
     public var searchImages: Int?
+    /// Zero-point candidates of the uniform searches (`--zero-points`).
+    public var zeroPoints: ZeroPointPlacement = .dataCentred
     public var toolVersion = "0.1.0"
     /// Also convert one setting to an int8 model (.qmodel), write it to `path` and evaluate it on the integer runtime.
     public var int8Export: Int8Export?
@@ -238,6 +240,7 @@ public enum ReportRunner {
                 opts.method = method
                 if let t = c.searchTokens { opts.settings.activationSearchTokens = t }
                 opts.attentionSearchImages = c.searchImages
+                opts.settings.zeroPoints = c.zeroPoints
                 let sbar = progress.bar("\(setting) calibrate+search", total: 100, unit: "%")
                 let t0 = Date()
                 let q = try QuantizationPipeline.run(graph: qGraph, calibration: cal, options: opts,
@@ -349,6 +352,9 @@ public enum ReportRunner {
         if c.searchTokens != nil || c.searchImages != nil {
             meta.notes.append("Searches shortened: activation candidates scored on \(c.searchTokens.map { "\($0) sampled token rows" } ?? "all token rows"), attention searches on \(c.searchImages.map { "\($0)" } ?? "all") calibration images.")
         }
+        meta.notes.append(c.zeroPoints == .dataCentred
+            ? "Zero-point candidates of the uniform searches: data-centred (not the AdaLog reference's mid-range window; `--zero-points mid-range` reproduces it)."
+            : "Zero-point candidates of the uniform searches: mid-range, as in the AdaLog reference.")
         meta.notes += int8Notes
         meta.notes.append("Model size: quantized weights at their bit width plus 4 bytes per scale and zero point, other constants as float32; activation quantizer parameters not counted.")
         let name = URL(fileURLWithPath: c.modelPath).deletingPathExtension().lastPathComponent

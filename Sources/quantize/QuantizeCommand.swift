@@ -40,8 +40,8 @@ struct QuantizeModel: ParsableCommand {
     var weightRounding: String = "nearest"
     @Option(help: "Smallest AdaLog base numerator q searched (base 2^(q/37)); the reference searches 10…137. Smaller q gives finer bases for 6–8 bits.")
     var adalogQMin: Int?
-    @Option(help: "Zero-point candidates of the uniform searches: mid-range (the AdaLog reference: 16 values around 2^(b-1), so at 6 and 8 bits a one-sided tensor wastes half its codes) or data-centred (16 values around the zero-point that centres each candidate range on the data).")
-    var zeroPoints: String = "mid-range"
+    @Option(help: "Zero-point candidates of the uniform searches: data-centred (16 values around the zero-point that centres each candidate range on the data) or mid-range (the AdaLog reference: 16 values around 2^(b-1), so at 6 and 8 bits a one-sided tensor wastes half its codes).")
+    var zeroPoints: String = "data-centred"
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
@@ -69,8 +69,7 @@ struct QuantizeModel: ParsableCommand {
             guard (1...10).contains(qm) else { throw ValidationError("--adalog-q-min must be in 1…10") }
             opts.settings.adaLogQMin = qm
         }
-        let zp = try ZeroPointPlacement.parse(zeroPoints)
-        if zp != .midRange { opts.settings.zeroPoints = zp }
+        opts.settings.zeroPoints = try ZeroPointPlacement.parse(zeroPoints)
         let wr = try WeightRounding.parse(weightRounding)
         if wr != .nearest {
             opts.settings.weightRounding = wr

@@ -56,6 +56,8 @@ struct ReportCommand: ParsableCommand {
     var searchTokens: Int?
     @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many calibration images (default: all, exact).")
     var searchImages: Int?
+    @Option(help: "Zero-point candidates of the uniform searches: data-centred or mid-range (the AdaLog reference).")
+    var zeroPoints: String = "data-centred"
     @Option(help: "Output folder.") var out: String = "quantize-out/report"
     @OptionGroup var output: OutputOptions
     @OptionGroup var resources: ResourceOptions
@@ -78,6 +80,7 @@ struct ReportCommand: ParsableCommand {
         if let i = searchImages, i < 1 { throw ValidationError("--search-images must be at least 1") }
         c.searchTokens = searchTokens
         c.searchImages = searchImages
+        c.zeroPoints = try ZeroPointPlacement.parse(zeroPoints)
         c.limits = resources.limits
         return c
     }

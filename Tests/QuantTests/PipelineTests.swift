@@ -36,6 +36,29 @@ enum PipelineFixtures {
 }
 
 @Suite struct PipelinePlanTests {
+    /// `--zero-points mid-range` reproduces the reference's window (8-bit activation zero-points in 120…135);
+    /// the default, data-centred, is recorded in the output and may leave that window.
+    @Test func zeroPointPlacementIsRecordedAndMidRangeKeepsTheReferenceWindow() throws {
+        let g = try PipelineFixtures.graph("vit_ts17.onnx")
+        let cal = PipelineFixtures.calibration(count: 2, size: 32)
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W8A8")))
+        opts.settings = PipelineFixtures.fastSettings
+        #expect(opts.settings.zeroPoints == .dataCentred, "data-centred is the default")
+        opts.settings.zeroPoints = .midRange
+        let mid = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
+                                               foldedBatchNorms: false)
+        #expect(mid.settings.zeroPoints == .midRange)
+        for a in mid.activations {
+            guard case .uniform(let u) = a.quantizer, u.granularity == .perTensor else { continue }
+            #expect(u.zeroPoints.allSatisfy { (120...135).contains($0) }, "\(a.tensor): \(u.zeroPoints)")
+        }
+        opts.settings.zeroPoints = .dataCentred
+        let dc = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
+                                              foldedBatchNorms: false)
+        let decoded = try JSONDecoder().decode(QuantizedModel.self, from: try JSONEncoder().encode(dc))
+        #expect(decoded.settings.zeroPoints == .dataCentred)
+    }
+
     @Test func vitPlanAssignsQuantizersPerAdaLogMap() throws {
         let g = try PipelineFixtures.graph("vit_ts17.onnx")
         let p = try ModelPatterns(graph: g)

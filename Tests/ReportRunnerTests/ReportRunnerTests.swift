@@ -256,5 +256,6 @@ func config(model: String, calib: String, data: String, bits: String = "W8A8") t
         #expect(report.metadata.calibrationImages == 4)
         #expect(report.metadata.evaluationImages == 2)
         #expect(report.metadata.notes.contains { $0.contains("4 calibration images") && $0.contains("left out") })
+        #expect(report.metadata.notes.contains { $0.contains("data-centred") }, "the report says which zero-point grid it used")
     }
 }
