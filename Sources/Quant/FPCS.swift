@@ -30,6 +30,7 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Where the zero-point candidates of the percentile grids sit. The default, data-centred, is not the
     /// reference's; `.midRange` reproduces it. nil (files written before this setting existed) means mid-range.
     public var zeroPoints: ZeroPointPlacement? = .dataCentred
+    var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}
 }
