@@ -8,6 +8,7 @@ S=${SHARED:-/work/shared}
 D=$S/data/imagenet-sample; L=$S/data/imagenet-synsets.txt
 R=${OUT:-/tmp/quant-accuracy}; mkdir -p $R
 FAST="--search-tokens 1024 --search-images 8"   # the ViT-Tiny AdaLog runs used these knobs
+# Default options use data-centred zero-point candidates; the vt-ref runs use the reference's mid-range window.
 # Additions on top of the reference method (README "Quantization accuracy"): GPTQ rounding onto the searched grids,
 # finer AdaLog bases (q from 1) at 6-8 bits, bias correction for CNNs. EXTRA=0 skips these runs.
 VT_PLUS4="--weight-rounding gptq"      # helped at W4A4 (+5 points); hurt at W6A6 (-7), so 4 bits and below only
@@ -22,6 +23,7 @@ run() { # name model preset calib data bits method extra...
 VT=$S/models/vit_tiny_patch16_224.onnx; EF=$S/models/efficientnet_lite0.onnx; C10=${C10:-/work/main/models/vit_cifar10.onnx}
 for b in W8A8 W6A6 W4A4 W3A3; do
   run vt-ada-$b $VT vit $D $D $b adalog $FAST
+  run vt-ref-$b $VT vit $D $D $b adalog $FAST --zero-points mid-range   # the AdaLog reference's zero-point window
   run vt-mm-$b $VT vit $D $D $b uniform-minmax
   run ef-ada-$b $EF efficientnet-lite0 $D $D $b adalog
   run c10-ada-$b $C10 cifar10 $S/data/cifar10/train $S/data/cifar10/test $b adalog
