@@ -11,7 +11,7 @@ FAST="--search-tokens 1024 --search-images 8"   # the ViT-Tiny AdaLog runs used 
 # Default options use data-centred zero-point candidates; the vt-ref runs use the reference's mid-range window.
 # Additions on top of the reference method (README "Quantization accuracy"): GPTQ rounding onto the searched grids,
 # finer AdaLog bases (q from 1) at 6-8 bits, bias correction for CNNs. EXTRA=0 skips these runs.
-VT_PLUS4="--weight-rounding gptq"      # helped at W4A4 (+5 points); hurt at W6A6 (-7), so 4 bits and below only
+VT_PLUS4="--weight-rounding gptq"      # W4A4: +5 on the first 200 images (session 3), -4.3 on all 468 with the new default (session 5); W6A6: -7
 VT_PLUS="--adalog-q-min 1"
 EF_PLUS="--bias-correction"   # CNN GPTQ (--weight-rounding gptq) is implemented but not measured yet
 run() { # name model preset calib data bits method extra...

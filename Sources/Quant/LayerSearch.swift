@@ -121,9 +121,9 @@ public enum LayerSearch {
                   "linear layer: x has \(x.count) values for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         var stats = SearchStats()
         let wGrid = try UniformGrid(role: .weight, bits: weightBits, values: w, shape: [o, k], granularity: .perChannel(axis: 0),
-                                    eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                    settings: settings)
         let aGrid = try UniformGrid(role: .activation, bits: inputBits, values: x, shape: [n, k], granularity: .perTensor,
-                                    eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                    settings: settings)
         var t = ContinuousClock.now
         let wr = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: settings) { c in
             weightSelfLosses(w: w, rows: o, cols: k, bits: weightBits, c)
@@ -226,7 +226,7 @@ public enum LayerSearch {
                   "post-LN linear: x has \(x.count) values for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         let t = ContinuousClock.now
         let grid = try UniformGrid(role: .activation, bits: inputBits, values: x, shape: [n, k], granularity: .perChannel(axis: 1),
-                                   eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                   settings: settings)
         let cr = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, minScale: 1e-4, settings: settings) { c in
             activationSelfLosses(x: x, rows: n, cols: k, bits: inputBits, c)
         }
@@ -257,7 +257,7 @@ public enum LayerSearch {
                   "GELU linear: x has \(x.count) values for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         var stats = SearchStats()
         let wGrid = try UniformGrid(role: .weight, bits: weightBits, values: w, shape: [o, k], granularity: .perChannel(axis: 0),
-                                    eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                    settings: settings)
         var t = ContinuousClock.now
         let wr = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: settings) { c in
             weightSelfLosses(w: w, rows: o, cols: k, bits: weightBits, c)
@@ -355,10 +355,8 @@ public enum LayerSearch {
                   "matmul1: Q has \(qv.count) and K \(kv.count) values for [\(batch), \(heads), \(t), \(d)]")
         var stats = SearchStats()
         let g = Granularity.perChannel(axis: 1)
-        let qGrid = try UniformGrid(role: .matmulOperand, bits: bits, values: qv, shape: shape, granularity: g,
-                                    eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
-        let kGrid = try UniformGrid(role: .matmulOperand, bits: bits, values: kv, shape: shape, granularity: g,
-                                    eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+        let qGrid = try UniformGrid(role: .matmulOperand, bits: bits, values: qv, shape: shape, granularity: g, settings: settings)
+        let kGrid = try UniformGrid(role: .matmulOperand, bits: bits, values: kv, shape: shape, granularity: g, settings: settings)
         let qi = qGrid.candidate(-2), ki = kGrid.candidate(-2)
         var qq = try perHead(qi.scales, qi.zeroPoints, bits: bits)
         var kq = try perHead(ki.scales, ki.zeroPoints, bits: bits)
@@ -394,7 +392,7 @@ public enum LayerSearch {
                   "matmul2: P has \(pv.count) and V \(vv.count) values for B=\(batch) H=\(heads) T=\(t) d=\(d)")
         var stats = SearchStats()
         let vGrid = try UniformGrid(role: .matmulOperand, bits: valueBits, values: vv, shape: vShape,
-                                    granularity: .perChannel(axis: 1), eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                    granularity: .perChannel(axis: 1), settings: settings)
         let vi = vGrid.candidate(-2)
         var vq = try perHead(vi.scales, vi.zeroPoints, bits: valueBits)
         var pq: ProbabilityQuantizer
@@ -405,7 +403,7 @@ public enum LayerSearch {
         case .logsqrt2: pq = .logSqrt2(try LogSqrt2Quantizer(bits: probabilityBits, scale: 1))
         case .uniform:
             let g = try UniformGrid(role: .activation, bits: probabilityBits, values: pv, shape: [pv.count],
-                                    granularity: .perTensor, eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                    granularity: .perTensor, settings: settings)
             let c = g.candidate(-2)
             pq = .uniform(try UniformQuantizer(bits: probabilityBits, scales: c.scales, zeroPoints: c.zeroPoints))
             pGrid = g
@@ -454,7 +452,7 @@ public enum LayerSearch {
         var stats = SearchStats()
         let t = ContinuousClock.now
         let grid = try UniformGrid(role: UniformGrid.convWeightRole(bits: weightBits, eqN: settings.eqN), bits: weightBits, values: w, shape: [o, k],
-                                   granularity: .perChannel(axis: 0), eqN: settings.eqN, zeroPoints: settings.zeroPointPlacement)
+                                   granularity: .perChannel(axis: 0), settings: settings)
         let obj = WeightOutputObjective(x: x, xHat: nil, tokens: n, inFeatures: k, weight: w, outFeatures: o)
         let r = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, settings: settings) { c in obj.losses(c, bits: weightBits) }
         stats.add("W out r1", r.evaluations, since: t)

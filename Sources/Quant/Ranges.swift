@@ -276,6 +276,13 @@ public struct UniformGrid: Sendable {
         try self.init(role: role, bits: bits, p10: p10, p90: p90, minimum: mn, maximum: mx, eqN: eqN, zeroPoints: placement)
     }
 
+    /// The grid from data with the search settings' candidate count (eqN) and zero-point placement.
+    init(role: TensorRole, bits: Int, values x: [Float], shape: [Int], granularity: Granularity,
+         settings: FPCSSettings) throws(QuantError) {
+        try self.init(role: role, bits: bits, values: x, shape: shape, granularity: granularity, eqN: settings.eqN,
+                      zeroPoints: settings.zeroPointPlacement)
+    }
+
     /// Candidate `index` (negative counts from the end, so −2 is the reference's "grid index −2").
     public func candidate(_ index: Int) -> (scales: [Float], zeroPoints: [Float]) {
         let c = index < 0 ? candidates.count + index : index
