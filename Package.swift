@@ -93,7 +93,7 @@ let package = Package(
         // MARK: Tests (Swift Testing), one suite target per room
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QuantTests", dependencies: ["Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "QuantTests", dependencies: ["Quant", "CQuantKernels", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
         .testTarget(name: "ReportRunnerTests", dependencies: ["ReportRunner", "Reporting", "Quant", "ONNXGraph", "OnnxProto", "CImageCodecs"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),

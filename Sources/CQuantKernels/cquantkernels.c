@@ -1,4 +1,9 @@
 #include "cquantkernels.h"
+/* No a*b+c fusing anywhere: the ISA-specific forms (and their scalar tails) must round like the portable code. */
+#pragma STDC FP_CONTRACT OFF
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* Round half to even (the FPU default mode) for |v| <= 2^22; larger values are clamped first, which
  * is harmless because every caller clamps codes to at most 2^8. C without -ffast-math keeps the
@@ -17,7 +22,7 @@ static inline float fq1(float x, float s, float z, float qmin, float qmax) {
     return (q - z) * s;
 }
 
-void qk_uniform_fq(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode) {
+static void uniform_fq_portable(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode) {
     if (mode == 0) {
         for (long i = 0; i < n; i++) out[i] = fq1(x[i], s, z, qmin, qmax);
     } else {
@@ -25,7 +30,7 @@ void qk_uniform_fq(const float *x, long n, float s, float z, float qmin, float q
     }
 }
 
-double qk_uniform_sse(const float *x, long n, float s, float z, float qmin, float qmax) {
+static double uniform_sse_portable(const float *x, long n, float s, float z, float qmin, float qmax) {
     double total = 0;
     long i = 0;
     while (i < n) {
@@ -45,8 +50,8 @@ double qk_uniform_sse(const float *x, long n, float s, float z, float qmin, floa
     return total;
 }
 
-void qk_uniform_sse_cols(const float *x, long rows, long cols, const float *s, const float *z,
-                         float qmin, float qmax, double *acc) {
+static void uniform_sse_cols_portable(const float *x, long rows, long cols, const float *s, const float *z,
+                                      float qmin, float qmax, double *acc) {
     float part[4096];
     for (long c0 = 0; c0 < cols; c0 += 4096) {
         long cn = cols - c0 < 4096 ? cols - c0 : 4096;
@@ -130,6 +135,131 @@ static void adalog_avx512(const float *l, const float *x, long n, float log2s, f
     if (i < n) adalog_portable(l + i, x + i, n - i, log2s, dmax, r, q, nlev, levels, s, shift, out + i, mode);
 }
 #endif
+
+#if defined(__x86_64__)
+/* The AVX-512 forms of the uniform loops. Every lane does the portable arithmetic in the same order (x / s, the
+ * magic-number rounding, the clamps written as min/max with the portable comparisons' NaN behaviour, (q - z) * s,
+ * no FMA), and the squared errors go into the same 8 partial sums in the same order (the low 8 lanes, then the high
+ * 8), so results are bit-identical to the portable code, only faster (the division dominates). */
+#define QK512 __attribute__((target("avx512f")))
+QK512 static inline __m512 fq512(__m512 x, __m512 s, __m512 z, __m512 qmin, __m512 qmax) {
+    const __m512 big = _mm512_set1_ps(4194304.0f), nbig = _mm512_set1_ps(-4194304.0f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 v = _mm512_div_ps(x, s);
+    v = _mm512_min_ps(big, v);    /* v > 2^22 ? 2^22 : v  (NaN stays NaN) */
+    v = _mm512_max_ps(nbig, v);   /* v < -2^22 ? -2^22 : v */
+    __m512 q = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), z);
+    q = _mm512_max_ps(qmin, q);   /* q < qmin ? qmin : q */
+    q = _mm512_min_ps(qmax, q);   /* q > qmax ? qmax : q */
+    return _mm512_mul_ps(_mm512_sub_ps(q, z), s);
+}
+
+QK512 static void uniform_fq_avx512(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode) {
+    const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i), f = fq512(xv, vs, vz, lo, hi);
+        _mm512_storeu_ps(out + i, mode == 0 ? f : _mm512_sub_ps(xv, f));
+    }
+    if (i < n) uniform_fq_portable(x + i, n - i, s, z, qmin, qmax, out + i, mode);
+}
+
+QK512 static double uniform_sse_avx512(const float *x, long n, float s, float z, float qmin, float qmax) {
+    const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
+    double total = 0;
+    long i = 0;
+    while (i < n) {
+        long end = i + 512 < n ? i + 512 : n;
+        __m256 acc = _mm256_setzero_ps();
+        long j = i;
+        for (; j + 16 <= end; j += 16) {
+            __m512 xv = _mm512_loadu_ps(x + j), d = _mm512_sub_ps(xv, fq512(xv, vs, vz, lo, hi));
+            __m512 d2 = _mm512_mul_ps(d, d);
+            acc = _mm256_add_ps(acc, _mm512_castps512_ps256(d2));
+            acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d2), 1)));
+        }
+        float a[8];
+        _mm256_storeu_ps(a, acc);
+        for (; j + 8 <= end; j += 8) {
+            for (int u = 0; u < 8; u++) {
+                float d = x[j + u] - fq1(x[j + u], s, z, qmin, qmax);
+                a[u] += d * d;
+            }
+        }
+        for (; j < end; j++) { float d = x[j] - fq1(x[j], s, z, qmin, qmax); a[0] += d * d; }
+        for (int u = 0; u < 8; u++) total += a[u];
+        i = end;
+    }
+    return total;
+}
+
+QK512 static void uniform_sse_cols_avx512(const float *x, long rows, long cols, const float *s, const float *z,
+                                          float qmin, float qmax, double *acc) {
+    const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
+    float part[4096];
+    for (long c0 = 0; c0 < cols; c0 += 4096) {
+        long cn = cols - c0 < 4096 ? cols - c0 : 4096;
+        for (long r0 = 0; r0 < rows; r0 += 256) {
+            long r1 = r0 + 256 < rows ? r0 + 256 : rows;
+            for (long c = 0; c < cn; c++) part[c] = 0;
+            for (long r = r0; r < r1; r++) {
+                const float *row = x + r * cols + c0;
+                long c = 0;
+                for (; c + 16 <= cn; c += 16) {
+                    __m512 xv = _mm512_loadu_ps(row + c);
+                    __m512 d = _mm512_sub_ps(xv, fq512(xv, _mm512_loadu_ps(s + c0 + c), _mm512_loadu_ps(z + c0 + c), lo, hi));
+                    _mm512_storeu_ps(part + c, _mm512_add_ps(_mm512_loadu_ps(part + c), _mm512_mul_ps(d, d)));
+                }
+                for (; c < cn; c++) {
+                    float d = row[c] - fq1(row[c], s[c0 + c], z[c0 + c], qmin, qmax);
+                    part[c] += d * d;
+                }
+            }
+            for (long c = 0; c < cn; c++) acc[c0 + c] += part[c];
+        }
+    }
+}
+
+static int has_avx512f(void) {
+    static int has = -1;
+    if (has < 0) { __builtin_cpu_init(); has = __builtin_cpu_supports("avx512f") ? 1 : 0; }
+    return has;
+}
+#endif
+
+void qk_uniform_fq(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode) {
+#if defined(__x86_64__)
+    if (has_avx512f()) { uniform_fq_avx512(x, n, s, z, qmin, qmax, out, mode); return; }
+#endif
+    uniform_fq_portable(x, n, s, z, qmin, qmax, out, mode);
+}
+
+double qk_uniform_sse(const float *x, long n, float s, float z, float qmin, float qmax) {
+#if defined(__x86_64__)
+    if (has_avx512f()) return uniform_sse_avx512(x, n, s, z, qmin, qmax);
+#endif
+    return uniform_sse_portable(x, n, s, z, qmin, qmax);
+}
+
+void qk_uniform_sse_cols(const float *x, long rows, long cols, const float *s, const float *z,
+                         float qmin, float qmax, double *acc) {
+#if defined(__x86_64__)
+    if (has_avx512f()) { uniform_sse_cols_avx512(x, rows, cols, s, z, qmin, qmax, acc); return; }
+#endif
+    uniform_sse_cols_portable(x, rows, cols, s, z, qmin, qmax, acc);
+}
+
+/* Portable forms, for tests that pin the vector forms to them bit for bit. */
+void qk_uniform_fq_portable(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode) {
+    uniform_fq_portable(x, n, s, z, qmin, qmax, out, mode);
+}
+double qk_uniform_sse_portable(const float *x, long n, float s, float z, float qmin, float qmax) {
+    return uniform_sse_portable(x, n, s, z, qmin, qmax);
+}
+void qk_uniform_sse_cols_portable(const float *x, long rows, long cols, const float *s, const float *z,
+                                  float qmin, float qmax, double *acc) {
+    uniform_sse_cols_portable(x, rows, cols, s, z, qmin, qmax, acc);
+}
 
 void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
                       int nlev, const float *levels, float s, float shift, float *out, int mode) {

@@ -143,8 +143,12 @@ public enum LayerSearch {
             let wr2 = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: settings) { c in
                 wobj.losses(c, bits: weightBits)
             }
+            let previousWeight = wq
             wq = try perRowQuantizer(wr2, bits: weightBits)
             stats.add("W out r\(round)", wr2.evaluations, since: t)
+            // A round is a function of the input quantizer alone (W from A, then A from W). The same W as the
+            // last round means the same A next: the schedule has reached its fixed point.
+            if round > 1 && wq == previousWeight { break }
             t = .now
             let wh = try wq.fakeQuantize(w, shape: [o, k])
             let ns = min(n, max(1, settings.activationSearchTokens ?? n))
@@ -160,8 +164,10 @@ public enum LayerSearch {
                     }
                 }
             }
+            let previousInput = aq
             aq = try UniformQuantizer(bits: inputBits, scales: ar2.scales, zeroPoints: ar2.zeroPoints)
             stats.add("A out r\(round)", ar2.evaluations, since: t)
+            if aq == previousInput { break }   // the next round would repeat this one
         }
         var rounded: [Float]? = nil
         if let mode = settings.weightRounding, mode != .nearest {
@@ -215,6 +221,17 @@ public enum LayerSearch {
                                        weight: w2, bias: bias2)
     }
 
+    /// Per-channel (columns of x [n × k]) uniform input quantizers by FPCS on their own error: the scales a
+    /// scale reparameterization equalizes.
+    static func channelInputSearch(x: [Float], tokens n: Int, inFeatures k: Int, bits: Int,
+                                   settings: FPCSSettings) throws(QuantError) -> UniformSearchResult {
+        let grid = try UniformGrid(role: .activation, bits: bits, values: x, shape: [n, k], granularity: .perChannel(axis: 1),
+                                   settings: settings)
+        return FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, minScale: 1e-4, settings: settings) { c in
+            activationSelfLosses(x: x, rows: n, cols: k, bits: bits, c)
+        }
+    }
+
     /// Post-LayerNorm linear (qkv, fc1, Swin reduction): per-channel A FPCS (self), the scale
     /// reparameterization into the LayerNorm (γ, β) and the linear layer, the cached input transformed
     /// (x/r − b), then the uniform-linear schedule on the folded layer.
@@ -225,11 +242,7 @@ public enum LayerSearch {
         try check(n > 0 && k > 0 && o > 0 && x.count == n * k && w.count == o * k,
                   "post-LN linear: x has \(x.count) values for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         let t = ContinuousClock.now
-        let grid = try UniformGrid(role: .activation, bits: inputBits, values: x, shape: [n, k], granularity: .perChannel(axis: 1),
-                                   settings: settings)
-        let cr = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, minScale: 1e-4, settings: settings) { c in
-            activationSelfLosses(x: x, rows: n, cols: k, bits: inputBits, c)
-        }
+        let cr = try channelInputSearch(x: x, tokens: n, inFeatures: k, bits: inputBits, settings: settings)
         let channel = try UniformQuantizer(bits: inputBits, granularity: .perChannel(axis: 1), scales: cr.scales,
                                            zeroPoints: cr.zeroPoints)
         let rep = try scaleReparameterization(channelScales: cr.scales, channelZeroPoints: cr.zeroPoints, gamma: gamma,
@@ -295,18 +308,24 @@ public enum LayerSearch {
                     }
                 }
             }
+            let previousInput = aq
             aq.q = ar.q
             aq.scale = ar.scale
             stats.add("AdaLog out r\(round)", ar.evaluations, since: t)
+            // A round maps (W, A) to (W', A'), W' from A' alone: an unchanged A after the first round gives the
+            // last round's W again, so the schedule is at its fixed point.
+            if round > 1 && aq == previousInput { break }
             t = .now
             let xh = fastAdaLog(aq, logU: logU, x: x)
             let wobj = WeightOutputObjective(x: x, xHat: xh, tokens: n, inFeatures: k, weight: w, outFeatures: o)
             let wr2 = FPCS.uniform(grid: wGrid.candidates, delta0: wGrid.delta0, settings: settings) { c in
                 wobj.losses(c, bits: weightBits)
             }
+            let previousWeight = wq
             wq = try perRowQuantizer(wr2, bits: weightBits)
             stats.add("W out r\(round)", wr2.evaluations, since: t)
             lastWeightObjective = wobj
+            if aq == previousInput && wq == previousWeight { break }
         }
         var rounded: [Float]? = nil
         if let mode = settings.weightRounding, mode != .nearest {
@@ -366,14 +385,19 @@ public enum LayerSearch {
             let kh = try kq.fakeQuantize(kv, shape: shape)
             let qobj = ScoresOperandObjective(searched: qv, other: kv, otherHat: kh, slices: slices, heads: heads, tokens: t, headDim: d)
             let qr = FPCS.uniform(grid: qGrid.candidates, delta0: qGrid.delta0, settings: settings) { c in qobj.losses(c, bits: bits) }
+            let previousQuery = qq
             qq = try perHead(qr.scales, qr.zeroPoints, bits: bits)
             stats.add("Q out r\(round)", qr.evaluations, since: t0)
+            // Q from K, then K from Q: the same Q as the last round gives the same K (fixed point).
+            if round > 1 && qq == previousQuery { break }
             t0 = .now
             let qh = try qq.fakeQuantize(qv, shape: shape)
             let kobj = ScoresOperandObjective(searched: kv, other: qv, otherHat: qh, slices: slices, heads: heads, tokens: t, headDim: d)
             let kr = FPCS.uniform(grid: kGrid.candidates, delta0: kGrid.delta0, settings: settings) { c in kobj.losses(c, bits: bits) }
+            let previousKey = kq
             kq = try perHead(kr.scales, kr.zeroPoints, bits: bits)
             stats.add("K out r\(round)", kr.evaluations, since: t0)
+            if kq == previousKey { break }
         }
         return AttentionScoresSearchResult(query: qq, key: kq, stats: stats)
     }
@@ -413,6 +437,7 @@ public enum LayerSearch {
         for round in 1...max(1, rounds) where rounds > 0 {
             var t0 = ContinuousClock.now
             let vh = try vq.fakeQuantize(vv, shape: vShape)
+            let previousProbability = pq
             switch pq {
             case .adaLog(var a):
                 let qr = FPCS.adaLogBase(scale: 1, settings: settings) { cands in obj.qLosses(cands.map { $0.q }, vHat: vh, v: vv) }
@@ -429,13 +454,17 @@ public enum LayerSearch {
                 }
             case .log2, .logSqrt2: break
             }
+            // P from V, then V from P: the same P as the last round gives the same V (fixed point).
+            if round > 1 && pq == previousProbability { break }
             t0 = .now
             let ph = try pq.fakeQuantize(pv)
             let vr = FPCS.uniform(grid: vGrid.candidates, delta0: vGrid.delta0, settings: settings) { c in
                 obj.vLosses(c, pHat: ph, v: vv, vBits: valueBits)
             }
+            let previousValue = vq
             vq = try perHead(vr.scales, vr.zeroPoints, bits: valueBits)
             stats.add("V out r\(round)", vr.evaluations, since: t0)
+            if vq == previousValue { break }
         }
         var ada: AdaLogQuantizer? = nil
         if case .adaLog(let a) = pq { ada = a }

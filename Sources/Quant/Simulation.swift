@@ -88,6 +88,9 @@ public final class QuantSimulator {
             return t.floats
         }
         func shape(_ n: String) -> [Int] { graph.constants[n]?.shape ?? [] }
+        for f in model.valueProjectionFolds ?? [] {
+            try f.apply(shape: shape, get: get, set: { c[$0] = $1 })
+        }
         for f in model.layerNormFolds {
             let k = f.r.count
             let wShape = shape(f.weight)
@@ -131,7 +134,18 @@ public final class QuantSimulator {
             c[wq.tensor] = SearchContext.fromRowsFirst(fq, k: k, o: o, transposed: !wq.transposed)
         }
         for f in model.biasFolds {
-            guard let q = quantizedRows[f.weight] else { continue }
+            // The fold uses the weight the layer runs with: the quantized one, or the float one when the
+            // weight is kept in float (the shift must still be removed from the input's Shift-AdaLog codes).
+            let q: (w: [Float], o: Int, k: Int)
+            if let quantized = quantizedRows[f.weight] {
+                q = quantized
+            } else {
+                let s = shape(f.weight), all = try get(f.weight)
+                guard s.count == 2, let o = f.weightStoredInOut ? s.last : s.first, o > 0 else {
+                    throw QuantError.shapeMismatch("bias fold of '\(f.linear)': weight '\(f.weight)' shape \(s)")
+                }
+                q = (SearchContext.rowsFirst(all, k: all.count / o, o: o, transposed: !f.weightStoredInOut), o, all.count / o)
+            }
             c[f.bias] = try AdaLogQuantizer.foldShift(f.shift, intoBias: try get(f.bias), quantizedWeight: q.w,
                                                       outFeatures: q.o, inFeatures: q.k)
         }

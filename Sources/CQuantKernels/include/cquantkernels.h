@@ -1,5 +1,6 @@
 /* CQuantKernels: element-wise inner loops of the quantizer searches (fake-quant, residuals, sums).
- * Portable C (no ISA attributes needed: these loops are memory-bound and auto-vectorize at -O2).
+ * Portable C that auto-vectorizes at the baseline ISA; the uniform fake-quant loops, which are bound by the
+ * division x / s, also have AVX-512 forms chosen at run time that are bit-identical to the portable ones.
  * Rounding is ties-to-even (torch.round) via the 1.5*2^23 trick, exact for |v| <= 2^22. */
 #pragma once
 #include <stddef.h>
@@ -21,6 +22,12 @@ void qk_uniform_sse_cols(const float *x, long rows, long cols, const float *s, c
 /* rows x cols matrix, one (s, z) per column, written to out (mode as qk_uniform_fq). */
 void qk_uniform_fq_cols(const float *x, long rows, long cols, const float *s, const float *z,
                         float qmin, float qmax, float *out, int mode);
+
+/* The portable forms of the three above (tests compare the dispatched forms with them bit for bit). */
+void qk_uniform_fq_portable(const float *x, long n, float s, float z, float qmin, float qmax, float *out, int mode);
+double qk_uniform_sse_portable(const float *x, long n, float s, float z, float qmin, float qmax);
+void qk_uniform_sse_cols_portable(const float *x, long rows, long cols, const float *s, const float *z,
+                                  float qmin, float qmax, double *acc);
 
 /* AdaLog from precomputed l = log2(u) (u = x + shift): d = clamp(log2s - l, 0, dmax), k = rne(d*r/q);
  * k >= nlev -> value 0, else levels[k]; xhat = value * s - shift.
