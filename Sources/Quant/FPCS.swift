@@ -31,9 +31,6 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// reference's; `.midRange` reproduces it. nil (files written before this setting existed) means mid-range.
     public var zeroPoints: ZeroPointPlacement? = .dataCentred
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
-    /// Not in the reference: the per-channel scale reparameterization of the attention output folded into V and
-    /// the projection (AttentionOutputFold.swift). nil (older files) = off.
-    public var attentionOutputFold: Bool? = nil
 
     public init() {}
 }

@@ -69,31 +69,16 @@ public enum QuantizationPipeline {
     /// Builds the plan and searches every layer. `graph` is specialised to the calibration batch and prepared
     /// (``prepare(_:)``). The returned model still needs its source path/hash/preprocessing filled by the caller
     /// (they are set from `source`).
-    public static func run(graph sourceGraph: StaticGraph, calibration: CalibrationSet, options: PipelineOptions,
+    public static func run(graph: StaticGraph, calibration: CalibrationSet, options: PipelineOptions,
                            source: (path: String, sha256: String), foldedBatchNorms: Bool,
                            progress: ((PipelineProgress) -> Void)? = nil) throws -> QuantizedModel {
-        var graph = sourceGraph
-        var patterns = try ModelPatterns(graph: graph)
+        let patterns = try ModelPatterns(graph: graph)
         let fam = family(of: patterns)
         let plan = QuantizationPlan(family: fam, options: options.plan)
         var model = QuantizedModel(sourceModel: source.path, sourceSHA256: source.sha256, preprocessing: calibration.spec,
                                    calibrationFiles: calibration.files, calibrationSeed: calibration.seed,
                                    method: options.method, plan: plan, settings: options.settings,
                                    foldedBatchNorms: foldedBatchNorms)
-        var foldSeconds = 0.0
-        if options.method == .adalog, fam == .transformer, options.settings.attentionOutputFold ?? false {
-            let tf = ContinuousClock.now
-            progress?(PipelineProgress(phase: "attention-output fold", layer: "", done: 0, total: 1))
-            let folds = try attentionOutputFolds(graph: graph, patterns: patterns, plan: plan, calibration: calibration,
-                                                 options: options)
-            if !folds.isEmpty {
-                graph = try ValueProjectionFold.applying(folds, to: graph)
-                try verifyAttentionOutputFolds(folds, original: sourceGraph, folded: graph, calibration: calibration)
-                patterns = try ModelPatterns(graph: graph)
-                model.valueProjectionFolds = folds
-            }
-            foldSeconds = seconds(since: tf)
-        }
         let all = units(patterns)
         guard !all.isEmpty else {
             throw QuantError.emptyData("the model has no quantizable layers (no MatMul/Gemm with constant weights, no Conv, no attention)")
@@ -152,77 +137,9 @@ public enum QuantizationPipeline {
             throw QuantError.emptyData("every layer was kept in float (check --keep-float patterns); nothing was quantized")
         }
         let total = seconds(since: t0)
-        model.calibrationSeconds = collectSeconds + foldSeconds
+        model.calibrationSeconds = collectSeconds
         model.searchSeconds = total - collectSeconds
         return model
-    }
-
-    /// The attention-output folds (see AttentionOutputFold.swift): for every qkv → attention → projection
-    /// triple whose projection input is quantized, a per-channel FPCS (self) of that input on the calibration
-    /// images gives s_c, and r_c = s_c / mean(s).
-    static func attentionOutputFolds(graph: StaticGraph, patterns: ModelPatterns, plan: QuantizationPlan,
-                                     calibration: CalibrationSet, options: PipelineOptions) throws -> [ValueProjectionFold] {
-        let triples = ValueProjectionFold.candidates(patterns).filter { t in
-            !plan.isKeptFloat(t.proj.node) && !plan.isKeptFloat(t.proj.weight) && !plan.isKeptFloat(t.qkv.node)
-                && !plan.isKeptFloat(t.qkv.weight) && !plan.isKeptFloat(t.attention.avMatMul)
-        }
-        if triples.isEmpty { return [] }
-        let collector = try ActivationCollector(graph: graph, calibration: calibration)
-        let perImage = triples.map { t in (graph.shapes[t.proj.input] ?? []).reduce(1, *) / max(graph.batch, 1) }
-        var folds: [ValueProjectionFold] = []
-        var i = 0
-        while i < triples.count {
-            // As many projection inputs per float run as the memory budget allows.
-            var j = i, floats = 0
-            while j < triples.count && (j == i || floats + perImage[j] * calibration.count <= options.memoryBudgetFloats) {
-                floats += perImage[j] * calibration.count; j += 1
-            }
-            let data = try collector.collect(Set(triples[i..<j].map(\.proj.input)))
-            for t in triples[i..<j] {
-                guard let x = data[t.proj.input]?.values else { continue }
-                let k = t.proj.inFeatures
-                guard k > 0, x.count % k == 0, !x.isEmpty else {
-                    throw QuantError.shapeMismatch("attention-output fold of '\(t.proj.node)': \(x.count) input values for \(k) channels")
-                }
-                let bits = plan.bits(forLayer: t.proj.node).activationBits
-                let channel = try LayerSearch.channelInputSearch(x: x, tokens: x.count / k, inFeatures: k, bits: bits,
-                                                                 settings: options.settings)
-                let s = channel.scales
-                let mean = s.reduce(0, +) / Float(k)
-                guard mean > 0, s.allSatisfy({ $0 > 0 && $0.isFinite }) else { continue }
-                folds.append(ValueProjectionFold(qkvLinear: t.qkv.node, qkvWeight: t.qkv.weight, qkvBias: t.qkv.bias,
-                                                 qkvWeightStoredInOut: !t.qkv.weightTransposed, valueOffset: 2 * k,
-                                                 projLinear: t.proj.node, projWeight: t.proj.weight,
-                                                 projWeightStoredInOut: !t.proj.weightTransposed, r: s.map { $0 / mean }))
-            }
-            i = j
-        }
-        return folds
-    }
-
-    /// Checks on the first calibration image that each fold divides its projection input's channel c by r_c
-    /// (the V channel ↔ projection channel correspondence is a layout assumption).
-    static func verifyAttentionOutputFolds(_ folds: [ValueProjectionFold], original: StaticGraph, folded: StaticGraph,
-                                           calibration: CalibrationSet) throws {
-        let b = max(1, min(original.batch, calibration.count))
-        let first = CalibrationSet(files: Array(calibration.files.prefix(b)), seed: calibration.seed, spec: calibration.spec,
-                                   images: Array(calibration.images.prefix(b * calibration.imageSize)))
-        let names = Set(folds.map { ValueProjectionFold.projectionInput(of: $0, in: original) }.compactMap { $0 })
-        let before = try ActivationCollector(graph: original, calibration: first).collect(names)
-        let after = try ActivationCollector(graph: folded, calibration: first).collect(names)
-        for f in folds {
-            guard let name = ValueProjectionFold.projectionInput(of: f, in: original),
-                  let x = before[name]?.values, let y = after[name]?.values, x.count == y.count else { continue }
-            let c = f.r.count
-            var worst: Float = 0, scale: Float = 0
-            for i in 0..<x.count {
-                scale = max(scale, abs(x[i]))
-                worst = max(worst, abs(y[i] * f.r[i % c] - x[i]))
-            }
-            if worst > 1e-3 * max(scale, 1e-6) {
-                throw QuantError.shapeMismatch("attention-output fold of '\(f.projLinear)': the folded model's projection input differs from the expected channel scaling (max error \(worst), max |x| \(scale)); V's channels do not map to the projection's inputs in this model — rerun with --no-attention-output-fold")
-            }
-        }
     }
 
     static func seconds(since t: ContinuousClock.Instant) -> Double {

@@ -96,8 +96,6 @@ public struct QuantizedModel: Codable, Equatable, Sendable {
     public var settings: FPCSSettings
     /// Conv+BatchNorm pairs were folded before quantization (CNNs).
     public var foldedBatchNorms: Bool
-    /// Attention-output folds (nil or empty: none), applied to the source constants before the LayerNorm folds.
-    public var valueProjectionFolds: [ValueProjectionFold]? = nil
     public var layerNormFolds: [LayerNormFold] = []
     public var biasFolds: [BiasFold] = []
     /// Bias corrections (nil or empty: none), applied after the folds.

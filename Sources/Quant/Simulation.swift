@@ -88,9 +88,6 @@ public final class QuantSimulator {
             return t.floats
         }
         func shape(_ n: String) -> [Int] { graph.constants[n]?.shape ?? [] }
-        for f in model.valueProjectionFolds ?? [] {
-            try f.apply(shape: shape, get: get, set: { c[$0] = $1 })
-        }
         for f in model.layerNormFolds {
             let k = f.r.count
             let wShape = shape(f.weight)

@@ -42,8 +42,6 @@ struct QuantizeModel: ParsableCommand {
     var adalogQMin: Int?
     @Option(help: "Zero-point candidates of the uniform searches: data-centred (16 values around the zero-point that centres each candidate range on the data) or mid-range (the AdaLog reference: 16 values around 2^(b-1), so at 6 and 8 bits a one-sided tensor wastes half its codes).")
     var zeroPoints: String = "data-centred"
-    @Flag(inversion: .prefixedNo, help: "Transformers: equalize the attention output's channels (the projection's input) with per-channel scales folded into V and the projection (not in the AdaLog reference).")
-    var attentionOutputFold = false
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
@@ -67,7 +65,6 @@ struct QuantizeModel: ParsableCommand {
             opts.settings.activationSearchTokens = t
         }
         if biasCorrection { opts.settings.biasCorrection = true }
-        opts.settings.attentionOutputFold = attentionOutputFold
         if let qm = adalogQMin {
             guard (1...10).contains(qm) else { throw ValidationError("--adalog-q-min must be in 1…10") }
             opts.settings.adaLogQMin = qm

@@ -175,47 +175,6 @@ enum PipelineFixtures {
         #expect(zip(g0, g1).contains { $0 != $1 })
     }
 
-    /// The attention-output fold divides V's channels by r and multiplies the projection's input columns by r:
-    /// on its own it leaves the float function unchanged, and it is recorded (and survives JSON).
-    @Test func attentionOutputFoldLeavesFloatFunctionUnchanged() throws {
-        let g = try PipelineFixtures.graph("vit_ts17.onnx")
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
-        opts.settings.attentionOutputFold = true
-        let cal = PipelineFixtures.calibration(count: 2, size: 32)
-        let q0 = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
-                                              foldedBatchNorms: false)
-        let folds = try #require(q0.valueProjectionFolds)
-        let attentions = try ModelPatterns(graph: g).attentions.count
-        #expect(folds.count == attentions && attentions > 0)
-        for f in folds {
-            #expect(f.valueOffset == 2 * f.r.count)
-            #expect(f.r.contains { abs($0 - 1) > 0.05 }, "the channels of the fixture's attention output differ in range")
-            let mean = f.r.reduce(0, +) / Float(f.r.count)
-            #expect(abs(mean - 1) < 1e-4)
-        }
-        let decoded = try JSONDecoder().decode(QuantizedModel.self, from: try JSONEncoder().encode(q0))
-        #expect(decoded.valueProjectionFolds == folds)
-        var q = q0
-        q.weights = []; q.activations = []; q.biasFolds = []; q.layerNormFolds = []
-        let float = try FloatSession(staticGraph: g)
-        let sim = try QuantSimulator(model: q, graph: g)
-        let a = try float.run(cal.images), b = try sim.session.run(cal.images)
-        #expect(a.count == b.count && !a.isEmpty)
-        #expect((zip(a, b).map { abs($0 - $1) }.max() ?? .infinity) <= 1e-4)
-        let c = try QuantSimulator.quantizedConstants(model: q, graph: g)
-        let w0 = try #require(g.constants[folds[0].projWeight]?.floats), w1 = try #require(c[folds[0].projWeight]?.floats)
-        #expect(zip(w0, w1).contains { $0 != $1 })
-        // With every quantizer in place the fold is applied before the LayerNorm folds and the model still runs.
-        let full = try QuantSimulator(model: q0, graph: g)
-        let y = try full.session.run(cal.images)
-        #expect(try sqnr(reference: a, test: y) > 0)
-        // Sizes that do not match are an error, not a crash.
-        var bad = folds[0]
-        bad.r.removeLast()
-        #expect(throws: QuantError.self) { try QuantSimulator.quantizedConstants(model: { var m = q; m.valueProjectionFolds = [bad]; return m }(), graph: g) }
-    }
-
     /// A Shift-AdaLog input whose layer keeps a float weight: the shift is folded with the float weight.
     @Test func geluShiftFoldUsesTheFloatWeightWhenTheWeightIsNotQuantized() throws {
         let (g, q0) = try Self.quantized("W8A8")
