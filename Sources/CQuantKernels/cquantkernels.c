@@ -274,7 +274,7 @@ void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float
     adalog_portable(l, x, n, log2s, dmax, r, q, nlev, levels, s, shift, out, mode);
 }
 
-double qk_dot(const float *a, const float *b, long n) {
+static double dot_portable(const float *a, const float *b, long n) {
     double total = 0;
     for (long i = 0; i < n; i += 512) {
         long end = i + 512 < n ? i + 512 : n;
@@ -288,7 +288,7 @@ double qk_dot(const float *a, const float *b, long n) {
     return total;
 }
 
-double qk_sum_sq_of_sum(const float *a, const float *b, long n) {
+static double sum_sq_of_sum_portable(const float *a, const float *b, long n) {
     double total = 0;
     for (long i = 0; i < n; i += 512) {
         long end = i + 512 < n ? i + 512 : n;
@@ -302,7 +302,7 @@ double qk_sum_sq_of_sum(const float *a, const float *b, long n) {
     return total;
 }
 
-double qk_sse(const float *a, const float *b, long n) {
+static double sse_portable(const float *a, const float *b, long n) {
     double total = 0;
     for (long i = 0; i < n; i += 512) {
         long end = i + 512 < n ? i + 512 : n;
@@ -315,3 +315,77 @@ double qk_sse(const float *a, const float *b, long n) {
     }
     return total;
 }
+
+#if defined(__x86_64__)
+/* AVX-512 forms of the three sums: 16 products per step, added to the same 8 partial sums in the portable order
+ * (low 8 lanes, then high 8), so the results are bit-identical. OP combines a and b lane-wise. */
+#define QK_SUM512(NAME, OP)                                                                                   \
+    QK512 static double NAME##_avx512(const float *a, const float *b, long n) {                              \
+        double total = 0;                                                                                     \
+        for (long i = 0; i < n; i += 512) {                                                                   \
+            long end = i + 512 < n ? i + 512 : n;                                                             \
+            __m256 acc = _mm256_setzero_ps();                                                                 \
+            long j = i;                                                                                       \
+            for (; j + 16 <= end; j += 16) {                                                                  \
+                __m512 va = _mm512_loadu_ps(a + j), vb = _mm512_loadu_ps(b + j);                              \
+                __m512 t = OP;                                                                                \
+                acc = _mm256_add_ps(acc, _mm512_castps512_ps256(t));                                          \
+                acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));  \
+            }                                                                                                 \
+            float part[8];                                                                                    \
+            _mm256_storeu_ps(part, acc);                                                                      \
+            total += NAME##_tail(a, b, j, end, part);                                                         \
+        }                                                                                                     \
+        return total;                                                                                         \
+    }
+/* The portable tail of one 512-block from j, continuing the 8 partial sums, then their double total. */
+static double dot_tail(const float *a, const float *b, long j, long end, float *acc) {
+    for (; j + 8 <= end; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+    for (; j < end; j++) acc[0] += a[j] * b[j];
+    double total = 0;
+    for (int u = 0; u < 8; u++) total += acc[u];
+    return total;
+}
+static double sum_sq_of_sum_tail(const float *a, const float *b, long j, long end, float *acc) {
+    for (; j + 8 <= end; j += 8)
+        for (int u = 0; u < 8; u++) { float t = a[j + u] + b[j + u]; acc[u] += t * t; }
+    for (; j < end; j++) { float t = a[j] + b[j]; acc[0] += t * t; }
+    double total = 0;
+    for (int u = 0; u < 8; u++) total += acc[u];
+    return total;
+}
+static double sse_tail(const float *a, const float *b, long j, long end, float *acc) {
+    for (; j + 8 <= end; j += 8)
+        for (int u = 0; u < 8; u++) { float t = a[j + u] - b[j + u]; acc[u] += t * t; }
+    for (; j < end; j++) { float t = a[j] - b[j]; acc[0] += t * t; }
+    double total = 0;
+    for (int u = 0; u < 8; u++) total += acc[u];
+    return total;
+}
+QK_SUM512(dot, _mm512_mul_ps(va, vb))
+QK_SUM512(sum_sq_of_sum, _mm512_mul_ps(_mm512_add_ps(va, vb), _mm512_add_ps(va, vb)))
+QK_SUM512(sse, _mm512_mul_ps(_mm512_sub_ps(va, vb), _mm512_sub_ps(va, vb)))
+#endif
+
+double qk_dot(const float *a, const float *b, long n) {
+#if defined(__x86_64__)
+    if (has_avx512f()) return dot_avx512(a, b, n);
+#endif
+    return dot_portable(a, b, n);
+}
+double qk_sum_sq_of_sum(const float *a, const float *b, long n) {
+#if defined(__x86_64__)
+    if (has_avx512f()) return sum_sq_of_sum_avx512(a, b, n);
+#endif
+    return sum_sq_of_sum_portable(a, b, n);
+}
+double qk_sse(const float *a, const float *b, long n) {
+#if defined(__x86_64__)
+    if (has_avx512f()) return sse_avx512(a, b, n);
+#endif
+    return sse_portable(a, b, n);
+}
+double qk_dot_portable(const float *a, const float *b, long n) { return dot_portable(a, b, n); }
+double qk_sum_sq_of_sum_portable(const float *a, const float *b, long n) { return sum_sq_of_sum_portable(a, b, n); }
+double qk_sse_portable(const float *a, const float *b, long n) { return sse_portable(a, b, n); }

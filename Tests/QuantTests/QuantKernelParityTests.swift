@@ -44,4 +44,13 @@ import CQuantKernels
             #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(rows)×\(cols)")
         }
     }
+
+    @Test func sumsMatchPortable() {
+        for n in [0, 1, 7, 16, 31, 512, 513, 5000] {
+            let a = Self.data(n, seed: 3).map { $0.isFinite ? $0 : 1 }, b = Self.data(n, seed: 4).map { $0.isFinite ? $0 : -2 }
+            #expect(qk_dot(a, b, n).bitPattern == qk_dot_portable(a, b, n).bitPattern, "dot n \(n)")
+            #expect(qk_sum_sq_of_sum(a, b, n).bitPattern == qk_sum_sq_of_sum_portable(a, b, n).bitPattern, "sum² n \(n)")
+            #expect(qk_sse(a, b, n).bitPattern == qk_sse_portable(a, b, n).bitPattern, "sse n \(n)")
+        }
+    }
 }

@@ -41,6 +41,10 @@ double qk_dot(const float *a, const float *b, long n);
 double qk_sum_sq_of_sum(const float *a, const float *b, long n);
 /* sum (a[i]-b[i])^2 */
 double qk_sse(const float *a, const float *b, long n);
+/* The portable forms of the three sums (the dispatched ones equal them bit for bit). */
+double qk_dot_portable(const float *a, const float *b, long n);
+double qk_sum_sq_of_sum_portable(const float *a, const float *b, long n);
+double qk_sse_portable(const float *a, const float *b, long n);
 
 #ifdef __cplusplus
 }
