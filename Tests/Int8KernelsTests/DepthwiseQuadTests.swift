@@ -1,0 +1,105 @@
+import CInt8Kernels
+import Testing
+@testable import Int8Kernels
+
+/// The depthwise tap-quad path (int8 weights, `i8k_dwq_*`) and the high-half single-rounding output stage it and the
+/// GEMM epilogue use, against the naive conv, bit for bit on every ISA.
+@Suite("Depthwise conv through tap quads, bit-exact")
+struct DepthwiseQuadTests {
+    /// The shared stages plus single-rounding ones outside the high-half form's shift range [−21, −2]: shift −1 and
+    /// below −21 on some channels only (mixed vectors), and a ReLU6-like clamp.
+    static func quadStages(n: Int, _ rng: inout SplitMix) -> [(String, OutputStage)] {
+        var list = stages(n: n, &rng)
+        let mixed = (0..<n).map { i in try! QuantizedMultiplier([0.7, 1e-8, 0.003, 0.4][i % 4]) }
+        let tiny = (0..<n).map { _ in try! QuantizedMultiplier(Double.random(in: 1e-9...1e-7, using: &rng)) }
+        let mid = (0..<n).map { _ in try! QuantizedMultiplier(Double.random(in: 0.0005...0.3, using: &rng)) }
+        list.append(("uint8 single, shifts -1 and < -21 mixed in", .requantize(multipliers: mixed, rounding: .singleRounding, zeroPoint: 7, qmin: 0, qmax: 255, unsigned: true)))
+        list.append(("int8 single, tiny multipliers", .requantize(multipliers: tiny, rounding: .singleRounding, zeroPoint: -3, qmin: -128, qmax: 127, unsigned: false)))
+        list.append(("uint8 single relu6-like", .requantize(multipliers: mid, rounding: .singleRounding, zeroPoint: 0, qmin: 0, qmax: 170, unsigned: true)))
+        list.append(("int8 single, zero point -128", .requantize(multipliers: mid, rounding: .singleRounding, zeroPoint: -128, qmin: -128, qmax: 127, unsigned: false)))
+        return list
+    }
+
+    @Test("3x3 / 5x5, strides 1-2, odd widths, uneven padding, channels not a multiple of 16", arguments: testISAs)
+    func quads(isa: KernelISA) throws {
+        var rng = SplitMix(4242)
+        // (kernel, stride, inH, inW, C, pads top/left/bottom/right, dilationH)
+        let cases: [(Int, Int, Int, Int, Int, (Int, Int, Int, Int), Int)] = [
+            (3, 1, 9, 7, 17, (1, 1, 1, 1), 1),
+            (3, 1, 11, 13, 40, (0, 1, 1, 0), 1),
+            (3, 1, 6, 5, 3, (1, 0, 0, 1), 1),
+            (5, 1, 10, 9, 33, (2, 2, 2, 2), 1),
+            (5, 2, 13, 11, 144, (2, 1, 2, 3), 1),
+            (5, 2, 9, 8, 16, (1, 2, 2, 1), 1),
+            (5, 1, 7, 7, 200, (2, 2, 2, 2), 1),
+            (3, 1, 8, 9, 21, (2, 1, 2, 1), 2),
+            // several row chunks and group chunks (the scratch budget splits them)
+            (5, 1, 40, 37, 72, (2, 2, 2, 2), 1),
+            (3, 1, 61, 59, 48, (1, 1, 1, 1), 1),
+        ]
+        for (k, s, h, w, c, pad, dh) in cases {
+            var g = ConvGeometry(inH: h, inW: w, inC: c, outC: c, kernelH: k, kernelW: k, stride: s, groups: c)
+            (g.padTop, g.padLeft, g.padBottom, g.padRight) = pad
+            g.dilationH = dh
+            var wts = (0..<(k * k * c)).map { _ in Int16.random(in: -128...127, using: &rng) }
+            wts[0] = -128; wts[wts.count - 1] = 127
+            let dw = try DepthwiseConv2DInt8(geometry: g, weights16: wts)
+            #expect(dw.quadWeights != nil)
+            var w32 = [Int32](repeating: 0, count: c * k * k)
+            for o in 0..<c { for t in 0..<(k * k) { w32[o * k * k + t] = Int32(wts[t * c + o]) } }
+            for (fill, signed, z) in [(nil, false, Int32(100)), (UInt8(255), false, Int32(0)), (nil, false, Int32(255)),
+                                      (nil, true, Int32(-128)), (nil, true, Int32(17)), (UInt8(127), true, Int32(-128))] {
+                let input = fill.map { [UInt8](repeating: $0, count: h * w * c) } ?? randomU8(h * w * c, &rng)
+                let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
+                let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
+                let bias = (0..<c).map { _ in Int32.random(in: -30000...30000, using: &rng) }
+                for (name, stage) in Self.quadStages(n: c, &rng) {
+                    let ref = applyStage(acc, rows: g.outH * g.outW, n: c, bias: bias, stage: stage)
+                    for threads in [1, 2] {
+                        var got = outputBytes(stage, count: g.outH * g.outW * c)
+                        try input.withUnsafeBufferPointer { ib in
+                            try got.withUnsafeMutableBytes { ob in
+                                try dw.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+                            }
+                        }
+                        #expect(firstDifference(got, ref) == nil, "isa \(isa) dw \(k)x\(k) s\(s) \(h)x\(w)x\(c) pad \(pad) dh \(dh) \(act) \(name) threads \(threads)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("weights outside int8, x dilation and 3-wide stride 2 keep the tap-pair kernel")
+    func fallback() throws {
+        let g = ConvGeometry(inH: 6, inW: 6, inC: 4, outC: 4, kernelH: 3, kernelW: 3, stride: 1, pad: 1, groups: 4)
+        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: [Int16](repeating: 128, count: 36)).quadWeights == nil)
+        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: [Int16](repeating: -128, count: 36)).quadWeights != nil)
+        var d = g; d.dilationW = 2
+        #expect(try DepthwiseConv2DInt8(geometry: d, weights16: [Int16](repeating: 1, count: 36)).quadWeights == nil)
+        var s2 = g; s2.strideW = 2
+        #expect(try DepthwiseConv2DInt8(geometry: s2, weights16: [Int16](repeating: 1, count: 36)).quadWeights == nil)
+    }
+
+    @Test("1x1 conv (GEMM epilogue) with the single-rounding stages", arguments: testISAs)
+    func gemmStages(isa: KernelISA) throws {
+        var rng = SplitMix(77)
+        for (k, n) in [(16, 96), (24, 35), (27, 32)] {
+            let g = ConvGeometry(inH: 5, inW: 7, inC: k, outC: n, kernelH: 1, kernelW: 1)
+            let w = randomS8(n * k, &rng)
+            let conv = try Conv2DInt8(geometry: g, weights: w)
+            let input = randomU8(g.inH * g.inW * k, &rng)
+            let bias = (0..<n).map { _ in Int32.random(in: -3000...3000, using: &rng) }
+            let acc = naiveConvAcc(g, input: input, signed: false, zero: 9, weights: w)
+            for (name, stage) in Self.quadStages(n: n, &rng) {
+                let ref = applyStage(acc, rows: g.outH * g.outW, n: n, bias: bias, stage: stage)
+                var got = outputBytes(stage, count: g.outH * g.outW * n)
+                try input.withUnsafeBufferPointer { ib in
+                    try got.withUnsafeMutableBytes { ob in
+                        try conv.run(input: ib.baseAddress!, activation: .uint8(zeroPoint: 9), bias: bias, output: stage, dst: ob.baseAddress!, isa: isa)
+                    }
+                }
+                #expect(firstDifference(got, ref) == nil, "isa \(isa) 1x1 k\(k) n\(n) \(name)")
+            }
+        }
+    }
+}
