@@ -388,22 +388,33 @@ void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_z
 }
 
 /* ---------------- depthwise through tap quads (see cint8kernels.h) ---------------- */
-size_t i8k_dwq_weights_size(size_t KH, size_t KW, size_t C) { return ((C + 15) / 16) * KH * ((KW + 3) / 4) * 64; }
+size_t i8k_dwq_weights_size(size_t KH, size_t KW, size_t C) { return ((C + 15) / 16) * 2 * KH * ((KW + 3) / 4) * 64; }
 
-int i8k_dwq_pack(const int16_t *w, size_t KH, size_t KW, size_t C, int8_t *dst, int32_t *wsum) {
+int i8k_dwq_pack(const int16_t *w, size_t KH, size_t KW, size_t C, int8_t *dst, int32_t *wsum, uint8_t *wide) {
     for (size_t t = 0; t < KH * KW * C; t++)
-        if (w[t] < -128 || w[t] > 127) return 0;
-    const size_t G = (C + 15) / 16, QX = (KW + 3) / 4;
+        if (w[t] < -255 || w[t] > 255) return 0;
+    const size_t G = (C + 15) / 16, QX = (KW + 3) / 4, B = KH * QX * 64;
     memset(dst, 0, i8k_dwq_weights_size(KH, KW, C));
-    for (size_t c = 0; c < G * 16; c++) wsum[c] = 0;
-    for (size_t c = 0; c < C; c++) {
-        const size_t g = c / 16, l = c % 16;
-        for (size_t ky = 0; ky < KH; ky++)
-            for (size_t kx = 0; kx < KW; kx++) {
-                const int16_t v = w[(ky * KW + kx) * C + c];
-                dst[((g * KH + ky) * QX + kx / 4) * 64 + l * 4 + kx % 4] = (int8_t)v;
-                wsum[c] += v;
-            }
+    for (size_t g = 0; g < G; g++) {
+        int fits = 1;
+        for (size_t c = g * 16; c < C && c < g * 16 + 16; c++)
+            for (size_t t = 0; t < KH * KW; t++)
+                if (w[t * C + c] < -128 || w[t * C + c] > 127) fits = 0;
+        wide[g] = (uint8_t)!fits;
+        for (size_t l = 0; l < 16; l++) {
+            const size_t c = g * 16 + l;
+            wsum[c] = 0;
+            if (c >= C) continue;
+            for (size_t ky = 0; ky < KH; ky++)
+                for (size_t kx = 0; kx < KW; kx++) {
+                    const int16_t v = w[(ky * KW + kx) * C + c];
+                    const size_t at = g * 2 * B + (ky * QX + kx / 4) * 64 + l * 4 + kx % 4;
+                    /* wide: v = 2 * (v >> 1) + (v & 1), both parts in int8 for v in [-255, 255] */
+                    dst[at] = (int8_t)(fits ? v : v >> 1);
+                    dst[at + B] = (int8_t)(fits ? 0 : v & 1);
+                    wsum[c] += v;
+                }
+        }
     }
     return 1;
 }
@@ -430,7 +441,7 @@ static void dwq_quads_portable(const uint8_t *in, int a_signed, int32_t a_zero, 
 }
 
 static void dwconv_quads_portable(const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
-                                  const int32_t *wsum, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps,
+                                  const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps,
                                   size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out,
                                   void *dst) {
     i8k_output o = i8k_dw_output(out);
@@ -446,8 +457,10 @@ static void dwconv_quads_portable(const uint8_t *quads, int a_signed, int32_t a_
                         const uint8_t *row = quads + (((oy - oy0) * sh + ky * dh) * ng + g - g0) * nq * 64;
                         for (size_t j = 0; j < QX; j++) {
                             const uint8_t *x = row + ((ox * sw + 4 * j) / ps) * 64 + l * 4;
-                            const int8_t *wv = wq + ((g * KH + ky) * QX + j) * 64 + l * 4;
-                            for (size_t e = 0; e < 4; e++) s += (uint32_t)((int32_t)x[e] * (int32_t)wv[e]);
+                            const int8_t *wv = wq + (g * 2 * KH * QX + ky * QX + j) * 64 + l * 4;
+                            const int32_t f = wide[g] ? 2 : 1;
+                            for (size_t e = 0; e < 4; e++)
+                                s += (uint32_t)((int32_t)x[e] * (f * (int32_t)wv[e] + (int32_t)wv[e + KH * QX * 64]));
                         }
                     }
                     i8k_out_scalar(&o, (int32_t)s, c, dst, (oy * OW + ox) * C + c);
@@ -467,16 +480,16 @@ void i8k_dwq_quads(int isa, const uint8_t *in, int a_signed, int32_t a_zero, siz
 }
 
 void i8k_dwconv_quads(int isa, const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
-                      const int32_t *wsum, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps, size_t nq,
+                      const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps, size_t nq,
                       size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out, void *dst) {
 #ifdef I8K_X86
     if (isa == I8K_ISA_AVX512VNNI) {
-        i8k_dwconv_quads_avx512(quads, a_signed, a_zero, C, wq, wsum, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
+        i8k_dwconv_quads_avx512(quads, a_signed, a_zero, C, wq, wsum, wide, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
         return;
     }
 #endif
     (void)isa;
-    dwconv_quads_portable(quads, a_signed, a_zero, C, wq, wsum, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
+    dwconv_quads_portable(quads, a_signed, a_zero, C, wq, wsum, wide, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
 }
 
 /* ---------------- packing (layout decided by the Swift PanelGeometry: panels of 48 columns, the last

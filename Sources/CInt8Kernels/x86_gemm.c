@@ -1099,7 +1099,7 @@ T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, 
                 else d = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, row + (size_t)px * C));
                 acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), d);
                 if (skip == 0) {
-                    _mm512_storeu_si512(q + --k, _mm512_xor_si512(acc, flip));
+                    _mm512_storeu_si512(q + --k, a_signed ? _mm512_xor_si512(acc, flip) : acc);
                     if (k == 0) break;
                     skip = ps;
                 }
@@ -1110,27 +1110,34 @@ T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, 
     }
 }
 
-/* one group of 16 channels over rows [oy0, oy1): KH x QX dot products a pixel, weights held in registers (KHc, QXc > 0:
- * unrolled shapes), then the fused output stage (Q8S: single-rounding requantization to 8 bits, no kind dispatch) */
-I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int Q8S, const uint8_t *qg, size_t qrow, const int8_t *wg,
-                                  __m512i init, size_t KH, size_t QX, size_t sh, size_t dh, size_t xs, size_t js, size_t OW,
-                                  size_t oy0, size_t oy1, const ep512 *ep, char *dst, size_t C, size_t es) {
-    const size_t kh = KHc ? (size_t)KHc : KH, qx = QXc ? (size_t)QXc : QX;
+/* one group of 16 channels over rows [oy0, oy1): KH x QX dot products a pixel (WIDE: twice, against w >> 1 and w & 1),
+ * then the fused output stage (Q8S: single-rounding requantization to 8 bits, no kind dispatch). KHc, QXc > 0: unrolled
+ * shapes with the weights held in registers. */
+I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int WIDE, const int Q8S, const uint8_t *qg, size_t qrow,
+                                  const int8_t *wg, __m512i init, size_t KH, size_t QX, size_t sh, size_t dh, size_t xs, size_t js,
+                                  size_t OW, size_t oy0, size_t oy1, const ep512 *ep, char *dst, size_t C, size_t es) {
+    const size_t kh = KHc ? (size_t)KHc : KH, qx = QXc ? (size_t)QXc : QX, B = kh * qx * 64;
     __m512i wr[25];
-    if (KHc)
+    if (KHc && !WIDE)
         for (size_t t = 0; t < kh * qx; t++) wr[t] = _mm512_loadu_si512(wg + t * 64);
     for (size_t oy = oy0; oy < oy1; oy++) {
         const uint8_t *q0 = qg + (oy - oy0) * sh * qrow;
         char *d = dst + oy * OW * C * es;
         for (size_t ox = 0; ox < OW; ox++, d += C * es) {
             const uint8_t *qp = q0 + ox * xs * 64;
-            __m512i acc = init;
+            __m512i acc = init, hi = _mm512_setzero_si512();
             for (size_t ky = 0; ky < kh; ky++)
                 for (size_t j = 0; j < qx; j++) {
                     const __m512i x = _mm512_loadu_si512(qp + ky * dh * qrow + j * js * 64);
-                    const __m512i w = KHc ? wr[ky * qx + j] : _mm512_loadu_si512(wg + (ky * qx + j) * 64);
-                    acc = _mm512_dpbusd_epi32(acc, x, w);
+                    const size_t t = ky * qx + j;
+                    if (WIDE) {
+                        hi = _mm512_dpbusd_epi32(hi, x, _mm512_loadu_si512(wg + t * 64));
+                        acc = _mm512_dpbusd_epi32(acc, x, _mm512_loadu_si512(wg + B + t * 64));
+                    } else {
+                        acc = _mm512_dpbusd_epi32(acc, x, KHc ? wr[t] : _mm512_loadu_si512(wg + t * 64));
+                    }
                 }
+            if (WIDE) acc = _mm512_add_epi32(acc, _mm512_slli_epi32(hi, 1));
             if (Q8S) { ep512_q8s(ep, 0, acc, d); continue; }
             switch (ep->kind) {
             case I8K_OUT_INT32: ep512_i32(ep, 0, acc, d); break;
@@ -1142,9 +1149,9 @@ I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int Q8S, c
 }
 
 T512 void i8k_dwconv_quads_avx512(const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
-                                  const int32_t *wsum, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps,
-                                  size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out,
-                                  void *dst) {
+                                  const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh,
+                                  size_t ps, size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1,
+                                  const i8k_output *out, void *dst) {
     i8k_output o = i8k_dw_output(out);
     const size_t QX = (KW + 3) / 4, ng = g1 - g0, es = i8k_out_elsize(&o);
     const size_t qrow = ng * nq * 64;                       /* bytes from one quad row to the next */
@@ -1158,12 +1165,18 @@ T512 void i8k_dwconv_quads_avx512(const uint8_t *quads, int a_signed, int32_t a_
         /* accumulators start at bias − z·Σ_t w_t: the quads hold x (padding = z), not x − z */
         const __m512i init = _mm512_add_epi32(ep.add[0], _mm512_mullo_epi32(negz, _mm512_loadu_si512(wsum + g * 16)));
         const uint8_t *qg = quads + (g - g0) * nq * 64;
-        const int8_t *wg = wq + g * KH * QX * 64;
+        const int8_t *wg = wq + g * 2 * KH * QX * 64;
         char *d = (char *)dst + g * 16 * es;
-#define DWQ(KHV, QXV, Q8) dwq_group512(KHV, QXV, Q8, qg, qrow, wg, init, KH, QX, sh, dh, xs, js, OW, oy0, oy1, &ep, d, C, es)
-        if (KH == 3 && QX == 1) { if (q8s) DWQ(3, 1, 1); else DWQ(3, 1, 0); }
-        else if (KH == 5 && QX == 2) { if (q8s) DWQ(5, 2, 1); else DWQ(5, 2, 0); }
-        else DWQ(0, 0, 0);
+#define DWQ(KHV, QXV, WV, Q8) dwq_group512(KHV, QXV, WV, Q8, qg, qrow, wg, init, KH, QX, sh, dh, xs, js, OW, oy0, oy1, &ep, d, C, es)
+        if (wide[g]) {
+            if (KH == 3 && QX == 1) { if (q8s) DWQ(3, 1, 1, 1); else DWQ(3, 1, 1, 0); }
+            else if (KH == 5 && QX == 2) { if (q8s) DWQ(5, 2, 1, 1); else DWQ(5, 2, 1, 0); }
+            else DWQ(0, 0, 1, 0);
+        } else {
+            if (KH == 3 && QX == 1) { if (q8s) DWQ(3, 1, 0, 1); else DWQ(3, 1, 0, 0); }
+            else if (KH == 5 && QX == 2) { if (q8s) DWQ(5, 2, 0, 1); else DWQ(5, 2, 0, 0); }
+            else DWQ(0, 0, 0, 0);
+        }
 #undef DWQ
     }
 }

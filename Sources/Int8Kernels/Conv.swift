@@ -147,10 +147,10 @@ public struct DepthwiseConv2DInt8: Sendable {
     public let weights: [Int16]
     /// The same weights in tap pairs for the AVX-512 kernel (`i8k_dw_pack`).
     let packedPairs: [Int16]
-    /// The same weights as horizontal tap quads (`i8k_dwq_pack`) with their per-channel sums, when they fit int8 and the
-    /// quad path pays: no dilation along x, and stride 1 or a 5-wide kernel (for a 3-wide kernel at stride 2 building
+    /// The same weights as horizontal tap quads (`i8k_dwq_pack`) with their per-channel sums and wide-group flags, when
+    /// the quad path pays: no dilation along x, and stride 1 or a 5-wide kernel (for a 3-wide kernel at stride 2 building
     /// the quads costs more than they save). nil: the tap-pair kernel.
-    let quadWeights: (weights: [Int8], sums: [Int32])?
+    let quadWeights: (weights: [Int8], sums: [Int32], wide: [UInt8])?
 
     public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
         try self.init(geometry: g, weights16: weights.map { Int16($0) })
@@ -171,7 +171,8 @@ public struct DepthwiseConv2DInt8: Sendable {
         if g.dilationW == 1 && (g.strideW == 1 || g.kernelW >= 5) {
             var q = [Int8](repeating: 0, count: i8k_dwq_weights_size(g.kernelH, g.kernelW, g.inC))
             var sums = [Int32](repeating: 0, count: (g.inC + 15) / 16 * 16)
-            quadWeights = i8k_dwq_pack(weights, g.kernelH, g.kernelW, g.inC, &q, &sums) != 0 ? (q, sums) : nil
+            var wide = [UInt8](repeating: 0, count: (g.inC + 15) / 16)
+            quadWeights = i8k_dwq_pack(weights, g.kernelH, g.kernelW, g.inC, &q, &sums, &wide) != 0 ? (q, sums, wide) : nil
         } else {
             quadWeights = nil
         }
@@ -215,7 +216,7 @@ public struct DepthwiseConv2DInt8: Sendable {
 
     /// The quad path: work items of (output rows × channel groups of 16), each building the quads of the input rows it
     /// reads into a scratch buffer that stays in L2 (neighbouring row chunks rebuild the rows they share), then the conv.
-    private func runQuads(_ q: (weights: [Int8], sums: [Int32]), input: UnsafePointer<UInt8>, signed: Int32, zero z: Int32,
+    private func runQuads(_ q: (weights: [Int8], sums: [Int32], wide: [UInt8]), input: UnsafePointer<UInt8>, signed: Int32, zero z: Int32,
                           params: OutputParams, dst: UnsafeMutableRawPointer, isa: KernelISA, threads: Int) {
         let g = geometry
         let groups = (g.inC + 15) / 16
@@ -239,19 +240,22 @@ public struct DepthwiseConv2DInt8: Sendable {
         nonisolated(unsafe) let dst = dst
         q.weights.withUnsafeBufferPointer { wb in
             q.sums.withUnsafeBufferPointer { sb in
-                nonisolated(unsafe) let w = wb.baseAddress!
-                nonisolated(unsafe) let s = sb.baseAddress!
-                withUnsafePointer(to: &params.raw) { op in
-                    nonisolated(unsafe) let op = op
-                    parallelFor(rChunks * gChunks, threads: threads) { t in
-                        let oy0 = (t / gChunks) * rows, oy1 = min(g.outH, oy0 + rows)
-                        let g0 = (t % gChunks) * gs, g1 = min(groups, g0 + gs)
-                        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes(oy1 - oy0, g1 - g0))
-                        defer { scratch.deallocate() }
-                        i8k_dwq_quads(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, oy0 * g.strideH - g.padTop, inRows(oy1 - oy0),
-                                      -g.padLeft, ps, nq, g0, g1, scratch)
-                        i8k_dwconv_quads(isa.rawValue, scratch, signed, z, g.inC, w, s, g.kernelH, g.kernelW, g.strideH, g.strideW,
-                                         g.dilationH, ps, nq, g.outW, oy0, oy1, g0, g1, op, dst)
+                q.wide.withUnsafeBufferPointer { fb in
+                    nonisolated(unsafe) let w = wb.baseAddress!
+                    nonisolated(unsafe) let s = sb.baseAddress!
+                    nonisolated(unsafe) let f = fb.baseAddress!
+                    withUnsafePointer(to: &params.raw) { op in
+                        nonisolated(unsafe) let op = op
+                        parallelFor(rChunks * gChunks, threads: threads) { t in
+                            let oy0 = (t / gChunks) * rows, oy1 = min(g.outH, oy0 + rows)
+                            let g0 = (t % gChunks) * gs, g1 = min(groups, g0 + gs)
+                            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes(oy1 - oy0, g1 - g0))
+                            defer { scratch.deallocate() }
+                            i8k_dwq_quads(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, oy0 * g.strideH - g.padTop,
+                                          inRows(oy1 - oy0), -g.padLeft, ps, nq, g0, g1, scratch)
+                            i8k_dwconv_quads(isa.rawValue, scratch, signed, z, g.inC, w, s, f, g.kernelH, g.kernelW, g.strideH,
+                                             g.strideW, g.dilationH, ps, nq, g.outW, oy0, oy1, g0, g1, op, dst)
+                        }
                     }
                 }
             }

@@ -2,7 +2,7 @@ import CInt8Kernels
 import Testing
 @testable import Int8Kernels
 
-/// The depthwise tap-quad path (int8 weights, `i8k_dwq_*`) and the high-half single-rounding output stage it and the
+/// The depthwise tap-quad path (`i8k_dwq_*`, int8 and two-part weight groups) and the high-half single-rounding output stage it and the
 /// GEMM epilogue use, against the naive conv, bit for bit on every ISA.
 @Suite("Depthwise conv through tap quads, bit-exact")
 struct DepthwiseQuadTests {
@@ -41,8 +41,11 @@ struct DepthwiseQuadTests {
             var g = ConvGeometry(inH: h, inW: w, inC: c, outC: c, kernelH: k, kernelW: k, stride: s, groups: c)
             (g.padTop, g.padLeft, g.padBottom, g.padRight) = pad
             g.dilationH = dh
+            // int8 weights, except for some groups of 16 channels that also hold ±255 (the two-part "wide" form)
             var wts = (0..<(k * k * c)).map { _ in Int16.random(in: -128...127, using: &rng) }
             wts[0] = -128; wts[wts.count - 1] = 127
+            for ch in stride(from: 16, to: c, by: 48) { wts[ch] = 255; wts[(k * k - 1) * c + ch] = -255 }
+            if c < 16 { wts[1 % c] = 255 }
             let dw = try DepthwiseConv2DInt8(geometry: g, weights16: wts)
             #expect(dw.quadWeights != nil)
             var w32 = [Int32](repeating: 0, count: c * k * k)
@@ -69,15 +72,17 @@ struct DepthwiseQuadTests {
         }
     }
 
-    @Test("weights outside int8, x dilation and 3-wide stride 2 keep the tap-pair kernel")
+    @Test("x dilation and 3-wide stride 2 keep the tap-pair kernel; groups outside int8 take the two-part form")
     func fallback() throws {
-        let g = ConvGeometry(inH: 6, inW: 6, inC: 4, outC: 4, kernelH: 3, kernelW: 3, stride: 1, pad: 1, groups: 4)
-        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: [Int16](repeating: 128, count: 36)).quadWeights == nil)
-        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: [Int16](repeating: -128, count: 36)).quadWeights != nil)
+        let g = ConvGeometry(inH: 6, inW: 6, inC: 20, outC: 20, kernelH: 3, kernelW: 3, stride: 1, pad: 1, groups: 20)
+        var w = [Int16](repeating: -128, count: 180)
+        w[9 * 20 - 1] = 128
+        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: w).quadWeights?.wide == [0, 1])
+        #expect(try DepthwiseConv2DInt8(geometry: g, weights16: [Int16](repeating: 127, count: 180)).quadWeights?.wide == [0, 0])
         var d = g; d.dilationW = 2
-        #expect(try DepthwiseConv2DInt8(geometry: d, weights16: [Int16](repeating: 1, count: 36)).quadWeights == nil)
+        #expect(try DepthwiseConv2DInt8(geometry: d, weights16: [Int16](repeating: 1, count: 180)).quadWeights == nil)
         var s2 = g; s2.strideW = 2
-        #expect(try DepthwiseConv2DInt8(geometry: s2, weights16: [Int16](repeating: 1, count: 36)).quadWeights == nil)
+        #expect(try DepthwiseConv2DInt8(geometry: s2, weights16: [Int16](repeating: 1, count: 180)).quadWeights == nil)
     }
 
     @Test("1x1 conv (GEMM epilogue) with the single-rounding stages", arguments: testISAs)
