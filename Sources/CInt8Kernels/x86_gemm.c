@@ -3,6 +3,7 @@
 #ifdef I8K_X86
 #include <immintrin.h>
 #include <limits.h>
+#include <stdlib.h>
 
 /* ======================= output stages ======================= */
 /* m_min: lanes where the multiplier is INT32_MIN (only those can hit the single SRDHM overflow case) */
@@ -238,7 +239,7 @@ typedef struct {
     __mmask16 mk[3], m_min[3];
     int any_left[3];
     int t32[3];                           /* single rounding: every shift count 31 − shift >= 32 in this vector */
-    int hi32[3];                          /* single rounding, every shift in [−21, −2]: the high-half form below */
+    int hi32[3];                          /* single rounding, shifts in [−1 − hmax, −2] (ep512_setup): the high-half form */
     __m512i hrnd[3], hsh[3], qmin, qmax;  /* its addend 2^(t−33) + zp·2^(t−32) and shift t − 32 (t = 31 − shift) */
     int kind, rounding, has_fb;
     const int32_t *row_sum;               /* weight zero-point term: rc[j] * row_sum[i] (NULL: none) */
@@ -293,9 +294,12 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
             /* shift <= −1 on every valid lane: |v·M| < 2^62 and t >= 32 leave |result| <= 2^30 + 1, so no saturation */
             e->t32[j] = _mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-1)) == 0;
-            /* shift in [−21, −2] on every valid lane: t − 32 in [1, 20], so the addend and the high half stay in int32 */
+            /* shift <= −2 (t − 32 = h >= 1) on every valid lane, and h small enough that the addend
+             * 2^(h−1)·(1 + 2·zp) plus the high half (|hi32(P)| <= 2^30) stays in int32 */
+            int hmax = 1;
+            while (hmax < 30 && ((int64_t)1 << hmax) * llabs(1 + 2 * (int64_t)o->out_zero) < ((int64_t)1 << 30)) hmax++;
             e->hi32[j] = (_mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-2)) |
-                          _mm512_mask_cmplt_epi32_mask(mk, sh, _mm512_set1_epi32(-21))) == 0;
+                          _mm512_mask_cmplt_epi32_mask(mk, sh, _mm512_set1_epi32(-1 - hmax))) == 0;
             if (e->hi32[j]) {
                 const __m512i h = _mm512_mask_sub_epi32(_mm512_set1_epi32(1), mk, _mm512_set1_epi32(-1), sh);
                 e->hsh[j] = h;
@@ -1070,6 +1074,28 @@ T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t 
 /* ======================= depthwise through tap quads (AVX-512 VNNI vpdpbusd) ======================= */
 /* Quads of one input row and channel group, right to left: Q(p) = (Q(p + 1) << 8) | x[p] per dword, so each pixel is
  * loaded and widened once (one vpmovzxbd) and every position costs a shift and an or. */
+I8K_INLINE T512 __m512i dwq_pixel512(const int FULL, const uint8_t *p, __mmask16 mk) {
+    return _mm512_cvtepu8_epi32(FULL ? _mm_loadu_si128((const __m128i *)p) : _mm_maskz_loadu_epi8(mk, p));
+}
+/* step 1 (every position stored): padding on the right, the in-bounds pixels without a branch, padding on the left */
+I8K_INLINE T512 void dwq_row_step1(const int XS, const int FULL, const uint8_t *row, size_t W, size_t C, __mmask16 mk, long p0,
+                                   size_t nq, __m512i padd, __m512i flip, __m512i *q) {
+    const long plast = p0 + (long)nq - 1;
+    __m512i acc = _mm512_setzero_si512();
+    for (long px = plast + 3; px > plast; px--)
+        acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), px < 0 || px >= (long)W ? padd : dwq_pixel512(FULL, row + (size_t)px * C, mk));
+#define DWQ_STORE(px) _mm512_storeu_si512(q + ((px) - p0), XS ? _mm512_xor_si512(acc, flip) : acc)
+    long px = plast;
+    for (; px >= p0 && px >= (long)W; px--) { acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), padd); DWQ_STORE(px); }
+    const long lo = p0 > 0 ? p0 : 0;
+    for (; px >= lo; px--) {
+        acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), dwq_pixel512(FULL, row + (size_t)px * C, mk));
+        DWQ_STORE(px);
+    }
+    for (; px >= p0; px--) { acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), padd); DWQ_STORE(px); }
+#undef DWQ_STORE
+}
+
 T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
                                size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst) {
     const uint32_t flipb = a_signed ? 0x80u : 0u, padb = ((uint32_t)a_zero & 0xFFu);
@@ -1088,6 +1114,11 @@ T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, 
             const size_t cn = C - g * 16 < 16 ? C - g * 16 : 16;
             const __mmask16 mk = (__mmask16)((1u << cn) - 1);
             const uint8_t *row = in + (size_t)iy * W * C + g * 16;
+            if (ps == 1) {
+                if (a_signed) { if (cn == 16) dwq_row_step1(1, 1, row, W, C, mk, p0, nq, padd, flip, q); else dwq_row_step1(1, 0, row, W, C, mk, p0, nq, padd, flip, q); }
+                else { if (cn == 16) dwq_row_step1(0, 1, row, W, C, mk, p0, nq, padd, flip, q); else dwq_row_step1(0, 0, row, W, C, mk, p0, nq, padd, flip, q); }
+                continue;
+            }
             /* pixels plast + 3 down to p0 (the first three only fill the quad); position k is p0 + k * ps */
             __m512i acc = _mm512_setzero_si512();
             long px = plast + 3;
@@ -1095,8 +1126,8 @@ T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, 
             for (;;) {
                 __m512i d;
                 if (px < 0 || px >= (long)W) d = padd;
-                else if (cn == 16) d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + (size_t)px * C)));
-                else d = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, row + (size_t)px * C));
+                else if (cn == 16) d = dwq_pixel512(1, row + (size_t)px * C, mk);
+                else d = dwq_pixel512(0, row + (size_t)px * C, mk);
                 acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), d);
                 if (skip == 0) {
                     _mm512_storeu_si512(q + --k, a_signed ? _mm512_xor_si512(acc, flip) : acc);
@@ -1117,9 +1148,14 @@ I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int WIDE, 
                                   const int8_t *wg, __m512i init, size_t KH, size_t QX, size_t sh, size_t dh, size_t xs, size_t js,
                                   size_t OW, size_t oy0, size_t oy1, const ep512 *ep, char *dst, size_t C, size_t es) {
     const size_t kh = KHc ? (size_t)KHc : KH, qx = QXc ? (size_t)QXc : QX, B = kh * qx * 64;
-    __m512i wr[25];
-    if (KHc && !WIDE)
-        for (size_t t = 0; t < kh * qx; t++) wr[t] = _mm512_loadu_si512(wg + t * 64);
+    /* weights in registers: all of them, but for the two-part form only when small (3x3: 6 vectors) */
+    const int HOLD = KHc && (!WIDE || KHc * QXc <= 3);
+    __m512i wr[25], wl[3];
+    if (HOLD)
+        for (size_t t = 0; t < kh * qx; t++) {
+            wr[t] = _mm512_loadu_si512(wg + t * 64);
+            if (WIDE) wl[t] = _mm512_loadu_si512(wg + B + t * 64);
+        }
     for (size_t oy = oy0; oy < oy1; oy++) {
         const uint8_t *q0 = qg + (oy - oy0) * sh * qrow;
         char *d = dst + oy * OW * C * es;
@@ -1131,10 +1167,10 @@ I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int WIDE, 
                     const __m512i x = _mm512_loadu_si512(qp + ky * dh * qrow + j * js * 64);
                     const size_t t = ky * qx + j;
                     if (WIDE) {
-                        hi = _mm512_dpbusd_epi32(hi, x, _mm512_loadu_si512(wg + t * 64));
-                        acc = _mm512_dpbusd_epi32(acc, x, _mm512_loadu_si512(wg + B + t * 64));
+                        hi = _mm512_dpbusd_epi32(hi, x, HOLD ? wr[t] : _mm512_loadu_si512(wg + t * 64));
+                        acc = _mm512_dpbusd_epi32(acc, x, HOLD ? wl[t < 3 ? t : 0] : _mm512_loadu_si512(wg + B + t * 64));
                     } else {
-                        acc = _mm512_dpbusd_epi32(acc, x, KHc ? wr[t] : _mm512_loadu_si512(wg + t * 64));
+                        acc = _mm512_dpbusd_epi32(acc, x, HOLD ? wr[t] : _mm512_loadu_si512(wg + t * 64));
                     }
                 }
             if (WIDE) acc = _mm512_add_epi32(acc, _mm512_slli_epi32(hi, 1));

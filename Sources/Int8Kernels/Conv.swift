@@ -148,8 +148,9 @@ public struct DepthwiseConv2DInt8: Sendable {
     /// The same weights in tap pairs for the AVX-512 kernel (`i8k_dw_pack`).
     let packedPairs: [Int16]
     /// The same weights as horizontal tap quads (`i8k_dwq_pack`) with their per-channel sums and wide-group flags, when
-    /// the quad path pays: no dilation along x, and stride 1 or a 5-wide kernel (for a 3-wide kernel at stride 2 building
-    /// the quads costs more than they save). nil: the tap-pair kernel.
+    /// the quad path pays (measured on EfficientNet-Lite0, whose W − z weights need the two-part form): no dilation and
+    /// stride 1 along x (at stride 2 the build reads every input pixel for a quarter of the outputs), and not a 3-wide
+    /// kernel on at most 32 channels (where the tap-pair kernel runs without tails and is as fast). nil: the tap-pair kernel.
     let quadWeights: (weights: [Int8], sums: [Int32], wide: [UInt8])?
 
     public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
@@ -168,7 +169,7 @@ public struct DepthwiseConv2DInt8: Sendable {
         var p = [Int16](repeating: 0, count: i8k_dw_packed_size(taps, g.inC))
         i8k_dw_pack(weights, taps, g.inC, &p)
         packedPairs = p
-        if g.dilationW == 1 && (g.strideW == 1 || g.kernelW >= 5) {
+        if g.dilationW == 1 && g.strideW == 1 && (g.kernelW >= 5 || g.inC > 32) {
             var q = [Int8](repeating: 0, count: i8k_dwq_weights_size(g.kernelH, g.kernelW, g.inC))
             var sums = [Int32](repeating: 0, count: (g.inC + 15) / 16 * 16)
             var wide = [UInt8](repeating: 0, count: (g.inC + 15) / 16)
