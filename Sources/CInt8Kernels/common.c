@@ -387,6 +387,111 @@ void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_z
     i8k_dwconv_row(isa, in, a_signed, a_zero, H, W, C, w, KH, KW, sh, sw, ph, pw, dh, dw, OW, oy, out, dst);
 }
 
+/* ---------------- depthwise through tap quads (see cint8kernels.h) ---------------- */
+size_t i8k_dwq_weights_size(size_t KH, size_t KW, size_t C) { return ((C + 15) / 16) * 2 * KH * ((KW + 3) / 4) * 64; }
+
+int i8k_dwq_pack(const int16_t *w, size_t KH, size_t KW, size_t C, int8_t *dst, int32_t *wsum, uint8_t *wide) {
+    for (size_t t = 0; t < KH * KW * C; t++)
+        if (w[t] < -255 || w[t] > 255) return 0;
+    const size_t G = (C + 15) / 16, QX = (KW + 3) / 4, B = KH * QX * 64;
+    memset(dst, 0, i8k_dwq_weights_size(KH, KW, C));
+    for (size_t g = 0; g < G; g++) {
+        int fits = 1;
+        for (size_t c = g * 16; c < C && c < g * 16 + 16; c++)
+            for (size_t t = 0; t < KH * KW; t++)
+                if (w[t * C + c] < -128 || w[t * C + c] > 127) fits = 0;
+        wide[g] = (uint8_t)!fits;
+        for (size_t l = 0; l < 16; l++) {
+            const size_t c = g * 16 + l;
+            wsum[c] = 0;
+            if (c >= C) continue;
+            for (size_t ky = 0; ky < KH; ky++)
+                for (size_t kx = 0; kx < KW; kx++) {
+                    const int16_t v = w[(ky * KW + kx) * C + c];
+                    const size_t at = g * 2 * B + (ky * QX + kx / 4) * 64 + l * 4 + kx % 4;
+                    /* wide: v = 2 * (v >> 1) + (v & 1), both parts in int8 for v in [-255, 255] */
+                    dst[at] = (int8_t)(fits ? v : v >> 1);
+                    dst[at + B] = (int8_t)(fits ? 0 : v & 1);
+                    wsum[c] += v;
+                }
+        }
+    }
+    return 1;
+}
+
+static void dwq_quads_portable(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
+                               size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst) {
+    const uint8_t flip = a_signed ? 0x80 : 0, pad = (uint8_t)((uint8_t)a_zero ^ flip);
+    for (size_t r = 0; r < rows; r++) {
+        const long iy = iy0 + (long)r;
+        for (size_t g = g0; g < g1; g++) {
+            uint8_t *q = dst + ((r * (g1 - g0) + g - g0) * nq) * 64;
+            for (size_t k = 0; k < nq; k++)
+                for (size_t l = 0; l < 16; l++)
+                    for (size_t e = 0; e < 4; e++) {
+                        const long ix = p0 + (long)(k * ps + e);
+                        const size_t c = g * 16 + l;
+                        uint8_t v = pad;
+                        if (iy >= 0 && iy < (long)H && ix >= 0 && ix < (long)W && c < C)
+                            v = in[((size_t)iy * W + (size_t)ix) * C + c] ^ flip;
+                        q[k * 64 + l * 4 + e] = v;
+                    }
+        }
+    }
+}
+
+static void dwconv_quads_portable(const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
+                                  const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps,
+                                  size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out,
+                                  void *dst) {
+    i8k_output o = i8k_dw_output(out);
+    const size_t QX = (KW + 3) / 4, ng = g1 - g0;
+    const int32_t zq = a_signed ? a_zero + 128 : a_zero;   /* the zero point as the quads hold it */
+    for (size_t oy = oy0; oy < oy1; oy++)
+        for (size_t ox = 0; ox < OW; ox++)
+            for (size_t g = g0; g < g1; g++)
+                for (size_t l = 0; l < 16 && g * 16 + l < C; l++) {
+                    const size_t c = g * 16 + l;
+                    uint32_t s = (uint32_t)(-zq) * (uint32_t)wsum[c];
+                    for (size_t ky = 0; ky < KH; ky++) {
+                        const uint8_t *row = quads + (((oy - oy0) * sh + ky * dh) * ng + g - g0) * nq * 64;
+                        for (size_t j = 0; j < QX; j++) {
+                            const uint8_t *x = row + ((ox * sw + 4 * j) / ps) * 64 + l * 4;
+                            const int8_t *wv = wq + (g * 2 * KH * QX + ky * QX + j) * 64 + l * 4;
+                            const int32_t f = wide[g] ? 2 : 1;
+                            for (size_t e = 0; e < 4; e++)
+                                s += (uint32_t)((int32_t)x[e] * (f * (int32_t)wv[e] + (int32_t)wv[e + KH * QX * 64]));
+                        }
+                    }
+                    i8k_out_scalar(&o, (int32_t)s, c, dst, (oy * OW + ox) * C + c);
+                }
+}
+
+void i8k_dwq_quads(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
+                   size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) {
+        i8k_dwq_quads_avx512(in, a_signed, a_zero, H, W, C, iy0, rows, p0, ps, nq, g0, g1, dst);
+        return;
+    }
+#endif
+    (void)isa;
+    dwq_quads_portable(in, a_signed, a_zero, H, W, C, iy0, rows, p0, ps, nq, g0, g1, dst);
+}
+
+void i8k_dwconv_quads(int isa, const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
+                      const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps, size_t nq,
+                      size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out, void *dst) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI) {
+        i8k_dwconv_quads_avx512(quads, a_signed, a_zero, C, wq, wsum, wide, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
+        return;
+    }
+#endif
+    (void)isa;
+    dwconv_quads_portable(quads, a_signed, a_zero, C, wq, wsum, wide, KH, KW, sh, sw, dh, ps, nq, OW, oy0, oy1, g0, g1, out, dst);
+}
+
 /* ---------------- packing (layout decided by the Swift PanelGeometry: panels of 48 columns, the last
  * rounded up to 16; k grouped by 4 (int8) or 2 (int16); zero padding) ---------------- */
 void i8k_pack_s8(const int8_t *w, size_t k, size_t n, int output_major, int8_t *dst, int32_t *colsum, int *seven_bit) {

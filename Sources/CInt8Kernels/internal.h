@@ -81,6 +81,12 @@ void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t a_zer
 void i8k_dwconv_row_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C,
                            const int16_t *w, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph, size_t pw,
                            size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
+void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
+                          size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst);
+void i8k_dwconv_quads_avx512(const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
+                             const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps,
+                             size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out,
+                             void *dst);
 #endif
 #if defined(__aarch64__)
 int i8k_neon_dot_available(void);

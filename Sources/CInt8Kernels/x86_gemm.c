@@ -3,6 +3,7 @@
 #ifdef I8K_X86
 #include <immintrin.h>
 #include <limits.h>
+#include <stdlib.h>
 
 /* ======================= output stages ======================= */
 /* m_min: lanes where the multiplier is INT32_MIN (only those can hit the single SRDHM overflow case) */
@@ -238,6 +239,8 @@ typedef struct {
     __mmask16 mk[3], m_min[3];
     int any_left[3];
     int t32[3];                           /* single rounding: every shift count 31 − shift >= 32 in this vector */
+    int hi32[3];                          /* single rounding, shifts in [−1 − hmax, −2] (ep512_setup): the high-half form */
+    __m512i hrnd[3], hsh[3], qmin, qmax;  /* its addend 2^(t−33) + zp·2^(t−32) and shift t − 32 (t = 31 − shift) */
     int kind, rounding, has_fb;
     const int32_t *row_sum;               /* weight zero-point term: rc[j] * row_sum[i] (NULL: none) */
 } ep512;
@@ -253,6 +256,8 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
     e->lo = _mm512_set1_epi32(o->qmin - o->out_zero);
     e->hi = _mm512_set1_epi32(o->qmax - o->out_zero);
     e->zp = _mm512_set1_epi32(o->out_zero);
+    e->qmin = _mm512_set1_epi32(o->qmin);
+    e->qmax = _mm512_set1_epi32(o->qmax);
     e->lo64 = _mm512_set1_epi64((int64_t)o->qmin - o->out_zero);
     e->hi64 = _mm512_set1_epi64((int64_t)o->qmax - o->out_zero);
     for (size_t j = 0; j < 3; j++) {
@@ -262,6 +267,9 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
         e->mk[j] = mk;
         e->any_left[j] = 0;
         e->t32[j] = 0;
+        e->hi32[j] = 0;
+        e->hrnd[j] = zero;
+        e->hsh[j] = _mm512_set1_epi32(1);
         e->m_min[j] = 0;
         e->add[j] = e->rc[j] = e->m[j] = e->mo[j] = e->sh[j] = e->left[j] = e->right[j] = zero;
         e->rmask[j] = e->rthr[j] = e->te[j] = e->to[j] = e->re[j] = e->ro[j] = zero;
@@ -286,6 +294,18 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->any_left[j] = _mm512_cmpgt_epi32_mask(e->left[j], zero) != 0;
             /* shift <= −1 on every valid lane: |v·M| < 2^62 and t >= 32 leave |result| <= 2^30 + 1, so no saturation */
             e->t32[j] = _mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-1)) == 0;
+            /* shift <= −2 (t − 32 = h >= 1) on every valid lane, and h small enough that the addend
+             * 2^(h−1)·(1 + 2·zp) plus the high half (|hi32(P)| <= 2^30) stays in int32 */
+            int hmax = 1;
+            while (hmax < 30 && ((int64_t)1 << hmax) * llabs(1 + 2 * (int64_t)o->out_zero) < ((int64_t)1 << 30)) hmax++;
+            e->hi32[j] = (_mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-2)) |
+                          _mm512_mask_cmplt_epi32_mask(mk, sh, _mm512_set1_epi32(-1 - hmax))) == 0;
+            if (e->hi32[j]) {
+                const __m512i h = _mm512_mask_sub_epi32(_mm512_set1_epi32(1), mk, _mm512_set1_epi32(-1), sh);
+                e->hsh[j] = h;
+                e->hrnd[j] = _mm512_add_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(h, _mm512_set1_epi32(1))),
+                                              _mm512_sllv_epi32(_mm512_set1_epi32(o->out_zero), h));
+            }
             const __m512i one = _mm512_set1_epi32(1), one64 = _mm512_set1_epi64(1);
             e->rmask[j] = _mm512_sub_epi32(_mm512_sllv_epi32(one, e->right[j]), one);
             e->rthr[j] = _mm512_srai_epi32(e->rmask[j], 1);
@@ -314,6 +334,19 @@ I8K_INLINE T512 void ep512_f32(const ep512 *e, int j, __m512i v, char *dst) {
 /* single rounding, requantize-to-8-bit fast form: the 64-bit results are clamped straight to [qmin, qmax] − zero point
  * (equal to saturating to int32 first, since that range lies inside int32) */
 I8K_INLINE T512 void ep512_q8s(const ep512 *e, int j, __m512i v, char *dst) {
+    if (e->hi32[j]) {
+        /* t >= 33: (P + 2^(t−1)) >> t == (hi32(P) + 2^(t−33)) >> (t − 32) for the 64-bit product P (the low half only
+         * adds a fraction below 1 before the floor), and adding zp·2^(t−32) first adds zp after the shift */
+        const __m512i idx = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
+        __m512i pe = _mm512_mul_epi32(v, e->m[j]);
+        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]);
+        __m512i r = _mm512_srav_epi32(_mm512_add_epi32(_mm512_permutex2var_epi32(pe, idx, po), e->hrnd[j]), e->hsh[j]);
+        r = _mm512_min_epi32(_mm512_max_epi32(r, e->qmin), e->qmax);
+        uint8_t *d = (uint8_t *)dst + 16 * j;
+        if (e->mk[j] == 0xFFFF) _mm_storeu_si128((__m128i *)d, _mm512_cvtepi32_epi8(r));
+        else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
+        return;
+    }
     __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, e->m[j]), e->re[j]);
     __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), e->mo[j]), e->ro[j]);
     pe = _mm512_srav_epi64(pe, e->te[j]);
@@ -1036,6 +1069,151 @@ T512 void i8k_dwconv_row_packed_avx512(const uint8_t *in, int a_signed, int32_t 
             if (KH == 3 && KW == 3) DWP(3, 3, 0); else if (KH == 5 && KW == 5) DWP(5, 5, 0); else DWP(0, 0, 0);
         }
 #undef DWP
+    }
+}
+/* ======================= depthwise through tap quads (AVX-512 VNNI vpdpbusd) ======================= */
+/* Quads of one input row and channel group, right to left: Q(p) = (Q(p + 1) << 8) | x[p] per dword, so each pixel is
+ * loaded and widened once (one vpmovzxbd) and every position costs a shift and an or. */
+I8K_INLINE T512 __m512i dwq_pixel512(const int FULL, const uint8_t *p, __mmask16 mk) {
+    return _mm512_cvtepu8_epi32(FULL ? _mm_loadu_si128((const __m128i *)p) : _mm_maskz_loadu_epi8(mk, p));
+}
+/* step 1 (every position stored): padding on the right, the in-bounds pixels without a branch, padding on the left */
+I8K_INLINE T512 void dwq_row_step1(const int XS, const int FULL, const uint8_t *row, size_t W, size_t C, __mmask16 mk, long p0,
+                                   size_t nq, __m512i padd, __m512i flip, __m512i *q) {
+    const long plast = p0 + (long)nq - 1;
+    __m512i acc = _mm512_setzero_si512();
+    for (long px = plast + 3; px > plast; px--)
+        acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), px < 0 || px >= (long)W ? padd : dwq_pixel512(FULL, row + (size_t)px * C, mk));
+#define DWQ_STORE(px) _mm512_storeu_si512(q + ((px) - p0), XS ? _mm512_xor_si512(acc, flip) : acc)
+    long px = plast;
+    for (; px >= p0 && px >= (long)W; px--) { acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), padd); DWQ_STORE(px); }
+    const long lo = p0 > 0 ? p0 : 0;
+    for (; px >= lo; px--) {
+        acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), dwq_pixel512(FULL, row + (size_t)px * C, mk));
+        DWQ_STORE(px);
+    }
+    for (; px >= p0; px--) { acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), padd); DWQ_STORE(px); }
+#undef DWQ_STORE
+}
+
+T512 void i8k_dwq_quads_avx512(const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
+                               size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst) {
+    const uint32_t flipb = a_signed ? 0x80u : 0u, padb = ((uint32_t)a_zero & 0xFFu);
+    const __m512i flip = _mm512_set1_epi32((int32_t)(flipb * 0x01010101u));
+    const __m512i padd = _mm512_set1_epi32((int32_t)padb);                       /* a padding pixel, widened */
+    const __m512i padq = _mm512_set1_epi32((int32_t)((padb ^ flipb) * 0x01010101u));
+    const long plast = p0 + (long)((nq - 1) * ps);                              /* the last position */
+    for (size_t r = 0; r < rows; r++) {
+        const long iy = iy0 + (long)r;
+        for (size_t g = g0; g < g1; g++) {
+            __m512i *q = (__m512i *)(dst + ((r * (g1 - g0) + g - g0) * nq) * 64);
+            if (iy < 0 || iy >= (long)H) {
+                for (size_t k = 0; k < nq; k++) _mm512_storeu_si512(q + k, padq);
+                continue;
+            }
+            const size_t cn = C - g * 16 < 16 ? C - g * 16 : 16;
+            const __mmask16 mk = (__mmask16)((1u << cn) - 1);
+            const uint8_t *row = in + (size_t)iy * W * C + g * 16;
+            if (ps == 1) {
+                if (a_signed) { if (cn == 16) dwq_row_step1(1, 1, row, W, C, mk, p0, nq, padd, flip, q); else dwq_row_step1(1, 0, row, W, C, mk, p0, nq, padd, flip, q); }
+                else { if (cn == 16) dwq_row_step1(0, 1, row, W, C, mk, p0, nq, padd, flip, q); else dwq_row_step1(0, 0, row, W, C, mk, p0, nq, padd, flip, q); }
+                continue;
+            }
+            /* pixels plast + 3 down to p0 (the first three only fill the quad); position k is p0 + k * ps */
+            __m512i acc = _mm512_setzero_si512();
+            long px = plast + 3;
+            size_t k = nq, skip = 3;
+            for (;;) {
+                __m512i d;
+                if (px < 0 || px >= (long)W) d = padd;
+                else if (cn == 16) d = dwq_pixel512(1, row + (size_t)px * C, mk);
+                else d = dwq_pixel512(0, row + (size_t)px * C, mk);
+                acc = _mm512_or_si512(_mm512_slli_epi32(acc, 8), d);
+                if (skip == 0) {
+                    _mm512_storeu_si512(q + --k, a_signed ? _mm512_xor_si512(acc, flip) : acc);
+                    if (k == 0) break;
+                    skip = ps;
+                }
+                skip--;
+                px--;
+            }
+        }
+    }
+}
+
+/* one group of 16 channels over rows [oy0, oy1): KH x QX dot products a pixel (WIDE: twice, against w >> 1 and w & 1),
+ * then the fused output stage (Q8S: single-rounding requantization to 8 bits, no kind dispatch). KHc, QXc > 0: unrolled
+ * shapes with the weights held in registers. */
+I8K_INLINE T512 void dwq_group512(const int KHc, const int QXc, const int WIDE, const int Q8S, const uint8_t *qg, size_t qrow,
+                                  const int8_t *wg, __m512i init, size_t KH, size_t QX, size_t sh, size_t dh, size_t xs, size_t js,
+                                  size_t OW, size_t oy0, size_t oy1, const ep512 *ep, char *dst, size_t C, size_t es) {
+    const size_t kh = KHc ? (size_t)KHc : KH, qx = QXc ? (size_t)QXc : QX, B = kh * qx * 64;
+    /* weights in registers: all of them, but for the two-part form only when small (3x3: 6 vectors) */
+    const int HOLD = KHc && (!WIDE || KHc * QXc <= 3);
+    __m512i wr[25], wl[3];
+    if (HOLD)
+        for (size_t t = 0; t < kh * qx; t++) {
+            wr[t] = _mm512_loadu_si512(wg + t * 64);
+            if (WIDE) wl[t] = _mm512_loadu_si512(wg + B + t * 64);
+        }
+    for (size_t oy = oy0; oy < oy1; oy++) {
+        const uint8_t *q0 = qg + (oy - oy0) * sh * qrow;
+        char *d = dst + oy * OW * C * es;
+        for (size_t ox = 0; ox < OW; ox++, d += C * es) {
+            const uint8_t *qp = q0 + ox * xs * 64;
+            __m512i acc = init, hi = _mm512_setzero_si512();
+            for (size_t ky = 0; ky < kh; ky++)
+                for (size_t j = 0; j < qx; j++) {
+                    const __m512i x = _mm512_loadu_si512(qp + ky * dh * qrow + j * js * 64);
+                    const size_t t = ky * qx + j;
+                    if (WIDE) {
+                        hi = _mm512_dpbusd_epi32(hi, x, HOLD ? wr[t] : _mm512_loadu_si512(wg + t * 64));
+                        acc = _mm512_dpbusd_epi32(acc, x, HOLD ? wl[t < 3 ? t : 0] : _mm512_loadu_si512(wg + B + t * 64));
+                    } else {
+                        acc = _mm512_dpbusd_epi32(acc, x, HOLD ? wr[t] : _mm512_loadu_si512(wg + t * 64));
+                    }
+                }
+            if (WIDE) acc = _mm512_add_epi32(acc, _mm512_slli_epi32(hi, 1));
+            if (Q8S) { ep512_q8s(ep, 0, acc, d); continue; }
+            switch (ep->kind) {
+            case I8K_OUT_INT32: ep512_i32(ep, 0, acc, d); break;
+            case I8K_OUT_FLOAT: ep512_f32(ep, 0, acc, d); break;
+            default: ep512_q8(ep, 0, acc, d); break;
+            }
+        }
+    }
+}
+
+T512 void i8k_dwconv_quads_avx512(const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
+                                  const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh,
+                                  size_t ps, size_t nq, size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1,
+                                  const i8k_output *out, void *dst) {
+    i8k_output o = i8k_dw_output(out);
+    const size_t QX = (KW + 3) / 4, ng = g1 - g0, es = i8k_out_elsize(&o);
+    const size_t qrow = ng * nq * 64;                       /* bytes from one quad row to the next */
+    const size_t xs = sw / ps, js = 4 / ps;                 /* quad steps per output pixel and per quad of taps */
+    const __m512i negz = _mm512_set1_epi32(-(a_signed ? a_zero + 128 : a_zero));
+    const int q8s = (o.kind == I8K_OUT_INT8 || o.kind == I8K_OUT_UINT8) && o.rounding == I8K_ROUND_SINGLE;
+    for (size_t g = g0; g < g1; g++) {
+        const size_t cn = C - g * 16 < 16 ? C - g * 16 : 16;
+        ep512 ep;
+        ep512_setup(&ep, &o, g * 16, cn);
+        /* accumulators start at bias − z·Σ_t w_t: the quads hold x (padding = z), not x − z */
+        const __m512i init = _mm512_add_epi32(ep.add[0], _mm512_mullo_epi32(negz, _mm512_loadu_si512(wsum + g * 16)));
+        const uint8_t *qg = quads + (g - g0) * nq * 64;
+        const int8_t *wg = wq + g * 2 * KH * QX * 64;
+        char *d = (char *)dst + g * 16 * es;
+#define DWQ(KHV, QXV, WV, Q8) dwq_group512(KHV, QXV, WV, Q8, qg, qrow, wg, init, KH, QX, sh, dh, xs, js, OW, oy0, oy1, &ep, d, C, es)
+        if (wide[g]) {
+            if (KH == 3 && QX == 1) { if (q8s) DWQ(3, 1, 1, 1); else DWQ(3, 1, 1, 0); }
+            else if (KH == 5 && QX == 2) { if (q8s) DWQ(5, 2, 1, 1); else DWQ(5, 2, 1, 0); }
+            else DWQ(0, 0, 1, 0);
+        } else {
+            if (KH == 3 && QX == 1) { if (q8s) DWQ(3, 1, 0, 1); else DWQ(3, 1, 0, 0); }
+            else if (KH == 5 && QX == 2) { if (q8s) DWQ(5, 2, 0, 1); else DWQ(5, 2, 0, 0); }
+            else DWQ(0, 0, 0, 0);
+        }
+#undef DWQ
     }
 }
 #endif

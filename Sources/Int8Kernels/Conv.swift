@@ -147,6 +147,11 @@ public struct DepthwiseConv2DInt8: Sendable {
     public let weights: [Int16]
     /// The same weights in tap pairs for the AVX-512 kernel (`i8k_dw_pack`).
     let packedPairs: [Int16]
+    /// The same weights as horizontal tap quads (`i8k_dwq_pack`) with their per-channel sums and wide-group flags, when
+    /// the quad path pays (measured on EfficientNet-Lite0, whose W − z weights need the two-part form): no dilation and
+    /// stride 1 along x (at stride 2 the build reads every input pixel for a quarter of the outputs), and not a 3-wide
+    /// kernel on at most 32 channels (where the tap-pair kernel runs without tails and is as fast). nil: the tap-pair kernel.
+    let quadWeights: (weights: [Int8], sums: [Int32], wide: [UInt8])?
 
     public init(geometry g: ConvGeometry, weights: [Int8]) throws(Int8KernelError) {
         try self.init(geometry: g, weights16: weights.map { Int16($0) })
@@ -164,6 +169,14 @@ public struct DepthwiseConv2DInt8: Sendable {
         var p = [Int16](repeating: 0, count: i8k_dw_packed_size(taps, g.inC))
         i8k_dw_pack(weights, taps, g.inC, &p)
         packedPairs = p
+        if g.dilationW == 1 && g.strideW == 1 && (g.kernelW >= 5 || g.inC > 32) {
+            var q = [Int8](repeating: 0, count: i8k_dwq_weights_size(g.kernelH, g.kernelW, g.inC))
+            var sums = [Int32](repeating: 0, count: (g.inC + 15) / 16 * 16)
+            var wide = [UInt8](repeating: 0, count: (g.inC + 15) / 16)
+            quadWeights = i8k_dwq_pack(weights, g.kernelH, g.kernelW, g.inC, &q, &sums, &wide) != 0 ? (q, sums, wide) : nil
+        } else {
+            quadWeights = nil
+        }
     }
 
     public func run(input: UnsafePointer<UInt8>, activation: ActivationType, bias: [Int32]? = nil, output: OutputStage,
@@ -179,6 +192,10 @@ public struct DepthwiseConv2DInt8: Sendable {
         let rowBytes = g.outW * g.outC * es
         nonisolated(unsafe) let input = input
         nonisolated(unsafe) let dst = dst
+        if let quadWeights {
+            runQuads(quadWeights, input: input, signed: signed, zero: z, params: params, dst: dst, isa: isa, threads: threads)
+            return
+        }
         let rows = threads <= 1 ? [0..<g.outH] : (0..<g.outH).map { $0..<($0 + 1) }
         weights.withUnsafeBufferPointer { wb in
             packedPairs.withUnsafeBufferPointer { pb in
@@ -191,6 +208,54 @@ public struct DepthwiseConv2DInt8: Sendable {
                             i8k_dwconv_row_packed(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, w, pp, g.kernelH, g.kernelW,
                                                   g.strideH, g.strideW, g.padTop, g.padLeft, g.dilationH, g.dilationW, g.outW, oy, op,
                                                   dst + oy * rowBytes)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The quad path: work items of (output rows × channel groups of 16), each building the quads of the input rows it
+    /// reads into a scratch buffer that stays in L2 (neighbouring row chunks rebuild the rows they share), then the conv.
+    private func runQuads(_ q: (weights: [Int8], sums: [Int32], wide: [UInt8]), input: UnsafePointer<UInt8>, signed: Int32, zero z: Int32,
+                          params: OutputParams, dst: UnsafeMutableRawPointer, isa: KernelISA, threads: Int) {
+        let g = geometry
+        let groups = (g.inC + 15) / 16
+        let ps = 4 % g.strideW == 0 ? g.strideW : 1                       // build only the positions some output reads
+        let nq = ((g.outW - 1) * g.strideW + 4 * ((g.kernelW + 3) / 4 - 1)) / ps + 1
+        let inRows: @Sendable (Int) -> Int = { rows in (rows - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1 }
+        let bytes: @Sendable (Int, Int) -> Int = { rows, gs in inRows(rows) * gs * nq * 64 }
+        // split groups before rows (a group split rebuilds nothing); then enough items for the threads to balance
+        let budget = 128 * 1024
+        var gPer = groups, rPer = g.outH
+        while bytes(rPer, gPer) > budget && gPer > 1 { gPer = (gPer + 1) / 2 }
+        while bytes(rPer, gPer) > budget && rPer > 1 { rPer = (rPer + 1) / 2 }
+        if threads > 1 {
+            while ((g.outH + rPer - 1) / rPer) * ((groups + gPer - 1) / gPer) < 4 * threads {
+                if gPer > 1 { gPer = (gPer + 1) / 2 } else if rPer > 1 { rPer = (rPer + 1) / 2 } else { break }
+            }
+        }
+        let gChunks = (groups + gPer - 1) / gPer, rChunks = (g.outH + rPer - 1) / rPer
+        let rows = rPer, gs = gPer
+        nonisolated(unsafe) let input = input
+        nonisolated(unsafe) let dst = dst
+        q.weights.withUnsafeBufferPointer { wb in
+            q.sums.withUnsafeBufferPointer { sb in
+                q.wide.withUnsafeBufferPointer { fb in
+                    nonisolated(unsafe) let w = wb.baseAddress!
+                    nonisolated(unsafe) let s = sb.baseAddress!
+                    nonisolated(unsafe) let f = fb.baseAddress!
+                    withUnsafePointer(to: &params.raw) { op in
+                        nonisolated(unsafe) let op = op
+                        parallelFor(rChunks * gChunks, threads: threads) { t in
+                            let oy0 = (t / gChunks) * rows, oy1 = min(g.outH, oy0 + rows)
+                            let g0 = (t % gChunks) * gs, g1 = min(groups, g0 + gs)
+                            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes(oy1 - oy0, g1 - g0))
+                            defer { scratch.deallocate() }
+                            i8k_dwq_quads(isa.rawValue, input, signed, z, g.inH, g.inW, g.inC, oy0 * g.strideH - g.padTop,
+                                          inRows(oy1 - oy0), -g.padLeft, ps, nq, g0, g1, scratch)
+                            i8k_dwconv_quads(isa.rawValue, scratch, signed, z, g.inC, w, s, f, g.kernelH, g.kernelW, g.strideH,
+                                             g.strideW, g.dilationH, ps, nq, g.outW, oy0, oy1, g0, g1, op, dst)
                         }
                     }
                 }

@@ -134,6 +134,27 @@ void i8k_dwconv_row_packed(int isa, const uint8_t *in, int a_signed, int32_t a_z
                            const int16_t *w, const int16_t *packed, size_t KH, size_t KW, size_t sh, size_t sw, size_t ph,
                            size_t pw, size_t dh, size_t dw, size_t OW, size_t oy, const i8k_output *out, void *dst);
 
+/* Depthwise conv through horizontal tap quads (vpdpbusd), for weights in [-255, 255] and no dilation along x. Each
+ * activation is stored once per position p of an input row as the quad of bytes x[p], x[p+1], x[p+2], x[p+3] (one dword
+ * per channel, pixels outside the input read the zero point; int8 input flipped to x ^ 0x80), so a row of KW taps is
+ * ceil(KW/4) u8 x s8 dot products against the weight quads, with no shuffles in the inner loop.
+ * Weights: per group of 16 channels two blocks of KH x ceil(KW/4) x 64 bytes (per ky, per quad j: 16 channels x
+ * (w[ky][4j..4j+3][c], 0 past KW)). A group whose weights all fit int8 uses the first block only (wide[g] = 0); otherwise
+ * (wide[g] = 1) the first holds w >> 1 and the second w & 1, and the sum is 2 * first + second.
+ * wsum[c] = sum_t w[t][c] (16 * groups entries, 0 past C). Returns 0 (nothing usable) for a weight outside [-255, 255]. */
+size_t i8k_dwq_weights_size(size_t KH, size_t KW, size_t C);
+int i8k_dwq_pack(const int16_t *w, size_t KH, size_t KW, size_t C, int8_t *dst, int32_t *wsum, uint8_t *wide);
+/* Quads of input rows iy0 + r, r in [0, rows) (rows outside [0, H) are all padding), channel groups [g0, g1), positions
+ * p = p0 + k * ps, k in [0, nq): 64 bytes at dst + ((r * (g1 - g0) + g - g0) * nq + k) * 64. */
+void i8k_dwq_quads(int isa, const uint8_t *in, int a_signed, int32_t a_zero, size_t H, size_t W, size_t C, long iy0,
+                   size_t rows, long p0, size_t ps, size_t nq, size_t g0, size_t g1, uint8_t *dst);
+/* Output rows [oy0, oy1), channel groups [g0, g1) of the depthwise conv from quads built by i8k_dwq_quads with
+ * iy0 = oy0 * sh - ph, p0 = -pw, the same groups, and ps dividing both sw and 4; dst is the whole output image
+ * (OW pixels a row, C channels). Same results as i8k_ref_dwconv_row. */
+void i8k_dwconv_quads(int isa, const uint8_t *quads, int a_signed, int32_t a_zero, size_t C, const int8_t *wq,
+                      const int32_t *wsum, const uint8_t *wide, size_t KH, size_t KW, size_t sh, size_t sw, size_t dh, size_t ps, size_t nq,
+                      size_t OW, size_t oy0, size_t oy1, size_t g0, size_t g1, const i8k_output *out, void *dst);
+
 /* im2col for NHWC input into rows [r0, r1) of the patch matrix (row = output pixel oy*OW+ox,
  * columns ordered (ky, kx, c) over channels [c0, c0+cg)); padding bytes = pad_value. Portable C. */
 void i8k_im2col_nhwc(const uint8_t *in, size_t H, size_t W, size_t C, size_t c0, size_t cg,
