@@ -30,22 +30,26 @@ static void uniform_fq_portable(const float *x, long n, float s, float z, float 
     }
 }
 
+/* One 512-value block from j on: the squared errors go into the 8 partial sums acc (the portable order), which
+ * are then added in double. Shared by the portable loop and the vector form's tail. */
+static double uniform_sse_block(const float *x, long j, long end, float s, float z, float qmin, float qmax, float *acc) {
+    for (; j + 8 <= end; j += 8) {
+        for (int u = 0; u < 8; u++) {
+            float d = x[j + u] - fq1(x[j + u], s, z, qmin, qmax);
+            acc[u] += d * d;
+        }
+    }
+    for (; j < end; j++) { float d = x[j] - fq1(x[j], s, z, qmin, qmax); acc[0] += d * d; }
+    double total = 0;
+    for (int u = 0; u < 8; u++) total += acc[u];
+    return total;
+}
+
 static double uniform_sse_portable(const float *x, long n, float s, float z, float qmin, float qmax) {
     double total = 0;
-    long i = 0;
-    while (i < n) {
-        long end = i + 512 < n ? i + 512 : n;
+    for (long i = 0; i < n; i += 512) {
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long j = i;
-        for (; j + 8 <= end; j += 8) {
-            for (int u = 0; u < 8; u++) {
-                float d = x[j + u] - fq1(x[j + u], s, z, qmin, qmax);
-                acc[u] += d * d;
-            }
-        }
-        for (; j < end; j++) { float d = x[j] - fq1(x[j], s, z, qmin, qmax); acc[0] += d * d; }
-        for (int u = 0; u < 8; u++) total += acc[u];
-        i = end;
+        total += uniform_sse_block(x, i, i + 512 < n ? i + 512 : n, s, z, qmin, qmax, acc);
     }
     return total;
 }
@@ -180,14 +184,7 @@ QK512 static double uniform_sse_avx512(const float *x, long n, float s, float z,
         }
         float a[8];
         _mm256_storeu_ps(a, acc);
-        for (; j + 8 <= end; j += 8) {
-            for (int u = 0; u < 8; u++) {
-                float d = x[j + u] - fq1(x[j + u], s, z, qmin, qmax);
-                a[u] += d * d;
-            }
-        }
-        for (; j < end; j++) { float d = x[j] - fq1(x[j], s, z, qmin, qmax); a[0] += d * d; }
-        for (int u = 0; u < 8; u++) total += a[u];
+        total += uniform_sse_block(x, j, end, s, z, qmin, qmax, a);
         i = end;
     }
     return total;
@@ -274,71 +271,8 @@ void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float
     adalog_portable(l, x, n, log2s, dmax, r, q, nlev, levels, s, shift, out, mode);
 }
 
-static double dot_portable(const float *a, const float *b, long n) {
-    double total = 0;
-    for (long i = 0; i < n; i += 512) {
-        long end = i + 512 < n ? i + 512 : n;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long j = i;
-        for (; j + 8 <= end; j += 8)
-            for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
-        for (; j < end; j++) acc[0] += a[j] * b[j];
-        for (int u = 0; u < 8; u++) total += acc[u];
-    }
-    return total;
-}
-
-static double sum_sq_of_sum_portable(const float *a, const float *b, long n) {
-    double total = 0;
-    for (long i = 0; i < n; i += 512) {
-        long end = i + 512 < n ? i + 512 : n;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long j = i;
-        for (; j + 8 <= end; j += 8)
-            for (int u = 0; u < 8; u++) { float t = a[j + u] + b[j + u]; acc[u] += t * t; }
-        for (; j < end; j++) { float t = a[j] + b[j]; acc[0] += t * t; }
-        for (int u = 0; u < 8; u++) total += acc[u];
-    }
-    return total;
-}
-
-static double sse_portable(const float *a, const float *b, long n) {
-    double total = 0;
-    for (long i = 0; i < n; i += 512) {
-        long end = i + 512 < n ? i + 512 : n;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long j = i;
-        for (; j + 8 <= end; j += 8)
-            for (int u = 0; u < 8; u++) { float t = a[j + u] - b[j + u]; acc[u] += t * t; }
-        for (; j < end; j++) { float t = a[j] - b[j]; acc[0] += t * t; }
-        for (int u = 0; u < 8; u++) total += acc[u];
-    }
-    return total;
-}
-
-#if defined(__x86_64__)
-/* AVX-512 forms of the three sums: 16 products per step, added to the same 8 partial sums in the portable order
- * (low 8 lanes, then high 8), so the results are bit-identical. OP combines a and b lane-wise. */
-#define QK_SUM512(NAME, OP)                                                                                   \
-    QK512 static double NAME##_avx512(const float *a, const float *b, long n) {                              \
-        double total = 0;                                                                                     \
-        for (long i = 0; i < n; i += 512) {                                                                   \
-            long end = i + 512 < n ? i + 512 : n;                                                             \
-            __m256 acc = _mm256_setzero_ps();                                                                 \
-            long j = i;                                                                                       \
-            for (; j + 16 <= end; j += 16) {                                                                  \
-                __m512 va = _mm512_loadu_ps(a + j), vb = _mm512_loadu_ps(b + j);                              \
-                __m512 t = OP;                                                                                \
-                acc = _mm256_add_ps(acc, _mm512_castps512_ps256(t));                                          \
-                acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));  \
-            }                                                                                                 \
-            float part[8];                                                                                    \
-            _mm256_storeu_ps(part, acc);                                                                      \
-            total += NAME##_tail(a, b, j, end, part);                                                         \
-        }                                                                                                     \
-        return total;                                                                                         \
-    }
-/* The portable tail of one 512-block from j, continuing the 8 partial sums, then their double total. */
+/* One 512-value block from j on, continuing the 8 partial sums acc (the portable order), then their double total.
+ * Shared by the portable loops and the vector forms' tails. */
 static double dot_tail(const float *a, const float *b, long j, long end, float *acc) {
     for (; j + 8 <= end; j += 8)
         for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
@@ -363,6 +297,41 @@ static double sse_tail(const float *a, const float *b, long j, long end, float *
     for (int u = 0; u < 8; u++) total += acc[u];
     return total;
 }
+#define QK_SUM_PORTABLE(NAME)                                                    \
+    static double NAME##_portable(const float *a, const float *b, long n) {     \
+        double total = 0;                                                        \
+        for (long i = 0; i < n; i += 512) {                                      \
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                             \
+            total += NAME##_tail(a, b, i, i + 512 < n ? i + 512 : n, acc);       \
+        }                                                                        \
+        return total;                                                            \
+    }
+QK_SUM_PORTABLE(dot)
+QK_SUM_PORTABLE(sum_sq_of_sum)
+QK_SUM_PORTABLE(sse)
+
+#if defined(__x86_64__)
+/* AVX-512 forms of the three sums: 16 products per step, added to the same 8 partial sums in the portable order
+ * (low 8 lanes, then high 8), so the results are bit-identical. OP combines a and b lane-wise. */
+#define QK_SUM512(NAME, OP)                                                                                   \
+    QK512 static double NAME##_avx512(const float *a, const float *b, long n) {                              \
+        double total = 0;                                                                                     \
+        for (long i = 0; i < n; i += 512) {                                                                   \
+            long end = i + 512 < n ? i + 512 : n;                                                             \
+            __m256 acc = _mm256_setzero_ps();                                                                 \
+            long j = i;                                                                                       \
+            for (; j + 16 <= end; j += 16) {                                                                  \
+                __m512 va = _mm512_loadu_ps(a + j), vb = _mm512_loadu_ps(b + j);                              \
+                __m512 t = OP;                                                                                \
+                acc = _mm256_add_ps(acc, _mm512_castps512_ps256(t));                                          \
+                acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));  \
+            }                                                                                                 \
+            float part[8];                                                                                    \
+            _mm256_storeu_ps(part, acc);                                                                      \
+            total += NAME##_tail(a, b, j, end, part);                                                         \
+        }                                                                                                     \
+        return total;                                                                                         \
+    }
 QK_SUM512(dot, _mm512_mul_ps(va, vb))
 QK_SUM512(sum_sq_of_sum, _mm512_mul_ps(_mm512_add_ps(va, vb), _mm512_add_ps(va, vb)))
 QK_SUM512(sse, _mm512_mul_ps(_mm512_sub_ps(va, vb), _mm512_sub_ps(va, vb)))

@@ -58,18 +58,9 @@ struct DepthwiseQuadTests {
                 let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
                 let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
                 let bias = (0..<c).map { _ in Int32.random(in: -30000...30000, using: &rng) }
-                for (name, stage) in Self.quadStages(n: c, &rng) {
-                    let ref = applyStage(acc, rows: g.outH * g.outW, n: c, bias: bias, stage: stage)
-                    for threads in [1, 2] {
-                        var got = outputBytes(stage, count: g.outH * g.outW * c)
-                        try input.withUnsafeBufferPointer { ib in
-                            try got.withUnsafeMutableBytes { ob in
-                                try dw.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
-                            }
-                        }
-                        #expect(firstDifference(got, ref) == nil, "isa \(isa) dw \(k)x\(k) s\(s) \(h)x\(w)x\(c) pad \(pad) dh \(dh) \(act) \(name) threads \(threads)")
-                    }
-                }
+                try expectDepthwiseMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
+                                                stages: Self.quadStages(n: c, &rng), isa: isa,
+                                                label: "dw \(k)x\(k) s\(s) \(h)x\(w)x\(c) pad \(pad) dh \(dh)")
             }
         }
     }

@@ -1,3 +1,4 @@
+import Testing
 import CInt8Kernels
 @testable import Int8Kernels
 
@@ -55,4 +56,23 @@ func firstDifference<T: Equatable>(_ a: [T], _ b: [T]) -> String? {
         if first < 0 { first = i }
     }
     return count == 0 ? nil : "\(count) of \(a.count) differ; first at \(first): \(a[first]) vs \(b[first])"
+}
+
+/// Runs `dw` on `input` for every stage at 1 and 2 threads and expects the bytes of the naive 32-bit accumulators
+/// `acc` through that stage (the shared check of the depthwise tests).
+func expectDepthwiseMatchesNaive(_ dw: DepthwiseConv2DInt8, input: [UInt8], activation act: ActivationType, bias: [Int32],
+                                 acc: [Int32], stages: [(String, OutputStage)], isa: KernelISA, label: String) throws {
+    let g = dw.geometry
+    for (name, stage) in stages {
+        let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
+        for threads in [1, 2] {
+            var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
+            try input.withUnsafeBufferPointer { ib in
+                try got.withUnsafeMutableBytes { ob in
+                    try dw.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+                }
+            }
+            #expect(firstDifference(got, ref) == nil, "isa \(isa) \(label) \(act) \(name) threads \(threads)")
+        }
+    }
 }

@@ -193,18 +193,8 @@ struct WeightZeroPointTests {
                 let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
                 let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
                 let bias = (0..<c).map { _ in Int32.random(in: -3000...3000, using: &rng) }
-                for (name, stage) in stages(n: c, &rng) {
-                    let ref = applyStage(acc, rows: g.outH * g.outW, n: c, bias: bias, stage: stage)
-                    for threads in [1, 2] {
-                        var got = outputBytes(stage, count: g.outH * g.outW * c)
-                        try input.withUnsafeBufferPointer { ib in
-                            try got.withUnsafeMutableBytes { ob in
-                                try dw.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
-                            }
-                        }
-                        #expect(firstDifference(got, ref) == nil, "isa \(isa) dw \(kh)x\(kw) s\(s) p\(p) c\(c) \(act) \(name) threads \(threads)")
-                    }
-                }
+                try expectDepthwiseMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
+                                                stages: stages(n: c, &rng), isa: isa, label: "dw \(kh)x\(kw) s\(s) p\(p) c\(c)")
             }
         }
         #expect(throws: Int8KernelError.self) {
