@@ -54,24 +54,36 @@ static double uniform_sse_portable(const float *x, long n, float s, float z, flo
     return total;
 }
 
-static void uniform_sse_cols_portable(const float *x, long rows, long cols, const float *s, const float *z,
-                                      float qmin, float qmax, double *acc) {
+/* One row of n columns: part[c] += (x - fq(x))^2 with column c's (s, z). */
+typedef void (*sse_row_fn)(const float *row, long n, const float *s, const float *z, float qmin, float qmax, float *part);
+
+static void uniform_sse_row_portable(const float *row, long n, const float *s, const float *z, float qmin, float qmax,
+                                     float *part) {
+    for (long c = 0; c < n; c++) {
+        float d = row[c] - fq1(row[c], s[c], z[c], qmin, qmax);
+        part[c] += d * d;
+    }
+}
+
+/* The per-column sums over blocks of 256 rows (float partial sums per block, added into acc in double), with the
+ * row loop of either ISA: both orders are the same, so the results are too. */
+static void uniform_sse_cols_blocked(const float *x, long rows, long cols, const float *s, const float *z, float qmin,
+                                     float qmax, double *acc, sse_row_fn row_fn) {
     float part[4096];
     for (long c0 = 0; c0 < cols; c0 += 4096) {
         long cn = cols - c0 < 4096 ? cols - c0 : 4096;
         for (long r0 = 0; r0 < rows; r0 += 256) {
             long r1 = r0 + 256 < rows ? r0 + 256 : rows;
             for (long c = 0; c < cn; c++) part[c] = 0;
-            for (long r = r0; r < r1; r++) {
-                const float *row = x + r * cols + c0;
-                for (long c = 0; c < cn; c++) {
-                    float d = row[c] - fq1(row[c], s[c0 + c], z[c0 + c], qmin, qmax);
-                    part[c] += d * d;
-                }
-            }
+            for (long r = r0; r < r1; r++) row_fn(x + r * cols + c0, cn, s + c0, z + c0, qmin, qmax, part);
             for (long c = 0; c < cn; c++) acc[c0 + c] += part[c];
         }
     }
+}
+
+static void uniform_sse_cols_portable(const float *x, long rows, long cols, const float *s, const float *z,
+                                      float qmin, float qmax, double *acc) {
+    uniform_sse_cols_blocked(x, rows, cols, s, z, qmin, qmax, acc, uniform_sse_row_portable);
 }
 
 void qk_uniform_fq_cols(const float *x, long rows, long cols, const float *s, const float *z,
@@ -190,31 +202,16 @@ QK512 static double uniform_sse_avx512(const float *x, long n, float s, float z,
     return total;
 }
 
-QK512 static void uniform_sse_cols_avx512(const float *x, long rows, long cols, const float *s, const float *z,
-                                          float qmin, float qmax, double *acc) {
+QK512 static void uniform_sse_row_avx512(const float *row, long n, const float *s, const float *z, float qmin, float qmax,
+                                         float *part) {
     const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
-    float part[4096];
-    for (long c0 = 0; c0 < cols; c0 += 4096) {
-        long cn = cols - c0 < 4096 ? cols - c0 : 4096;
-        for (long r0 = 0; r0 < rows; r0 += 256) {
-            long r1 = r0 + 256 < rows ? r0 + 256 : rows;
-            for (long c = 0; c < cn; c++) part[c] = 0;
-            for (long r = r0; r < r1; r++) {
-                const float *row = x + r * cols + c0;
-                long c = 0;
-                for (; c + 16 <= cn; c += 16) {
-                    __m512 xv = _mm512_loadu_ps(row + c);
-                    __m512 d = _mm512_sub_ps(xv, fq512(xv, _mm512_loadu_ps(s + c0 + c), _mm512_loadu_ps(z + c0 + c), lo, hi));
-                    _mm512_storeu_ps(part + c, _mm512_add_ps(_mm512_loadu_ps(part + c), _mm512_mul_ps(d, d)));
-                }
-                for (; c < cn; c++) {
-                    float d = row[c] - fq1(row[c], s[c0 + c], z[c0 + c], qmin, qmax);
-                    part[c] += d * d;
-                }
-            }
-            for (long c = 0; c < cn; c++) acc[c0 + c] += part[c];
-        }
+    long c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m512 xv = _mm512_loadu_ps(row + c);
+        __m512 d = _mm512_sub_ps(xv, fq512(xv, _mm512_loadu_ps(s + c), _mm512_loadu_ps(z + c), lo, hi));
+        _mm512_storeu_ps(part + c, _mm512_add_ps(_mm512_loadu_ps(part + c), _mm512_mul_ps(d, d)));
     }
+    if (c < n) uniform_sse_row_portable(row + c, n - c, s + c, z + c, qmin, qmax, part + c);
 }
 
 static int has_avx512f(void) {
@@ -241,7 +238,7 @@ double qk_uniform_sse(const float *x, long n, float s, float z, float qmin, floa
 void qk_uniform_sse_cols(const float *x, long rows, long cols, const float *s, const float *z,
                          float qmin, float qmax, double *acc) {
 #if defined(__x86_64__)
-    if (has_avx512f()) { uniform_sse_cols_avx512(x, rows, cols, s, z, qmin, qmax, acc); return; }
+    if (has_avx512f()) { uniform_sse_cols_blocked(x, rows, cols, s, z, qmin, qmax, acc, uniform_sse_row_avx512); return; }
 #endif
     uniform_sse_cols_portable(x, rows, cols, s, z, qmin, qmax, acc);
 }
