@@ -93,16 +93,6 @@ struct ConvTests {
 /// Runs `conv` with every output stage on 1 and 2 threads and expects `acc` (the naive int32 result) through the stage.
 func expectConv(_ conv: Conv2DInt8, _ g: ConvGeometry, input: [UInt8], bias: [Int32], acc: [Int32], activation: ActivationType,
                 isa: KernelISA, _ rng: inout SplitMix, _ what: String) throws {
-    for (name, stage) in stages(n: g.outC, &rng) {
-        let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
-        for threads in [1, 2] {
-            var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
-            try input.withUnsafeBufferPointer { ib in
-                try got.withUnsafeMutableBytes { ob in
-                    try conv.run(input: ib.baseAddress!, activation: activation, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
-                }
-            }
-            #expect(firstDifference(got, ref) == nil, "isa \(isa) \(g) \(what) \(name) threads \(threads)")
-        }
-    }
+    try expectMatchesNaive(conv, input: input, activation: activation, bias: bias, acc: acc, stages: stages(n: g.outC, &rng),
+                           isa: isa, label: "\(g) \(what)")
 }

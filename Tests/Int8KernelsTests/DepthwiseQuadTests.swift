@@ -58,9 +58,9 @@ struct DepthwiseQuadTests {
                 let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
                 let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
                 let bias = (0..<c).map { _ in Int32.random(in: -30000...30000, using: &rng) }
-                try expectDepthwiseMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
-                                                stages: Self.quadStages(n: c, &rng), isa: isa,
-                                                label: "dw \(k)x\(k) s\(s) \(h)x\(w)x\(c) pad \(pad) dh \(dh)")
+                try expectMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
+                                       stages: Self.quadStages(n: c, &rng), isa: isa,
+                                       label: "dw \(k)x\(k) s\(s) \(h)x\(w)x\(c) pad \(pad) dh \(dh)")
             }
         }
     }

@@ -58,18 +58,27 @@ func firstDifference<T: Equatable>(_ a: [T], _ b: [T]) -> String? {
     return count == 0 ? nil : "\(count) of \(a.count) differ; first at \(first): \(a[first]) vs \(b[first])"
 }
 
-/// Runs `dw` on `input` for every stage at 1 and 2 threads and expects the bytes of the naive 32-bit accumulators
-/// `acc` through that stage (the shared check of the depthwise tests).
-func expectDepthwiseMatchesNaive(_ dw: DepthwiseConv2DInt8, input: [UInt8], activation act: ActivationType, bias: [Int32],
-                                 acc: [Int32], stages: [(String, OutputStage)], isa: KernelISA, label: String) throws {
-    let g = dw.geometry
+/// The run signature the dense and the depthwise conv share, so one check serves both.
+protocol ConvKernelUnderTest {
+    var geometry: ConvGeometry { get }
+    func run(input: UnsafePointer<UInt8>, activation: ActivationType, bias: [Int32]?, output: OutputStage,
+             dst: UnsafeMutableRawPointer, isa: KernelISA, threads: Int) throws(Int8KernelError)
+}
+extension Conv2DInt8: ConvKernelUnderTest {}
+extension DepthwiseConv2DInt8: ConvKernelUnderTest {}
+
+/// Runs `conv` on `input` for every stage at 1 and 2 threads and expects the bytes of the naive 32-bit accumulators
+/// `acc` through that stage.
+func expectMatchesNaive(_ conv: some ConvKernelUnderTest, input: [UInt8], activation act: ActivationType, bias: [Int32],
+                        acc: [Int32], stages: [(String, OutputStage)], isa: KernelISA, label: String) throws {
+    let g = conv.geometry
     for (name, stage) in stages {
         let ref = applyStage(acc, rows: g.outH * g.outW, n: g.outC, bias: bias, stage: stage)
         for threads in [1, 2] {
             var got = outputBytes(stage, count: g.outH * g.outW * g.outC)
             try input.withUnsafeBufferPointer { ib in
                 try got.withUnsafeMutableBytes { ob in
-                    try dw.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
+                    try conv.run(input: ib.baseAddress!, activation: act, bias: bias, output: stage, dst: ob.baseAddress!, isa: isa, threads: threads)
                 }
             }
             #expect(firstDifference(got, ref) == nil, "isa \(isa) \(label) \(act) \(name) threads \(threads)")

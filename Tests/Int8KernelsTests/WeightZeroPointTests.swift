@@ -193,8 +193,8 @@ struct WeightZeroPointTests {
                 let acc = naiveConvAcc32(g, input: input, signed: signed, zero: z, weights: w32)
                 let act: ActivationType = signed ? .int8(zeroPoint: z) : .uint8(zeroPoint: z)
                 let bias = (0..<c).map { _ in Int32.random(in: -3000...3000, using: &rng) }
-                try expectDepthwiseMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
-                                                stages: stages(n: c, &rng), isa: isa, label: "dw \(kh)x\(kw) s\(s) p\(p) c\(c)")
+                try expectMatchesNaive(dw, input: input, activation: act, bias: bias, acc: acc,
+                                       stages: stages(n: c, &rng), isa: isa, label: "dw \(kh)x\(kw) s\(s) p\(p) c\(c)")
             }
         }
         #expect(throws: Int8KernelError.self) {
