@@ -123,7 +123,6 @@ static void adalog_portable(const float *l, const float *x, long n, float log2s,
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 /* 16 lanes; the <= 32-entry table (b <= 4) lives in two registers and is read with vpermi2ps. */
 __attribute__((target("avx512f")))
 static void adalog_avx512(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
@@ -258,9 +257,7 @@ void qk_uniform_sse_cols_portable(const float *x, long rows, long cols, const fl
 void qk_adalog_fq_log(const float *l, const float *x, long n, float log2s, float dmax, float r, float q,
                       int nlev, const float *levels, float s, float shift, float *out, int mode) {
 #if defined(__x86_64__)
-    static int has512 = -1;
-    if (has512 < 0) { __builtin_cpu_init(); has512 = __builtin_cpu_supports("avx512f") ? 1 : 0; }
-    if (has512 && nlev < 32) {
+    if (has_avx512f() && nlev < 32) {
         adalog_avx512(l, x, n, log2s, dmax, r, q, nlev, levels, s, shift, out, mode);
         return;
     }

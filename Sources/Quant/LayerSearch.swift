@@ -221,17 +221,6 @@ public enum LayerSearch {
                                        weight: w2, bias: bias2)
     }
 
-    /// Per-channel (columns of x [n × k]) uniform input quantizers by FPCS on their own error: the scales a
-    /// scale reparameterization equalizes.
-    static func channelInputSearch(x: [Float], tokens n: Int, inFeatures k: Int, bits: Int,
-                                   settings: FPCSSettings) throws(QuantError) -> UniformSearchResult {
-        let grid = try UniformGrid(role: .activation, bits: bits, values: x, shape: [n, k], granularity: .perChannel(axis: 1),
-                                   settings: settings)
-        return FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, minScale: 1e-4, settings: settings) { c in
-            activationSelfLosses(x: x, rows: n, cols: k, bits: bits, c)
-        }
-    }
-
     /// Post-LayerNorm linear (qkv, fc1, Swin reduction): per-channel A FPCS (self), the scale
     /// reparameterization into the LayerNorm (γ, β) and the linear layer, the cached input transformed
     /// (x/r − b), then the uniform-linear schedule on the folded layer.
@@ -242,7 +231,11 @@ public enum LayerSearch {
         try check(n > 0 && k > 0 && o > 0 && x.count == n * k && w.count == o * k,
                   "post-LN linear: x has \(x.count) values for \(n)×\(k), weight \(w.count) for \(o)×\(k)")
         let t = ContinuousClock.now
-        let cr = try channelInputSearch(x: x, tokens: n, inFeatures: k, bits: inputBits, settings: settings)
+        let grid = try UniformGrid(role: .activation, bits: inputBits, values: x, shape: [n, k], granularity: .perChannel(axis: 1),
+                                   settings: settings)
+        let cr = FPCS.uniform(grid: grid.candidates, delta0: grid.delta0, minScale: 1e-4, settings: settings) { c in
+            activationSelfLosses(x: x, rows: n, cols: k, bits: inputBits, c)
+        }
         let channel = try UniformQuantizer(bits: inputBits, granularity: .perChannel(axis: 1), scales: cr.scales,
                                            zeroPoints: cr.zeroPoints)
         let rep = try scaleReparameterization(channelScales: cr.scales, channelZeroPoints: cr.zeroPoints, gamma: gamma,
