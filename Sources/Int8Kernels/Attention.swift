@@ -23,19 +23,28 @@ public final class AttentionKernel: @unchecked Sendable {
     /// Bytes per output element (all heads share one output type).
     public let elementSize: Int
     let params: [OutputParams]
+    /// Query rows `0..<prefixRows` (the class token) write through `prefixParams` (their own output grid).
+    public let prefixRows: Int
+    let prefixParams: [OutputParams]
     let tau: [Float]
     let table: [Int16]
     let tableHigh: [Int16]
     let plan: i8k_adalog_plan
     let perItem: Int
 
+    /// `prefixOutputs` (one per head, when `prefixRows` > 0) are the output stages of query rows `0..<prefixRows`.
     public init(tokens t: Int, heads: Int, headDim d: Int, logitScales: [Float], probabilities: AttentionProbabilities,
-                outputs: [OutputStage]) throws(Int8KernelError) {
+                outputs: [OutputStage], prefixRows: Int = 0, prefixOutputs: [OutputStage] = []) throws(Int8KernelError) {
         guard t > 0, heads > 0, d > 0 else { throw .invalidArgument("attention: tokens \(t), heads \(heads) and head size \(d) must be positive") }
         guard logitScales.count == heads else { throw .sizeMismatch(what: "logit scales", expected: heads, got: logitScales.count) }
         guard outputs.count == heads else { throw .sizeMismatch(what: "per-head output stages", expected: heads, got: outputs.count) }
         let es = outputs[0].elementSize
         guard outputs.allSatisfy({ $0.elementSize == es }) else { throw .invalidArgument("per-head output stages must share one output type") }
+        guard prefixRows >= 0, prefixRows < t else { throw .invalidArgument("attention: prefix rows \(prefixRows) must be in 0..<\(t)") }
+        if prefixRows > 0 {
+            guard prefixOutputs.count == heads else { throw .sizeMismatch(what: "per-head prefix output stages", expected: heads, got: prefixOutputs.count) }
+            guard prefixOutputs.allSatisfy({ $0.elementSize == es }) else { throw .invalidArgument("prefix output stages must have the output type of the others") }
+        }
         switch probabilities {
         case let .adaLog(table):
             tau = table.thresholds(scale: 1)
@@ -51,15 +60,23 @@ public final class AttentionKernel: @unchecked Sendable {
         var ps: [OutputParams] = []
         for o in outputs { ps.append(try OutputParams(stage: o, n: d, bias: nil, aZero: 0, colsum: nil)) }
         params = ps
+        var pps: [OutputParams] = []
+        if prefixRows > 0 { for o in prefixOutputs { pps.append(try OutputParams(stage: o, n: d, bias: nil, aZero: 0, colsum: nil)) } }
+        prefixParams = pps
+        self.prefixRows = prefixRows
         tokens = t; self.heads = heads; headDim = d; self.logitScales = logitScales; self.probabilities = probabilities
         elementSize = es
         perItem = (i8k_attention_workspace(t, d) + 63) / 64 * 64
     }
 
-    /// Work items: each head's query rows in `threads` blocks.
+    /// Work items: each head's prefix rows, then its other query rows in `threads` blocks.
     func items(threads: Int) -> [(head: Int, rows: Range<Int>)] {
-        let parts = threads <= 1 ? 1 : min(threads, tokens)
-        return (0..<heads).flatMap { h in splitRange(tokens, parts: parts).map { (h, $0) } }
+        let rest = tokens - prefixRows
+        let parts = threads <= 1 ? 1 : min(threads, rest)
+        return (0..<heads).flatMap { h in
+            (prefixRows > 0 ? [(h, 0..<prefixRows)] : [])
+                + splitRange(rest, parts: parts).map { (h, ($0.lowerBound + prefixRows)..<($0.upperBound + prefixRows)) }
+        }
     }
 
     /// Scratch bytes `run` needs with `threads` threads.
@@ -77,7 +94,7 @@ public final class AttentionKernel: @unchecked Sendable {
         let t = tokens, d = headDim, c = heads * d, es = elementSize
         nonisolated(unsafe) let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) / 64 * 64)!
         nonisolated(unsafe) let qkv = qkv, dst = dst, codesOut = codesOut
-        let perItem = self.perItem, params = self.params, scales = logitScales
+        let perItem = self.perItem, params = self.params, prefixParams = self.prefixParams, prefixRows = self.prefixRows, scales = logitScales
         tau.withUnsafeBufferPointer { tb in
             table.withUnsafeBufferPointer { lb in tableHigh.withUnsafeBufferPointer { hb in
                 var probs = i8k_probs()
@@ -93,7 +110,8 @@ public final class AttentionKernel: @unchecked Sendable {
                     nonisolated(unsafe) let pp = pp
                     parallelFor(work.count, threads: threads) { wi in
                         let (h, rows) = work[wi]
-                        withUnsafePointer(to: &params[h].raw) { op in
+                        let out = rows.lowerBound < prefixRows ? prefixParams[h] : params[h]
+                        withUnsafePointer(to: &out.raw) { op in
                             i8k_attention_rows(isa.rawValue, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c,
                                                t, d, scales[h], pp, rows.lowerBound, rows.upperBound, op, dst + h * d * es, c,
                                                base + wi * perItem, codesOut.map { $0 + h * t * t })

@@ -53,6 +53,17 @@ extension Session {
         for i in 0..<count { p[i] = Swift.min(hi, Swift.max(0, p[i])) }
     }
 
+    /// Calls `body(firstRow, rowCount, quantizer)` over `rows` rows: once with `q` when there is no class-token
+    /// quantizer, else per sample for its class-token rows (their quantizer) and its other rows (`q`).
+    private func forRowRuns(_ rows: Int, _ prefix: RowPrefix?, _ q: QuantSpec,
+                            _ body: (Int, Int, QuantSpec) throws(RuntimeError) -> Void) throws(RuntimeError) {
+        guard let p = prefix else { try body(0, rows, q); return }
+        for r0 in stride(from: 0, to: rows, by: p.tokens) {
+            try body(r0, p.count, p.q)
+            try body(r0 + p.count, p.tokens - p.count, q)
+        }
+    }
+
     private func run(_ step: Step, _ n: Int) throws(RuntimeError) {
         let isa = self.isa, threads = self.threads
         func k(_ name: String, _ body: () throws(Int8KernelError) -> Void) throws(RuntimeError) {
@@ -121,11 +132,27 @@ extension Session {
                 }
                 if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .linear(name, x, y, wts, act, bias, stage, rows, post, rs):
+        case let .linear(name, x, y, wts, act, bias, stage, rows, post, rs, prefix):
             let m = rows * n
-            try k(name) { () throws(Int8KernelError) in
-                try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads,
-                                 rowSums: rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) })
+            let sums = rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) }
+            if let p = prefix {
+                // per sample: the class-token rows on their own activation grid, then the other rows
+                let es = stage.elementSize
+                for b in 0..<n {
+                    let r0 = b * p.tokens
+                    try k(name) { () throws(Int8KernelError) in
+                        try Int8GEMM.run(a: u8(x) + r0 * wts.k, lda: wts.k, m: p.count, activation: p.act, weights: wts, bias: p.bias, output: p.stage,
+                                         dst: buffers[y] + r0 * wts.n * es, ldd: wts.n, isa: isa, threads: threads, rowSums: sums.map { $0 + r0 })
+                        let r1 = r0 + p.count
+                        try Int8GEMM.run(a: u8(x) + r1 * wts.k, lda: wts.k, m: p.tokens - p.count, activation: act, weights: wts, bias: bias, output: stage,
+                                         dst: buffers[y] + r1 * wts.n * es, ldd: wts.n, isa: isa, threads: threads, rowSums: sums.map { $0 + r1 })
+                    }
+                }
+            } else {
+                try k(name) { () throws(Int8KernelError) in
+                    try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads,
+                                     rowSums: sums)
+                }
             }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
         case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
@@ -136,11 +163,13 @@ extension Session {
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
-        case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q):
-            try k(name) { () throws(Int8KernelError) in
-                try Elementwise.layerNormQuantize(f(x), rows: rows * n, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
-                                                  zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], ldd: c, isa: isa,
-                                                  threads: threads)
+        case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q, prefix):
+            try forRowRuns(rows * n, prefix, q) { (r0, count, q) throws(RuntimeError) in
+                try k(name) { () throws(Int8KernelError) in
+                    try Elementwise.layerNormQuantize(f(x) + r0 * c, rows: count, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
+                                                      zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y] + r0 * c, ldd: c,
+                                                      isa: isa, threads: threads)
+                }
             }
         case let .attention(name, x, y, kern, qq, sc, ws, wsBytes):
             let heads = kern.heads, d = kern.headDim, t = kern.tokens, c = heads * d
@@ -162,9 +191,13 @@ extension Session {
                                                      scratch: tmp, isa: isa, threads: threads)
                 }
             }
-        case let .quantize(name, x, y, count, q):
-            try k(name) { () throws(Int8KernelError) in
-                try Elementwise.quantize(f(x), count: count * n, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y], isa: isa)
+        case let .quantize(name, x, y, count, q, prefix):
+            let c = prefix.map { count / $0.tokens } ?? count
+            try forRowRuns(count * n / c, prefix, q) { (r0, rowCount, q) throws(RuntimeError) in
+                try k(name) { () throws(Int8KernelError) in
+                    try Elementwise.quantize(f(x) + r0 * c, count: rowCount * c, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax,
+                                             unsigned: q.unsigned, dst: buffers[y] + r0 * c, isa: isa)
+                }
             }
         case let .dequantize(name, x, y, count, q):
             try k(name) { () throws(Int8KernelError) in
@@ -236,9 +269,9 @@ extension Session {
         case let .depthwise(_, x, y, kern, _, _, _, _):
             let g = kern.geometry
             return "dw \(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))"
-        case let .linear(_, x, y, w, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))\(w.columnOffsets == nil ? "" : " +wzp")"
+        case let .linear(_, x, y, w, _, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))\(w.columnOffsets == nil ? "" : " +wzp")"
         case let .convFloat(_, x, y, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))"
-        case let .quantize(_, x, y, _, _), let .dequantize(_, x, y, _, _), let .add(_, x, _, y, _), let .pool(_, x, y, _, _):
+        case let .quantize(_, x, y, _, _, _), let .dequantize(_, x, y, _, _), let .add(_, x, _, y, _), let .pool(_, x, y, _, _):
             return "\(t(x)) -> \(t(y))"
         default: return ""
         }

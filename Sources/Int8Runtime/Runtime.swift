@@ -42,13 +42,14 @@ enum Step {
     /// Depthwise conv; weights are int16 W − z, exact for every 8-bit zero point.
     case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
     /// `rowSums`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
-    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?)
+    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?,
+                prefix: LinearPrefix?)
     case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
-    case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
+    case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec, prefix: RowPrefix?)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
     case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
-    case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
+    case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec, prefix: RowPrefix?)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case add(name: String, a: Int, b: Int, y: Int, count: Int)
     case gelu(name: String, x: Int, y: Int, count: Int)
@@ -60,6 +61,22 @@ enum Step {
 }
 
 /// Storage form of a uniform-quantized activation: real = (stored − zero)·scale, stored in [qmin, qmax].
+/// The class-token rows of a quantized [T, C] tensor (`TensorInfo.prefix`): rows `0..<count` of every `tokens`.
+struct RowPrefix {
+    var tokens: Int
+    var count: Int
+    var q: QuantSpec
+}
+
+/// A linear layer whose input has class-token rows: their own activation type, integer bias and output stage.
+struct LinearPrefix {
+    var tokens: Int
+    var count: Int
+    var act: ActivationType
+    var bias: [Int32]?
+    var stage: OutputStage
+}
+
 struct QuantSpec {
     var scale: Float
     var zero: Int32     // zero point of the *stored* value (0 for folded int8)
@@ -68,9 +85,15 @@ struct QuantSpec {
     var unsigned: Bool
     var activation: ActivationType { unsigned ? .uint8(zeroPoint: zero) : .int8(zeroPoint: zero) }
 
-    init(_ t: TensorInfo) throws(RuntimeError) {
-        guard case let .uniform(u)? = t.quantizer, t.dtype == .int8 || t.dtype == .uint8 else {
+    /// The spec of `t`'s quantizer, or with `prefix` of its class-token quantizer.
+    init(_ t: TensorInfo, prefix: Bool = false) throws(RuntimeError) {
+        guard case let .uniform(main)? = t.quantizer, t.dtype == .int8 || t.dtype == .uint8 else {
             throw .invalidArgument("tensor '\(t.name)' is not uniform-quantized")
+        }
+        var u = main
+        if prefix {
+            guard let p = t.prefix else { throw .invalidArgument("tensor '\(t.name)' has no class-token quantizer") }
+            u = p.quantizer
         }
         scale = u.scale
         let top = Int32((1 << u.bits) - 1)
@@ -197,6 +220,11 @@ public final class Session {
 
     func floats(_ name: String) -> [Float] { model.constant(name)?.floats() ?? [] }
 
+    func rowPrefix(_ t: TensorInfo) throws(RuntimeError) -> RowPrefix? {
+        guard let p = t.prefix else { return nil }
+        return RowPrefix(tokens: t.shape[0], count: p.count, q: try QuantSpec(t, prefix: true))
+    }
+
     /// Output stage for an integer accumulator with real unit `accScale[o]` written to tensor `out`.
     func stage(for out: TensorInfo, accScale: [Double], bias: [Float]?, clamp: Clamp, op: String) throws(RuntimeError) -> (OutputStage, [Int32]?, Clamp?) {
         if out.dtype == .float32 {
@@ -272,8 +300,14 @@ public final class Session {
             let acc = ws.map { Double(xq.scale) * Double($0) }
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             let rows = x.elementCount / kk
+            var prefix: LinearPrefix? = nil
+            if let p = x.prefix {
+                let pq = try QuantSpec(x, prefix: true)
+                let (pst, pib, _) = try stage(for: y, accScale: ws.map { Double(pq.scale) * Double($0) }, bias: o.bias.map(floats), clamp: o.clamp, op: name)
+                prefix = LinearPrefix(tokens: x.shape[0], count: p.count, act: pq.activation, bias: pib, stage: pst)
+            }
             return .linear(name: name, x: I(o.input), y: I(o.output), weights: packed, act: xq.activation, bias: ib, stage: st,
-                           rows: rows, post: post, rowSums: packed.columnOffsets == nil ? nil : scratch(batch * rows * 4))
+                           rows: rows, post: post, rowSums: packed.columnOffsets == nil ? nil : scratch(batch * rows * 4), prefix: prefix)
         case let .adaLogLinear(o):
             let x = T(o.input), y = T(o.output)
             guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }
@@ -297,8 +331,9 @@ public final class Session {
                                  scratch: scratch(batch * x.elementCount * 2))
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!
+            let y = T(o.output)
             return .layerNormQuantize(name: name, x: I(o.input), y: I(o.output), gamma: floats(o.gamma), beta: floats(o.beta), eps: o.epsilon,
-                                      rows: x.elementCount / c, c: c, q: try QuantSpec(T(o.output)))
+                                      rows: x.elementCount / c, c: c, q: try QuantSpec(y), prefix: try rowPrefix(y))
         case let .attention(o):
             let x = T(o.input), y = T(o.output)
             let probs: AttentionProbabilities
@@ -323,13 +358,21 @@ public final class Session {
                 }
             }
             let ls = (0..<o.heads).map { Float(Double(o.query.scale[$0]) * Double(o.key.scale[$0]) / Double(o.headDim).squareRoot()) }
-            var stages: [OutputStage] = []
+            var stages: [OutputStage] = [], prefixStages: [OutputStage] = []
             for h in 0..<o.heads {
                 let (st, _, _) = try stage(for: y, accScale: [unit(h)], bias: nil, clamp: .none, op: name)
                 stages.append(st)
+                if y.prefix != nil {
+                    // the class-token rows of the output requantize onto their own grid
+                    var yp = y
+                    if let p = y.prefix { yp.quantizer = .uniform(p.quantizer); yp.prefix = nil }
+                    prefixStages.append(try stage(for: yp, accScale: [unit(h)], bias: nil, clamp: .none, op: name).0)
+                }
             }
+            let prefixRows = y.prefix?.count ?? 0
             let kern = try k { () throws(Int8KernelError) in
-                try AttentionKernel(tokens: x.shape[0], heads: o.heads, headDim: o.headDim, logitScales: ls, probabilities: probs, outputs: stages)
+                try AttentionKernel(tokens: x.shape[0], heads: o.heads, headDim: o.headDim, logitScales: ls, probabilities: probs, outputs: stages,
+                                    prefixRows: prefixRows, prefixOutputs: prefixStages)
             }
             let wsBytes = kern.workspaceBytes(threads: threads)
             return .attention(name: name, x: I(o.input), y: I(o.output), kernel: kern, qkvQ: qq,
@@ -343,7 +386,8 @@ public final class Session {
         case let .gelu(o):
             return .gelu(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount)
         case let .quantize(o):
-            return .quantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(T(o.output)))
+            let y = T(o.output)
+            return .quantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(y), prefix: try rowPrefix(y))
         case let .dequantize(o):
             return .dequantize(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount, q: try QuantSpec(T(o.input)))
         case let .add(o):

@@ -74,10 +74,11 @@ public enum QModelFile {
     /// 8 magic bytes.
     public static let magic: [UInt8] = Array("QMODEL".utf8) + [0, 1]
     /// The newest format version this code reads and writes. Version 2 added one relaxation: an 8-bit raw-code weight
-    /// row whose W − z leaves int8 may feed a quantized (non-float) output. The byte layout is the same.
-    public static let version = 2
+    /// row whose W − z leaves int8 may feed a quantized (non-float) output. Version 3 added class-token quantizers
+    /// (`TensorInfo.prefix`). The byte layout is the same.
+    public static let version = 3
     /// Versions this reader accepts.
-    public static let supportedVersions = 1...2
+    public static let supportedVersions = 1...3
     /// Alignment of the header start, the data area and every section.
     public static let alignment = 64
     /// Fixed binary preamble size.
@@ -227,6 +228,8 @@ extension QModel {
     /// raw-code weight row leaves int8 after W − z and its layer has a quantized output (a version-1 runtime cannot
     /// run that and now says so through `unsupportedVersion`), else 1, so older runtimes keep reading what they can run.
     public var requiredFormatVersion: Int {
+        // 3: class-token quantizers (`TensorInfo.prefix`), which an older runtime would silently ignore
+        if tensors.contains(where: { $0.prefix != nil }) { return 3 }
         for op in ops {
             let w: WeightRef, out: String
             switch op {

@@ -62,6 +62,13 @@ public enum TensorQuantizer: Codable, Sendable, Equatable {
     case adaLog(AdaLogParams)
 }
 
+/// Rows `0..<count` of each sample of a [T, C] tensor quantized with `quantizer` instead of the tensor's own.
+public struct TokenPrefix: Codable, Sendable, Equatable {
+    public var count: Int
+    public var quantizer: UniformParams
+    public init(count: Int, quantizer: UniformParams) { self.count = count; self.quantizer = quantizer }
+}
+
 /// An activation tensor: per-sample shape (the runtime adds the batch dimension in front), element type and,
 /// for integer types, the quantizer that gives its real value.
 public struct TensorInfo: Codable, Sendable, Equatable {
@@ -69,8 +76,11 @@ public struct TensorInfo: Codable, Sendable, Equatable {
     public var dtype: DType
     public var shape: [Int]
     public var quantizer: TensorQuantizer?
-    public init(name: String, dtype: DType, shape: [Int], quantizer: TensorQuantizer? = nil) {
-        self.name = name; self.dtype = dtype; self.shape = shape; self.quantizer = quantizer
+    /// The leading tokens of a token-major [T, C] tensor (the class token) on their own uniform quantizer, in the
+    /// same storage type; nil: `quantizer` covers every row. Format version 3.
+    public var prefix: TokenPrefix?
+    public init(name: String, dtype: DType, shape: [Int], quantizer: TensorQuantizer? = nil, prefix: TokenPrefix? = nil) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.quantizer = quantizer; self.prefix = prefix
     }
     public var elementCount: Int { shape.reduce(1, *) }
 }

@@ -24,6 +24,18 @@ extension QModel {
             default:
                 throw fail("tensor '\(t.name)': dtype \(t.dtype.rawValue) does not fit quantizer \(String(describing: t.quantizer)) (float32: none; int8/uint8: uniform; code: adaLog)")
             }
+            if let p = t.prefix {
+                guard case .uniform? = t.quantizer, t.shape.count == 2, p.count >= 1, p.count < t.shape[0] else {
+                    throw fail("tensor '\(t.name)': a class-token quantizer needs a uniform [T, C] tensor and 1 ≤ count < T (count \(p.count), shape \(t.shape))")
+                }
+                let u = p.quantizer
+                guard u.scale.isFinite, u.scale > 0, (2...8).contains(u.bits), u.zeroPoint >= 0, u.zeroPoint < 1 << u.bits else {
+                    throw fail("tensor '\(t.name)': class-token quantizer \(u) needs a finite scale > 0, bits 2...8, zero point in [0, 2^bits)")
+                }
+                if t.dtype == .int8, -Int(u.zeroPoint) < -128 || (1 << u.bits) - 1 - Int(u.zeroPoint) > 127 {
+                    throw fail("tensor '\(t.name)': folded int8 storage of the class-token quantizer needs [−z, 2^b−1−z] within int8 (bits \(u.bits), z \(u.zeroPoint)); use uint8")
+                }
+            }
             tmap[t.name] = t
         }
         var cmap: [String: Constant] = [:]
@@ -158,6 +170,14 @@ extension QModel {
                            "output shape \(out.shape) should be [\(oh), \(ow), \(x.shape[2])]")
             case .reshape:
                 try expect(x.elementCount == out.elementCount && x.dtype == out.dtype && x.quantizer == out.quantizer, "same element count, dtype and quantizer")
+            }
+            // Class-token quantizers: produced by the ops that quantize rows themselves, read only by linear layers.
+            if out.prefix != nil {
+                try expect(["layerNormQuantize", "attention", "quantize"].contains(op.kind),
+                           "output '\(out.name)' has a class-token quantizer, which only layerNormQuantize, attention and quantize produce")
+            }
+            for t in ins where t.prefix != nil {
+                try expect(op.kind == "linear", "input '\(t.name)' has a class-token quantizer, which only linear layers read")
             }
             defined.insert(op.output)
         }

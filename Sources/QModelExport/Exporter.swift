@@ -75,7 +75,7 @@ final class Builder {
     var consumers: [String: [Node]] = [:]
     /// Folded and fake-quantized constants (as the simulation substitutes them).
     let fq: [String: Tensor]
-    var activationQ: [String: [(consumer: String, q: QuantizerParameters)]] = [:]
+    var activationQ: [String: [(consumer: String, q: QuantizerParameters, prefix: TokenPrefixQuantization?)]] = [:]
     var weightQ: [String: WeightQuantization] = [:]
     var linearByOutput: [String: LinearLayer] = [:]
     var convByNode: [String: ConvLayer] = [:]
@@ -102,7 +102,7 @@ final class Builder {
             for o in n.outputs { producer[o] = n }
             for i in Set(n.inputs) where !i.isEmpty { consumers[i, default: []].append(n) }
         }
-        for a in model.activations { activationQ[a.tensor, default: []].append((a.consumer, a.quantizer)) }
+        for a in model.activations { activationQ[a.tensor, default: []].append((a.consumer, a.quantizer, a.prefix)) }
         for w in model.weights { weightQ[w.tensor] = w }
         for l in patterns.linears { linearByOutput[l.output] = l }
         for c in patterns.convs { convByNode[c.node] = c }
@@ -150,8 +150,8 @@ final class Builder {
         return n
     }
 
-    func declare(_ name: String, _ dtype: QDType, _ shape: [Int], _ quantizer: TensorQuantizer? = nil) {
-        tensors.append(QTensorInfo(name: name, dtype: dtype, shape: shape, quantizer: quantizer))
+    func declare(_ name: String, _ dtype: QDType, _ shape: [Int], _ quantizer: TensorQuantizer? = nil, prefix: TokenPrefix? = nil) {
+        tensors.append(QTensorInfo(name: name, dtype: dtype, shape: shape, quantizer: quantizer, prefix: prefix))
         shapes[name] = shape
     }
 
@@ -178,6 +178,10 @@ final class Builder {
 
     func activation(_ tensor: String, consumer: String) -> QuantizerParameters? {
         activationQ[tensor]?.first { $0.consumer == consumer }?.q
+    }
+
+    func activationPrefix(_ tensor: String, consumer: String) -> TokenPrefixQuantization? {
+        activationQ[tensor]?.first { $0.consumer == consumer }?.prefix
     }
 
     // MARK: float tensors
@@ -364,14 +368,31 @@ final class Builder {
     func key(_ u: UniformQuantizer) -> String { "u\(u.bits):\(u.scales.map(\.bitPattern)):\(u.zeroPoints):\(u.symmetric)" }
 
     /// ONNX tensor `t` quantized with `u` as read by `consumer` (fused into its producer where possible).
-    func quantized(_ t: String, _ u: UniformQuantizer, consumer: String) throws(ExportError) -> String {
-        let k = t + "\u{1}" + key(u)
+    func quantized(_ t: String, _ u: UniformQuantizer, prefix pq: TokenPrefixQuantization? = nil, consumer: String) throws(ExportError) -> String {
+        let k = t + "\u{1}" + key(u) + (pq.map { "\u{1}\($0.count)/\($0.tokens):" + key($0.quantizer) } ?? "")
         if let r = quantRep[k] { return r }
-        let (dt, up) = try uniformParams(u, "input quantizer", node: consumer)
+        let (dt0, up) = try uniformParams(u, "input quantizer", node: consumer)
         let tq = TensorQuantizer.uniform(up)
+        var prefix: TokenPrefix? = nil
+        if let pq {
+            let (_, pp) = try uniformParams(pq.quantizer, "class-token quantizer", node: consumer)
+            prefix = TokenPrefix(count: pq.count, quantizer: pp)
+        }
+        // with a class-token grid both grids are stored as uint8 (an 8-bit grid does not fit folded int8)
+        let dt = prefix == nil ? dt0 : .uint8
         var r: String
         if let ln = lnByOutput[t] {
-            r = try emitLayerNorm(ln, input: try float(ln.input), onnxOutput: t, dtype: dt, quantizer: tq)
+            r = try emitLayerNorm(ln, input: try float(ln.input), onnxOutput: t, dtype: dt, quantizer: tq, prefix: prefix)
+        } else if let pq, let prefix {
+            if floatRep[t] == nil, fusable(t), let a = attentionBehind(t) {
+                r = try emitAttention(a, output: t, quantizedOutput: u, dtype: dt, prefix: prefix)
+            } else {
+                let x = try float(t)
+                guard let xs = shapes[x], xs.count == 2, xs[0] == pq.tokens else {
+                    throw .unsupported(node: consumer, op: "class-token quantizer", reason: "input '\(t)' has runtime shape \(shapes[x] ?? []), not [\(pq.tokens), C]")
+                }
+                r = try quantizeOp(x, u, onnx: t, node: consumer, dtype: dt, prefix: prefix)
+            }
         } else if let n = producer[t], n.opType == "Gather", let (x, index) = try? tokenSelectInput(n), let ln = lnByOutput[x],
                   consumers[x]?.count == 1 {
             // LayerNorm → class-token select: select first (LayerNorm is per row), then LayerNorm+quantize one row.
@@ -404,7 +425,8 @@ final class Builder {
         return true
     }
 
-    func emitLayerNorm(_ ln: LayerNormPattern, input x: String, onnxOutput t: String, dtype: QDType, quantizer: TensorQuantizer) throws(ExportError) -> String {
+    func emitLayerNorm(_ ln: LayerNormPattern, input x: String, onnxOutput t: String, dtype: QDType, quantizer: TensorQuantizer,
+                       prefix: TokenPrefix? = nil) throws(ExportError) -> String {
         let c = shapes[x]!.last!
         let node = ln.nodes.last ?? t
         guard let gn = ln.gamma, let bn = ln.beta else {
@@ -417,7 +439,10 @@ final class Builder {
         let gc = addConstant(.float(node + ".gamma", shape: [c], gamma))
         let bc = addConstant(.float(node + ".beta", shape: [c], beta))
         let y = unique(t + "::q")
-        declare(y, dtype, shapes[x]!, quantizer)
+        if let p = prefix, shapes[x]?.count != 2 || p.count >= shapes[x]![0] {
+            throw .unsupported(node: node, op: "LayerNorm", reason: "a class-token quantizer needs a [T, C] LayerNorm output, got \(shapes[x]!)")
+        }
+        declare(y, dtype, shapes[x]!, quantizer, prefix: prefix)
         ops.append(.layerNormQuantize(LayerNormOp(name: node, input: x, output: y, gamma: gc, beta: bc, epsilon: ln.epsilon)))
         return y
     }
@@ -508,7 +533,7 @@ final class Builder {
         let x: String
         var adaLog: AdaLogQuantizer? = nil
         switch aq {
-        case let .uniform(u): x = try quantized(l.input, u, consumer: l.node)
+        case let .uniform(u): x = try quantized(l.input, u, prefix: activationPrefix(l.input, consumer: l.node), consumer: l.node)
         case let .adaLog(a): x = try codes(l.input, a, consumer: l.node); adaLog = a
         case .log2, .logSqrt2: throw .unsupported(node: l.node, op: op, reason: "log2/log√2 linear inputs are not supported by the runtime")
         }
@@ -630,10 +655,11 @@ final class Builder {
     }
 
     /// A `quantize` op from runtime float tensor `x` into a new tensor with quantizer `u`.
-    func quantizeOp(_ x: String, _ u: UniformQuantizer, onnx t: String, node: String) throws(ExportError) -> String {
+    func quantizeOp(_ x: String, _ u: UniformQuantizer, onnx t: String, node: String, dtype: QDType? = nil,
+                    prefix: TokenPrefix? = nil) throws(ExportError) -> String {
         let (dt, up) = try uniformParams(u, "input quantizer", node: node)
         let r = unique(t + "::q")
-        declare(r, dt, shapes[x]!, .uniform(up))
+        declare(r, dtype ?? dt, shapes[x]!, .uniform(up), prefix: prefix)
         ops.append(.quantize(UnaryOp(name: r, input: x, output: r)))
         return r
     }
@@ -689,7 +715,8 @@ final class Builder {
         return nil
     }
 
-    func emitAttention(_ a: AttentionPattern, output t: String, quantizedOutput: UniformQuantizer?) throws(ExportError) -> String {
+    func emitAttention(_ a: AttentionPattern, output t: String, quantizedOutput: UniformQuantizer?, dtype: QDType? = nil,
+                       prefix: TokenPrefix? = nil) throws(ExportError) -> String {
         func no(_ r: String) -> ExportError { .unsupported(node: a.qkMatMul, op: "attention", reason: r) }
         guard a.scoreAdds.isEmpty else { throw no("attention with an added score bias or mask (e.g. Swin) is not supported") }
         let kName = a.k ?? a.kTransposed
@@ -750,7 +777,8 @@ final class Builder {
         let y = unique(quantizedOutput == nil ? t : t + "::q")
         if let u = quantizedOutput {
             let (dt, up) = try uniformParams(u, "output quantizer", node: a.avMatMul)
-            declare(y, dt, [xs[0], heads * d], .uniform(up))
+            if let p = prefix, p.count >= xs[0] { throw no("class-token rows \(p.count) must be fewer than the \(xs[0]) tokens") }
+            declare(y, dtype ?? dt, [xs[0], heads * d], .uniform(up), prefix: prefix)
         } else {
             declare(y, .float32, [xs[0], heads * d])
         }

@@ -30,6 +30,10 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Where the zero-point candidates of the percentile grids sit. The default, data-centred, is not the
     /// reference's; `.midRange` reproduces it. nil (files written before this setting existed) means mid-range.
     public var zeroPoints: ZeroPointPlacement? = .dataCentred
+    /// Not in the reference: bits of the class token's own min-max quantizer on the uniform token-major linear
+    /// inputs (post-LayerNorm and projection inputs of a ViT); the shared quantizer is then searched on the
+    /// other tokens. nil = off (the class token shares the tensor's quantizer).
+    public var classTokenBits: Int? = nil
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}

@@ -234,6 +234,19 @@ struct SearchContext {
     }
 
     /// Row permutation so that the first `n` rows of a token subsample are spread over all images.
+    /// Splits [images × tokens × cols] rows into the first `count` tokens of every image and the rest.
+    static func splitLeadingRows(_ x: [Float], tokens: Int, count: Int, cols: Int) -> (leading: [Float], rest: [Float]) {
+        var leading: [Float] = [], rest: [Float] = []
+        let rows = x.count / cols
+        leading.reserveCapacity((rows / tokens) * count * cols)
+        rest.reserveCapacity(x.count)
+        for r in 0..<rows {
+            if r % tokens < count { leading.append(contentsOf: x[(r * cols)..<((r + 1) * cols)]) }
+            else { rest.append(contentsOf: x[(r * cols)..<((r + 1) * cols)]) }
+        }
+        return (leading, rest)
+    }
+
     static func spreadRows(_ x: [Float], rows: Int, cols: Int) -> [Float] {
         var idx = Array(0..<rows)
         var state: UInt64 = 0x9E3779B97F4A7C15
@@ -284,14 +297,27 @@ struct SearchContext {
         guard xt.values.count % k == 0, !xt.values.isEmpty else {
             throw QuantError.shapeMismatch("linear '\(l.node)': input '\(l.input)' has \(xt.values.count) values, not a multiple of \(k)")
         }
-        let n = xt.values.count / k
         let w = Self.rowsFirst(try const(l.weight), k: k, o: o, transposed: l.weightTransposed)
         let kind = linearKind(l)
         let reluBounded = plan.family == .cnn && (xt.values.min() ?? -1) >= 0
         let spec = plan.spec(for: kind, layer: l.node, reluBounded: reluBounded)
         let settings = options.settings
         var x = xt.values
+        // The class token on its own grid (--class-token-bits): its rows leave the shared quantizer's search.
+        var classToken: (bits: Int, tokens: Int, rows: [Float])? = nil
+        if let cb = settings.classTokenBits, options.method == .adalog, plan.family != .cnn,
+           xt.shape.count == 3, xt.shape[1] > 1, xt.shape[2] == k, spec.isUniform {
+            let split = Self.splitLeadingRows(x, tokens: xt.shape[1], count: 1, cols: k)
+            x = split.rest
+            classToken = (cb, xt.shape[1], split.leading)
+        }
+        let n = x.count / k
         if settings.activationSearchTokens != nil { x = Self.spreadRows(x, rows: n, cols: k) }
+        func addClassToken(_ rows: [Float]) throws {
+            guard let ct = classToken else { return }
+            let q = try Self.minMax(rows, bits: ct.bits)
+            model.activations[model.activations.count - 1].prefix = TokenPrefixQuantization(tokens: ct.tokens, count: 1, quantizer: q)
+        }
 
         if options.method == .uniformMinMax {
             let wq = try Self.minMax(w, bits: bits.weightBits, granularity: .perChannel(axis: 0), shape: [o, k])
@@ -326,6 +352,11 @@ struct SearchContext {
                                                         codes: Self.codes(r.linear.roundedWeight, r.linear.weight, o: o, k: k)))
                 model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind,
                                                                 quantizer: .uniform(r.linear.input)))
+                if let ct = classToken {
+                    // the class rows as the folded LayerNorm emits them: y / r − b per channel
+                    let rp = r.reparameterization
+                    try addClassToken(ct.rows.indices.map { ct.rows[$0] / rp.r[$0 % k] - rp.b[$0 % k] })
+                }
                 lastStats = r.linear.stats
                 return ("post-LN linear (reparameterized)", r.linear.stats.totalEvaluations)
             }
@@ -336,6 +367,7 @@ struct SearchContext {
             model.weights.append(WeightQuantization(layer: l.node, tensor: l.weight, transposed: !l.weightTransposed, quantizer: r.weight,
                                                     codes: Self.codes(r.roundedWeight, r.weight, o: o, k: k)))
             model.activations.append(ActivationQuantization(tensor: l.input, consumer: l.node, kind: kind, quantizer: .uniform(r.input)))
+            if let ct = classToken { try addClassToken(ct.rows) }
             lastStats = r.stats
             return ("uniform linear", r.stats.totalEvaluations)
         case .adaLog(let ab, let shift):

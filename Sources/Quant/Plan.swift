@@ -98,6 +98,14 @@ public enum QuantizerSpec: Codable, Equatable, Sendable {
     case logSqrt2(bits: Int, shift: Float)
     /// Left in float.
     case float
+
+    /// Uniform at inference (per-tensor, per-channel or reparameterized).
+    var isUniform: Bool {
+        switch self {
+        case .uniform, .uniformReparameterized: true
+        default: false
+        }
+    }
 }
 
 /// Model family: decides the quantizer map.

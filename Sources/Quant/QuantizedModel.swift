@@ -39,6 +39,25 @@ public struct ActivationQuantization: Codable, Equatable, Sendable {
     public var consumer: String
     public var kind: TensorKind
     public var quantizer: QuantizerParameters
+    /// The leading tokens of each image (the class token) quantized on their own; nil: `quantizer` covers all rows.
+    public var prefix: TokenPrefixQuantization? = nil
+}
+
+/// Not in the reference (`--class-token-bits`): the first `count` of every `tokens` rows of a token-major
+/// activation [images, tokens, channels] get their own per-tensor quantizer. A ViT's class token carries
+/// outlier channels the patch tokens do not; giving it a wider grid (8 bits over its own range) costs one row
+/// per image and lets the shared low-bit grid fit the patch tokens alone.
+public struct TokenPrefixQuantization: Codable, Equatable, Sendable {
+    public var tokens: Int
+    public var count: Int
+    public var quantizer: UniformQuantizer
+
+    public init(tokens: Int, count: Int, quantizer: UniformQuantizer) {
+        self.tokens = tokens; self.count = count; self.quantizer = quantizer
+    }
+
+    /// Row r (of images × tokens rows) is a prefix row.
+    @inline(__always) public func isPrefix(row r: Int) -> Bool { r % tokens < count }
 }
 
 /// The scale reparameterization of adalog.md §1.6 applied to the source constants:

@@ -10,6 +10,8 @@ public final class QuantSimulator {
     public let session: FloatSession
     /// Tensor name in the simulated graph → its activation quantizer.
     public let activationQuantizers: [String: QuantizerParameters]
+    /// Tensor name → the quantizer of its leading (class) tokens, where it has one.
+    public let prefixQuantizers: [String: TokenPrefixQuantization]
     /// Outputs of the quantized layers (linear, conv, attention), for per-layer SQNR.
     public let layerOutputs: [(layer: String, tensor: String)]
 
@@ -20,6 +22,7 @@ public final class QuantSimulator {
         let replaced = try Self.quantizedConstants(model: model, graph: source)
         // Quantized activations: read through a private copy when the tensor has other readers.
         var aq: [String: QuantizerParameters] = [:]
+        var pq: [String: TokenPrefixQuantization] = [:]
         var copyIndex = 0
         for a in model.activations {
             let readers = g.nodes.filter { $0.inputs.contains(a.tensor) }
@@ -27,6 +30,7 @@ public final class QuantSimulator {
             let isOutput = g.outputs.contains { $0.name == a.tensor }
             if others.isEmpty && !isOutput && aq[a.tensor] == nil {
                 aq[a.tensor] = a.quantizer
+                pq[a.tensor] = a.prefix
                 continue
             }
             guard let ci = g.nodes.firstIndex(where: { $0.name == a.consumer }) else {
@@ -44,10 +48,12 @@ public final class QuantSimulator {
             g.nodes[ci] = consumer
             g.nodes.insert(Node(name: "fakequant_copy_\(copyIndex)", opType: "Mul", inputs: [a.tensor, one], outputs: [copy]), at: ci)
             aq[copy] = a.quantizer
+            pq[copy] = a.prefix
         }
         session = try FloatSession(staticGraph: g, options: options)
         if !replaced.isEmpty { try session.substituteConstants(replaced) }
         activationQuantizers = aq
+        prefixQuantizers = pq
         let p = try ModelPatterns(graph: source)
         let quantizedLayers = Set(model.weights.map(\.layer) + model.activations.map(\.consumer))
         var outs: [(String, String)] = []
@@ -57,16 +63,36 @@ public final class QuantSimulator {
         var order: [String: Int] = [:]
         for (i, n) in source.nodes.enumerated() { for o in n.outputs { order[o] = i } }
         layerOutputs = outs.sorted { (order[$0.1] ?? 0) < (order[$1.1] ?? 0) }
-        let quantizers = aq
+        let quantizers = aq, prefixes = pq
         session.transform = { name, shape, values in
             guard let q = quantizers[name] else { return }
-            Self.fakeQuantize(q, shape: shape, values)
+            Self.fakeQuantize(q, prefix: prefixes[name], shape: shape, values)
         }
     }
 
-    /// Fake-quantizes `values` in place.
-    public static func fakeQuantize(_ q: QuantizerParameters, shape: [Int], _ values: UnsafeMutableBufferPointer<Float>) {
+    /// Fake-quantizes `values` in place; the prefix rows (when given and the shape is [images, tokens, C]) with
+    /// their own quantizer.
+    public static func fakeQuantize(_ q: QuantizerParameters, prefix: TokenPrefixQuantization? = nil, shape: [Int],
+                                    _ values: UnsafeMutableBufferPointer<Float>) {
         let x = Array(values)
+        if let p = prefix, shape.count == 3, shape[1] == p.tokens, case .uniform = q {
+            let c = shape[2]
+            let rows = values.count / max(c, 1)
+            var lead: [Float] = [], rest: [Float] = []
+            for r in 0..<rows {
+                if p.isPrefix(row: r) { lead.append(contentsOf: x[(r * c)..<((r + 1) * c)]) }
+                else { rest.append(contentsOf: x[(r * c)..<((r + 1) * c)]) }
+            }
+            let lq = (try? p.quantizer.fakeQuantize(lead, shape: [lead.count])) ?? lead
+            var restQ = rest
+            restQ.withUnsafeMutableBufferPointer { fakeQuantize(q, shape: [1, rest.count / max(c, 1), c], $0) }
+            var li = 0, ri = 0
+            for r in 0..<rows {
+                if p.isPrefix(row: r) { for j in 0..<c { values[r * c + j] = lq[li + j] }; li += c }
+                else { for j in 0..<c { values[r * c + j] = restQ[ri + j] }; ri += c }
+            }
+            return
+        }
         let y: [Float]
         switch q {
         case .uniform(let u): y = (try? u.fakeQuantize(x, shape: shape)) ?? (try? u.fakeQuantize(x, shape: [x.count])) ?? x

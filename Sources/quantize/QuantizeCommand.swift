@@ -45,6 +45,8 @@ struct QuantizeModel: ParsableCommand {
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
+    @Option(help: "Transformers: quantize the class token of the post-LayerNorm and projection inputs on its own min-max grid of this many bits (2–8), and search the shared grid on the patch tokens only.")
+    var classTokenBits: Int?
     @Option(help: "Images per float run during calibration.") var batch: Int = 8
     @Option(name: [.short, .customLong("output")], help: "Output file: .json (quantization parameters) or .qmodel (int8 model).") var output: String
     @Flag(help: "No progress line on stderr.") var quiet = false
@@ -65,6 +67,10 @@ struct QuantizeModel: ParsableCommand {
             opts.settings.activationSearchTokens = t
         }
         if biasCorrection { opts.settings.biasCorrection = true }
+        if let cb = classTokenBits {
+            guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }
+            opts.settings.classTokenBits = cb
+        }
         if let qm = adalogQMin {
             guard (1...10).contains(qm) else { throw ValidationError("--adalog-q-min must be in 1…10") }
             opts.settings.adaLogQMin = qm

@@ -113,13 +113,13 @@ func decodeError(_ b: [UInt8], max: Int = QModelFile.defaultMaxFileSize) -> QMod
     @Test func wrongVersionAndMagic() throws {
         let bytes = try QModelFile.encode(try vitModel())
         var b = bytes
-        put32(&b, 8, 3)
-        #expect(decodeError(resum(b)) == .unsupportedVersion(3))
-        #expect(QModelError.unsupportedVersion(3).description.contains("newer version"))
+        put32(&b, 8, 4)
+        #expect(decodeError(resum(b)) == .unsupportedVersion(4))
+        #expect(QModelError.unsupportedVersion(4).description.contains("newer version"))
         put32(&b, 8, 0)
         #expect(decodeError(resum(b)) == .unsupportedVersion(0))
-        // Both supported versions load (the byte layout is the same).
-        for v: UInt32 in [1, 2] {
+        // Every supported version loads (the byte layout is the same).
+        for v: UInt32 in [1, 2, 3] {
             put32(&b, 8, v)
             #expect(decodeError(resum(b)) == nil, "version \(v)")
         }

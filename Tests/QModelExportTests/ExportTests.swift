@@ -32,17 +32,18 @@ enum ExportFixtures {
     static let cacheLock = NSLock()
 
     /// Quantizes `path` with cheap search settings (debug builds); each setting is searched once per test run.
-    static func quantize(_ path: String, bits: String, method: QuantMethod = .adalog, keepFloat: [String] = []) throws -> (QuantizedModel, ONNXModel) {
-        let key = "\(path)|\(bits)|\(method)|\(keepFloat)"
+    static func quantize(_ path: String, bits: String, method: QuantMethod = .adalog, keepFloat: [String] = [],
+                         classTokenBits: Int? = nil) throws -> (QuantizedModel, ONNXModel) {
+        let key = "\(path)|\(bits)|\(method)|\(keepFloat)|\(classTokenBits ?? 0)"
         cacheLock.lock()
         defer { cacheLock.unlock() }
         if let hit = cache[key] { return hit }
-        let r = try search(path, bits: bits, method: method, keepFloat: keepFloat)
+        let r = try search(path, bits: bits, method: method, keepFloat: keepFloat, classTokenBits: classTokenBits)
         cache[key] = r
         return r
     }
 
-    static func search(_ path: String, bits: String, method: QuantMethod, keepFloat: [String]) throws -> (QuantizedModel, ONNXModel) {
+    static func search(_ path: String, bits: String, method: QuantMethod, keepFloat: [String], classTokenBits: Int? = nil) throws -> (QuantizedModel, ONNXModel) {
         let m = try ONNXModel(contentsOf: path)
         let cal = try calibration(4)
         var po = PlanOptions(bits: try BitSetting(parsing: bits))
@@ -52,6 +53,7 @@ enum ExportFixtures {
         opts.settings.rounds = 1
         opts.settings.steps = 2
         opts.settings.activationSearchTokens = 256
+        opts.settings.classTokenBits = classTokenBits
         opts.attentionSearchImages = 2
         let (g, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: 4))
         let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (path, "test"), foldedBatchNorms: folded)
@@ -123,6 +125,27 @@ func compare(_ q: QuantizedModel, _ m: ONNXModel, images n: Int) throws -> Fidel
             let w = f.model.constants.filter { $0.name.hasSuffix(".w") }
             #expect(!w.isEmpty && w.allSatisfy { $0.dtype == .int4 || $0.dtype == .uint4 })
         }
+    }
+
+    /// `--class-token-bits 8` at W4A4: the class-token rows of the post-LayerNorm and projection inputs run on their
+    /// own 8-bit grid in the runtime as in the simulation.
+    @Test func vitClassTokenGridMatchesSimulation() throws {
+        let (q, m) = try ExportFixtures.quantize(ExportFixtures.vit, bits: "W4A4", classTokenBits: 8)
+        let withPrefix = q.activations.filter { $0.prefix != nil }
+        // per block: qkv and fc1 inputs (post-LayerNorm) and the projection input; not fc2 (AdaLog) nor the head
+        let postLN = withPrefix.filter { $0.kind == .postLayerNormInput }.count, proj = withPrefix.filter { $0.kind == .linearInput }.count
+        #expect(proj > 0 && postLN == 2 * proj && withPrefix.count == postLN + proj)
+        #expect(withPrefix.allSatisfy { $0.prefix!.count == 1 && $0.prefix!.quantizer.bits == 8 })
+        let f = try compare(q, m, images: 24)
+        #expect(f.agreement >= 0.95, "top-1 agreement \(f.agreement)")
+        #expect(f.closeToSimulation, "max |logit difference| \(f.maxDifference) vs max |logit| \(f.maxLogit), quantization error \(f.quantizationError)")
+        // every linear input with a class-token grid is produced by a LayerNorm or the attention, stored as uint8
+        let prefixed = f.model.tensors.filter { $0.prefix != nil }
+        #expect(prefixed.count == withPrefix.count)
+        #expect(prefixed.allSatisfy { $0.dtype == .uint8 })
+        let producers = Set(f.model.ops.filter { op in prefixed.contains { $0.name == op.output } }.map(\.kind))
+        #expect(producers == ["layerNormQuantize", "attention"])
+        #expect(f.model.requiredFormatVersion == 3)
     }
 
     @Test(arguments: ["W8A8", "W4A4"]) func cnnMatchesSimulation(bits: String) throws {
