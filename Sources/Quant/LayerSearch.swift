@@ -493,7 +493,7 @@ public enum LayerSearch {
 public enum QuantCost {
     /// Multiply-accumulates issued to FloatKernels by the searches since the last reset.
     public static var multiplyAccumulates: Int { LA.macs }
-    public static func reset() { LA.macs = 0 }
+    public static func reset() { LA.macCounter.store(0, ordering: .relaxed) }
     /// Benchmark aid only: when true, matrix products are counted but not computed, so a run times
     /// everything except the GEMMs (search results are then meaningless). Not thread-safe.
     public static var countProductsOnly: Bool {

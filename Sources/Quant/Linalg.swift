@@ -1,10 +1,13 @@
 import FloatEngine
 import CQuantKernels
+import Synchronization
 
 /// Thin wrappers over FloatKernels (row-major). All products of the searches go through these.
 enum LA {
-    /// Multiply-accumulates issued through FloatKernels (for cost reports; searches are single-caller).
-    nonisolated(unsafe) static var macs: Int = 0
+    /// Multiply-accumulates issued through FloatKernels (for cost reports; layers may be searched concurrently).
+    static let macCounter = Atomic<Int>(0)
+    static var macs: Int { macCounter.load(ordering: .relaxed) }
+    static func count(_ n: Int) { macCounter.wrappingAdd(n, ordering: .relaxed) }
     /// Benchmark aid: count products without computing them (results are left unchanged).
     nonisolated(unsafe) static var dryRun = false
 
@@ -31,7 +34,7 @@ enum LA {
 
     /// C[m×n] = A[m×k] · B (B packed).
     static func gemm(_ a: UnsafePointer<Float>, m: Int, _ b: PackedMatrix, _ c: UnsafeMutablePointer<Float>) {
-        macs &+= m * b.k * b.n
+        count(m * b.k * b.n)
         if dryRun { return }
         FloatKernels.gemm(m: m, a: a, lda: b.k, b: b, bias: nil, c: c, ldc: b.n)
     }
@@ -53,7 +56,7 @@ enum LA {
     /// C[m×n] = A[m×k] · B[k×n] (or · Bᵀ with B[n×k] when `bT`).
     static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int, bT: Bool,
                        _ c: UnsafeMutablePointer<Float>) {
-        macs &+= m * n * k
+        count(m * n * k)
         if dryRun { return }
         FloatKernels.matmul(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: bT ? k : n, bTransposed: bT, c: c, ldc: n)
     }

@@ -206,7 +206,7 @@ public final class ActivationOutputObjective {
     /// the two halves of the rows on two threads.
     public func loss(_ fill: (UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Double {
         let cols = useGram ? k : o
-        LA.macs &+= n * k * cols
+        LA.count(n * k * cols)
         var parts = [0.0, 0.0]
         d.withUnsafeMutableBufferPointer { dp in
             g.withUnsafeMutableBufferPointer { gp in

@@ -24,6 +24,10 @@ public struct PipelineOptions: Sendable {
     public var attentionSearchImages: Int? = nil
     /// Upper bound on calibration floats held at once (tensors of a group of layers).
     public var memoryBudgetFloats = 40_000_000
+    /// Layers searched at once, each on one thread (its products single-threaded). Every layer is calibrated
+    /// against float inputs, so the searches are independent and the result is the same for any value; 2 keeps both
+    /// cores busy where one search's products alone reach about 160 % CPU. 1 = one layer at a time, products threaded.
+    public var concurrentSearches = min(2, max(1, ProcessInfo.processInfo.activeProcessorCount))
     public init(plan: PlanOptions) { self.plan = plan }
 }
 
@@ -120,17 +124,13 @@ public enum QuantizationPipeline {
                 _ = (d, n)
             }
             collectSeconds += seconds(since: tc)
-            for u in g {
-                progress?(PipelineProgress(phase: "search", layer: u.name, done: done, total: all.count))
-                let ts = ContinuousClock.now
-                let evals = try ctx.search(u, data: data, into: &model)
-                if let evals {
-                    model.layers.append(LayerSearchRecord(layer: u.name, kind: evals.kind, evaluations: evals.count,
-                                                          seconds: seconds(since: ts), phases: ctx.lastStats.phases,
-                                                          phaseSeconds: ctx.lastStats.seconds))
-                }
+            // Each unit appends to a model of its own; the parts are merged in graph order, so the result does not
+            // depend on which thread finished first.
+            let parts = try searchUnits(g, context: ctx, data: data, template: model, workers: options.concurrentSearches) { name in
+                progress?(PipelineProgress(phase: "search", layer: name, done: done, total: all.count))
                 done += 1
             }
+            for p in parts { model.append(p) }
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         guard !model.weights.isEmpty || !model.activations.isEmpty else {
@@ -140,6 +140,41 @@ public enum QuantizationPipeline {
         model.calibrationSeconds = collectSeconds
         model.searchSeconds = total - collectSeconds
         return model
+    }
+
+    /// The models `units` produce (one per unit, in order), searched by `workers` threads taking units in turn.
+    /// `started` is called (serialized) as each unit starts.
+    static func searchUnits(_ units: [PipelineUnit], context: SearchContext, data: [String: CollectedTensor],
+                            template: QuantizedModel, workers: Int, started: (String) -> Void) throws -> [QuantizedModel] {
+        var empty = template
+        empty.clearResults()
+        func one(_ u: PipelineUnit, _ ctx: inout SearchContext) throws -> QuantizedModel {
+            var part = empty
+            let ts = ContinuousClock.now
+            if let evals = try ctx.search(u, data: data, into: &part) {
+                part.layers.append(LayerSearchRecord(layer: u.name, kind: evals.kind, evaluations: evals.count,
+                                                     seconds: seconds(since: ts), phases: ctx.lastStats.phases,
+                                                     phaseSeconds: ctx.lastStats.seconds))
+            }
+            return part
+        }
+        if workers <= 1 || units.count <= 1 {
+            var ctx = context
+            return try units.map { u in started(u.name); return try one(u, &ctx) }
+        }
+        // Products single-threaded while the layers run side by side (restored afterwards).
+        let savedThreads = FloatKernels.threadCount
+        FloatKernels.threadCount = 1
+        defer { FloatKernels.threadCount = savedThreads }
+        return try withoutActuallyEscaping(started) { startedEsc in
+            try withoutActuallyEscaping(one) { oneEsc in
+                let q = UnitQueue(units, context: context, started: startedEsc, search: oneEsc)
+                DispatchQueue.concurrentPerform(iterations: min(workers, units.count)) { _ in q.work() }
+                // the first failure in unit order, else every unit's model (all ran)
+                for case .failure(let e)? in q.results { throw e }
+                return q.results.compactMap { try? $0?.get() }
+            }
+        }
     }
 
     static func seconds(since t: ContinuousClock.Instant) -> Double {
@@ -712,5 +747,43 @@ enum BiasCorrectionMath {
             d[oo] = Float(s)
         }
         return d
+    }
+}
+
+/// The units of one group handed out to the search threads in order; results kept by index. The closures are only
+/// called while `searchUnits` waits for the threads (hence unchecked Sendable).
+final class UnitQueue: @unchecked Sendable {
+    let units: [PipelineUnit]
+    let context: SearchContext
+    let started: (String) -> Void
+    let search: (PipelineUnit, inout SearchContext) throws -> QuantizedModel
+    let lock = NSLock()
+    var next = 0
+    var failed = false
+    var results: [Result<QuantizedModel, Error>?]
+
+    init(_ units: [PipelineUnit], context: SearchContext, started: @escaping (String) -> Void,
+         search: @escaping (PipelineUnit, inout SearchContext) throws -> QuantizedModel) {
+        self.units = units; self.context = context; self.started = started; self.search = search
+        results = Array(repeating: nil, count: units.count)
+    }
+
+    /// One thread's loop: take the next unit, search it, store the result; stop at the end or after a failure.
+    func work() {
+        var ctx = context
+        while true {
+            lock.lock()
+            let i = next
+            next += 1
+            let go = i < units.count && !failed
+            if go { started(units[i].name) }
+            lock.unlock()
+            guard go else { return }
+            let r = Result { try search(units[i], &ctx) }
+            lock.lock()
+            results[i] = r
+            if case .failure = r { failed = true }
+            lock.unlock()
+        }
     }
 }

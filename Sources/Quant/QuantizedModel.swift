@@ -154,3 +154,20 @@ public struct QuantizedModel: Codable, Equatable, Sendable {
         return try dec.decode(QuantizedModel.self, from: d)
     }
 }
+
+extension QuantizedModel {
+    /// Drops every search result (quantizers, folds, corrections, layer records), keeping the metadata.
+    mutating func clearResults() {
+        layerNormFolds = []; biasFolds = []; biasCorrections = nil; weights = []; activations = []; layers = []
+    }
+
+    /// Appends `part`'s search results (a model that started from `clearResults()`).
+    mutating func append(_ part: QuantizedModel) {
+        layerNormFolds += part.layerNormFolds
+        biasFolds += part.biasFolds
+        if let b = part.biasCorrections, !b.isEmpty { biasCorrections = (biasCorrections ?? []) + b }
+        weights += part.weights
+        activations += part.activations
+        layers += part.layers
+    }
+}
