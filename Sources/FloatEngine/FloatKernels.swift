@@ -7,6 +7,7 @@
 import CFloatKernels
 import Dispatch
 import Foundation
+import Synchronization
 
 /// An activation fused into the output stage of a GEMM or convolution.
 public enum FloatActivation: Sendable, Equatable {
@@ -175,8 +176,23 @@ public final class PackedConvWeights: @unchecked Sendable {
 public enum FloatKernels {
     // MARK: Settings
 
-    /// How many threads kernels split work over (default: min(2, active cores)). Set once at start-up.
-    nonisolated(unsafe) public static var threadCount: Int = min(2, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    /// How many threads kernels split work over (default: min(2, active cores)). Set once at start-up; reads 1
+    /// while any `withSingleThreadedKernels` body runs.
+    public static var threadCount: Int {
+        get { singleThreadedUsers.load(ordering: .relaxed) > 0 ? 1 : configuredThreadCount }
+        set { configuredThreadCount = newValue }
+    }
+    nonisolated(unsafe) static var configuredThreadCount: Int = min(2, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    static let singleThreadedUsers = Atomic<Int>(0)
+
+    /// Runs `body` with every kernel single-threaded (for callers that run kernels on several threads of their own,
+    /// e.g. layer searches side by side). Nests and overlaps safely: kernels are threaded again when the last
+    /// such body returns. Results do not depend on the thread count.
+    public static func withSingleThreadedKernels<R>(_ body: () throws -> R) rethrows -> R {
+        singleThreadedUsers.wrappingAdd(1, ordering: .relaxed)
+        defer { singleThreadedUsers.wrappingSubtract(1, ordering: .relaxed) }
+        return try body()
+    }
 
     /// Forces an ISA for the current task (tests, benchmarks): `FloatKernels.$isaOverride.withValue(.avx2) { … }`.
     /// An unsupported ISA falls back to the best supported one below it.

@@ -162,11 +162,8 @@ public enum QuantizationPipeline {
             var ctx = context
             return try units.map { u in started(u.name); return try one(u, &ctx) }
         }
-        // Products single-threaded while the layers run side by side (restored afterwards).
-        let savedThreads = FloatKernels.threadCount
-        FloatKernels.threadCount = 1
-        defer { FloatKernels.threadCount = savedThreads }
-        return try withoutActuallyEscaping(started) { startedEsc in
+        // Products single-threaded while the layers run side by side.
+        return try FloatKernels.withSingleThreadedKernels { try withoutActuallyEscaping(started) { startedEsc in
             try withoutActuallyEscaping(one) { oneEsc in
                 let q = UnitQueue(units, context: context, started: startedEsc, search: oneEsc)
                 DispatchQueue.concurrentPerform(iterations: min(workers, units.count)) { _ in q.work() }
@@ -174,7 +171,7 @@ public enum QuantizationPipeline {
                 for case .failure(let e)? in q.results { throw e }
                 return q.results.compactMap { try? $0?.get() }
             }
-        }
+        } }
     }
 
     static func seconds(since t: ContinuousClock.Instant) -> Double {
