@@ -56,28 +56,23 @@ public final class AttentionKernel: @unchecked Sendable {
         perItem = (i8k_attention_workspace(t, d) + 63) / 64 * 64
     }
 
-    /// Work items: each head's query rows in `threads` blocks.
-    func items(threads: Int) -> [(head: Int, rows: Range<Int>)] {
-        let parts = threads <= 1 ? 1 : min(threads, tokens)
-        return (0..<heads).flatMap { h in splitRange(tokens, parts: parts).map { (h, $0) } }
-    }
+    /// Work items: each head's query rows in `threads` blocks (`parts` per head; item i is block i % parts of head i / parts).
+    func parts(threads: Int) -> Int { threads <= 1 ? 1 : min(threads, tokens) }
 
     /// Scratch bytes `run` needs with `threads` threads.
-    public func workspaceBytes(threads: Int) -> Int { items(threads: threads).count * perItem + 64 }
+    public func workspaceBytes(threads: Int) -> Int { heads * parts(threads: threads) * perItem + 64 }
 
     /// `qkv` is `[T][3·H·d]` int16 (q, k, v blocks; head h at column h·d of each block); `dst` is `[T][H·d]` of the
     /// output type. `codesOut`, when given, receives each head's T×T probability codes (head-major).
     public func run(qkv: UnsafePointer<Int16>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer, workspaceBytes: Int,
                     isa: KernelISA = .best, threads: Int = 1, codesOut: UnsafeMutablePointer<UInt8>? = nil) throws(Int8KernelError) {
         try checkISA(isa)
-        let work = items(threads: threads)
-        guard workspaceBytes >= work.count * perItem + 64 else {
-            throw .sizeMismatch(what: "attention workspace bytes", expected: work.count * perItem + 64, got: workspaceBytes)
+        let parts = self.parts(threads: threads)
+        guard workspaceBytes >= self.workspaceBytes(threads: threads) else {
+            throw .sizeMismatch(what: "attention workspace bytes", expected: self.workspaceBytes(threads: threads), got: workspaceBytes)
         }
         let t = tokens, d = headDim, c = heads * d, es = elementSize
-        nonisolated(unsafe) let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) / 64 * 64)!
-        nonisolated(unsafe) let qkv = qkv, dst = dst, codesOut = codesOut
-        let perItem = self.perItem, params = self.params, scales = logitScales
+        let base = alignedBase(workspace)
         tau.withUnsafeBufferPointer { tb in
             table.withUnsafeBufferPointer { lb in tableHigh.withUnsafeBufferPointer { hb in
                 var probs = i8k_probs()
@@ -90,15 +85,8 @@ public final class AttentionKernel: @unchecked Sendable {
                     probs.p_scale = scale; probs.p_qmax = Int32((1 << bits) - 1)
                 }
                 withUnsafePointer(to: &probs) { pp in
-                    nonisolated(unsafe) let pp = pp
-                    parallelFor(work.count, threads: threads) { wi in
-                        let (h, rows) = work[wi]
-                        withUnsafePointer(to: &params[h].raw) { op in
-                            i8k_attention_rows(isa.rawValue, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c,
-                                               t, d, scales[h], pp, rows.lowerBound, rows.upperBound, op, dst + h * d * es, c,
-                                               base + wi * perItem, codesOut.map { $0 + h * t * t })
-                        }
-                    }
+                    parallelJob(heads * parts, threads: threads, AttentionJob(kernel: self, qkv: qkv, t: t, d: d, c: c, es: es, parts: parts, probs: pp,
+                                                                            dst: dst, base: base, codesOut: codesOut, isa: isa.rawValue))
                 }
             } }
         }
@@ -183,4 +171,23 @@ public struct AdaLogLinear: Sendable {
         try Int8GEMM.runInt16(a: a16, lda: k, m: m, weights: weights, bias: bias, output: output, dst: dst, ldd: ldd,
                               isa: isa, threads: threads)
     }
+}
+
+/// One head's block of query rows.
+struct AttentionJob: ParallelJob, @unchecked Sendable {
+    let kernel: AttentionKernel
+    let qkv: UnsafePointer<Int16>, t: Int, d: Int, c: Int, es: Int, parts: Int
+    let probs: UnsafePointer<i8k_probs>
+    let dst: UnsafeMutableRawPointer, base: UnsafeMutableRawPointer
+    let codesOut: UnsafeMutablePointer<UInt8>?
+    let isa: Int32
+
+    func run(_ wi: Int, slot: Int) {
+        let h = wi / parts, rows = splitPart(t, parts: parts, wi % parts)
+        withUnsafePointer(to: &kernel.params[h].raw) { op in
+            i8k_attention_rows(isa, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c, t, d, kernel.logitScales[h], probs,
+                               rows.lowerBound, rows.upperBound, op, dst + h * d * es, c, base + wi * kernel.perItem, codesOut.map { $0 + h * t * t })
+        }
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AttentionJob.self).pointee.run(i, slot: slot) } }
 }
