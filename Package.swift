@@ -91,13 +91,15 @@ let package = Package(
         .executableTarget(name: "float-bench", dependencies: ["FloatEngine", "CFloatKernels"]),
 
         // MARK: Tests (Swift Testing), one suite target per room
+        // Test support: counts the heap allocations of one thread (glibc; the runtime's no-allocation checks).
+        .target(name: "CAllocCounter", path: "Tests/Support/CAllocCounter"),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ONNXGraphTests", dependencies: ["ONNXGraph", "FloatEngine", "OnnxProto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantTests", dependencies: ["Quant", "CQuantKernels", "Calibration", "ONNXGraph", "FloatEngine", "Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Int8KernelsTests", dependencies: ["Int8Kernels", "CInt8Kernels"]),
         .testTarget(name: "ReportRunnerTests", dependencies: ["ReportRunner", "Reporting", "Quant", "ONNXGraph", "OnnxProto", "CImageCodecs"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Quant", "FileOutput"]),
-        .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels"]),
+        .testTarget(name: "Int8RuntimeTests", dependencies: ["Int8Runtime", "QModel", "Int8Kernels", "CAllocCounter"]),
         .testTarget(name: "QModelExportTests", dependencies: ["QModelExport", "Int8Runtime", "Quant", "Calibration", "ONNXGraph", "FloatEngine", "Imaging", "ReportRunner"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "FloatKernelsTests", dependencies: ["FloatEngine", "CFloatKernels"]),

@@ -30,7 +30,7 @@ static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static _Atomic uint64_t pool_gen = 0;                            /* job generation, bumped to publish a job */
 static _Atomic uint64_t pool_next = 0;                           /* generation << 32 | next item index */
 static _Atomic size_t pool_left = 0;                             /* items of the current job not yet finished */
-static _Atomic(i8k_task_fn) pool_fn = NULL;
+static _Atomic(i8k_slot_task_fn) pool_fn = NULL;
 static _Atomic(void *) pool_ctx = NULL;
 static _Atomic size_t pool_count = 0;
 static _Atomic int pool_helpers = 0;                             /* workers that take part in the current job */
@@ -43,16 +43,16 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Claims and runs items of job `gen` until none is left. */
-static void run_items(uint64_t gen) {
-    i8k_task_fn fn = atomic_load_explicit(&pool_fn, memory_order_relaxed);
+/* Claims and runs items of job `gen` until none is left; `slot` is 0 for the caller, 1 + id for worker `id`. */
+static void run_items(uint64_t gen, size_t slot) {
+    i8k_slot_task_fn fn = atomic_load_explicit(&pool_fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&pool_ctx, memory_order_relaxed);
     size_t count = atomic_load_explicit(&pool_count, memory_order_relaxed);
     uint64_t v = atomic_load_explicit(&pool_next, memory_order_acquire);
     for (;;) {
         if ((v >> 32) != (gen & 0xFFFFFFFFu) || (v & 0xFFFFFFFFu) >= count) return;
         if (!atomic_compare_exchange_weak_explicit(&pool_next, &v, v + 1, memory_order_acq_rel, memory_order_acquire)) continue;
-        fn(ctx, (size_t)(v & 0xFFFFFFFFu));
+        fn(ctx, (size_t)(v & 0xFFFFFFFFu), slot);
         atomic_fetch_sub_explicit(&pool_left, 1, memory_order_release);
         v = atomic_load_explicit(&pool_next, memory_order_acquire);
     }
@@ -80,12 +80,12 @@ static void *worker(void *arg) {
             }
         }
         seen = g;
-        if (id < atomic_load_explicit(&pool_helpers, memory_order_relaxed)) run_items(g);
+        if (id < atomic_load_explicit(&pool_helpers, memory_order_relaxed)) run_items(g, (size_t)id + 1);
     }
     return NULL;
 }
 
-int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx) {
+int i8k_parallel_for_slots(size_t count, size_t threads, i8k_slot_task_fn fn, void *ctx) {
     if (count == 0) return 1;
     if (threads > I8K_POOL_MAX_WORKERS + 1) threads = I8K_POOL_MAX_WORKERS + 1;
     if (count > 0xFFFFFFFFu || threads < 2) return 0;
@@ -115,7 +115,7 @@ int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx) {
         pthread_cond_broadcast(&pool_wake);
         pthread_mutex_unlock(&pool_sleep);
     }
-    run_items(gen);
+    run_items(gen, 0);
     unsigned spins = 0;
     while (atomic_load_explicit(&pool_left, memory_order_acquire) != 0) {
         I8K_PAUSE();
@@ -123,4 +123,17 @@ int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx) {
     }
     pthread_mutex_unlock(&pool_job);
     return 1;
+}
+
+/* i8k_parallel_for over i8k_parallel_for_slots: the plain task ignores its slot. */
+typedef struct { i8k_task_fn fn; void *ctx; } plain_task;
+static void run_plain(void *ctx, size_t index, size_t slot) {
+    (void)slot;
+    const plain_task *t = (const plain_task *)ctx;
+    t->fn(t->ctx, index);
+}
+
+int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx) {
+    plain_task t = { fn, ctx };
+    return i8k_parallel_for_slots(count, threads, run_plain, &t);
 }

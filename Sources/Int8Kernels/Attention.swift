@@ -69,32 +69,25 @@ public final class AttentionKernel: @unchecked Sendable {
         perItem = (i8k_attention_workspace(t, d) + 63) / 64 * 64
     }
 
-    /// Work items: each head's prefix rows, then its other query rows in `threads` blocks.
-    func items(threads: Int) -> [(head: Int, rows: Range<Int>)] {
-        let rest = tokens - prefixRows
-        let parts = threads <= 1 ? 1 : min(threads, rest)
-        return (0..<heads).flatMap { h in
-            (prefixRows > 0 ? [(h, 0..<prefixRows)] : [])
-                + splitRange(rest, parts: parts).map { (h, ($0.lowerBound + prefixRows)..<($0.upperBound + prefixRows)) }
-        }
-    }
+    /// Work items: per head, its prefix rows (when there are any) as one item, then its other query rows in `threads`
+    /// blocks (`parts`); item i is item i % perHead of head i / perHead.
+    func parts(threads: Int) -> Int { threads <= 1 ? 1 : min(threads, tokens - prefixRows) }
+    func itemsPerHead(threads: Int) -> Int { parts(threads: threads) + (prefixRows > 0 ? 1 : 0) }
 
     /// Scratch bytes `run` needs with `threads` threads.
-    public func workspaceBytes(threads: Int) -> Int { items(threads: threads).count * perItem + 64 }
+    public func workspaceBytes(threads: Int) -> Int { heads * itemsPerHead(threads: threads) * perItem + 64 }
 
     /// `qkv` is `[T][3·H·d]` int16 (q, k, v blocks; head h at column h·d of each block); `dst` is `[T][H·d]` of the
     /// output type. `codesOut`, when given, receives each head's T×T probability codes (head-major).
     public func run(qkv: UnsafePointer<Int16>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer, workspaceBytes: Int,
                     isa: KernelISA = .best, threads: Int = 1, codesOut: UnsafeMutablePointer<UInt8>? = nil) throws(Int8KernelError) {
         try checkISA(isa)
-        let work = items(threads: threads)
-        guard workspaceBytes >= work.count * perItem + 64 else {
-            throw .sizeMismatch(what: "attention workspace bytes", expected: work.count * perItem + 64, got: workspaceBytes)
+        let parts = self.parts(threads: threads)
+        guard workspaceBytes >= self.workspaceBytes(threads: threads) else {
+            throw .sizeMismatch(what: "attention workspace bytes", expected: self.workspaceBytes(threads: threads), got: workspaceBytes)
         }
         let t = tokens, d = headDim, c = heads * d, es = elementSize
-        nonisolated(unsafe) let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) / 64 * 64)!
-        nonisolated(unsafe) let qkv = qkv, dst = dst, codesOut = codesOut
-        let perItem = self.perItem, params = self.params, prefixParams = self.prefixParams, prefixRows = self.prefixRows, scales = logitScales
+        let base = alignedBase(workspace)
         tau.withUnsafeBufferPointer { tb in
             table.withUnsafeBufferPointer { lb in tableHigh.withUnsafeBufferPointer { hb in
                 var probs = i8k_probs()
@@ -107,16 +100,9 @@ public final class AttentionKernel: @unchecked Sendable {
                     probs.p_scale = scale; probs.p_qmax = Int32((1 << bits) - 1)
                 }
                 withUnsafePointer(to: &probs) { pp in
-                    nonisolated(unsafe) let pp = pp
-                    parallelFor(work.count, threads: threads) { wi in
-                        let (h, rows) = work[wi]
-                        let out = rows.lowerBound < prefixRows ? prefixParams[h] : params[h]
-                        withUnsafePointer(to: &out.raw) { op in
-                            i8k_attention_rows(isa.rawValue, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c,
-                                               t, d, scales[h], pp, rows.lowerBound, rows.upperBound, op, dst + h * d * es, c,
-                                               base + wi * perItem, codesOut.map { $0 + h * t * t })
-                        }
-                    }
+                    parallelJob(heads * itemsPerHead(threads: threads), threads: threads,
+                                AttentionJob(kernel: self, qkv: qkv, t: t, d: d, c: c, es: es, parts: parts, probs: pp,
+                                                                            dst: dst, base: base, codesOut: codesOut, isa: isa.rawValue))
                 }
             } }
         }
@@ -201,4 +187,28 @@ public struct AdaLogLinear: Sendable {
         try Int8GEMM.runInt16(a: a16, lda: k, m: m, weights: weights, bias: bias, output: output, dst: dst, ldd: ldd,
                               isa: isa, threads: threads)
     }
+}
+
+/// One head's block of query rows.
+struct AttentionJob: ParallelJob, @unchecked Sendable {
+    let kernel: AttentionKernel
+    let qkv: UnsafePointer<Int16>, t: Int, d: Int, c: Int, es: Int, parts: Int
+    let probs: UnsafePointer<i8k_probs>
+    let dst: UnsafeMutableRawPointer, base: UnsafeMutableRawPointer
+    let codesOut: UnsafeMutablePointer<UInt8>?
+    let isa: Int32
+
+    func run(_ wi: Int, slot: Int) {
+        let pre = kernel.prefixRows, perHead = parts + (pre > 0 ? 1 : 0)
+        let h = wi / perHead, j = wi % perHead
+        let isPrefix = pre > 0 && j == 0
+        let block = isPrefix ? 0..<pre : splitPart(t - pre, parts: parts, j - (pre > 0 ? 1 : 0))
+        let rows = isPrefix ? block : (block.lowerBound + pre)..<(block.upperBound + pre)
+        let out = isPrefix ? kernel.prefixParams[h] : kernel.params[h]
+        withUnsafePointer(to: &out.raw) { op in
+            i8k_attention_rows(isa, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c, t, d, kernel.logitScales[h], probs,
+                               rows.lowerBound, rows.upperBound, op, dst + h * d * es, c, base + wi * kernel.perItem, codesOut.map { $0 + h * t * t })
+        }
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AttentionJob.self).pointee.run(i, slot: slot) } }
 }

@@ -6,12 +6,14 @@ public enum Elementwise {
     /// Quantize: q = clamp(rint(x / scale) + zero, qmin, qmax) with rint = round half to even; NaN → qmin.
     /// For the folded low-bit form (adalog.md §4.1) pass zero = 0 and qmin/qmax = [−z, 2^b − 1 − z].
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, scale: Float, zeroPoint: Int32, qmin: Int32, qmax: Int32,
-                                unsigned: Bool, dst: UnsafeMutableRawPointer, isa: KernelISA = .best) throws(Int8KernelError) {
+                                unsigned: Bool, dst: UnsafeMutableRawPointer, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
         guard scale > 0, scale.isFinite else { throw .invalidArgument("quantize scale \(scale) must be finite and > 0") }
         let lo: Int32 = unsigned ? 0 : -128, hi: Int32 = unsigned ? 255 : 127
         guard qmin <= qmax, qmin >= lo, qmax <= hi else { throw .invalidArgument("quantize bounds [\(qmin), \(qmax)] outside the output type") }
-        i8k_quantize(isa.rawValue, x, count, scale, zeroPoint, qmin, qmax, unsigned ? 1 : 0, dst)
+        let job = ElementwiseJob(kind: .quantize, a: UnsafeRawPointer(x), b: nil, dst: dst, count: count, scale: scale, zero: zeroPoint,
+                                 qmin: qmin, qmax: qmax, unsigned: unsigned ? 1 : 0, isa: isa.rawValue)
+        job.perform(threads: threads)
     }
 
     /// `clamp(round_half_even(x / scale), qmin, qmax)` into int16 (NaN → qmin): stored values with the zero point
@@ -35,30 +37,31 @@ public enum Elementwise {
             guard scales[i] > 0, scales[i].isFinite else { throw .invalidArgument("quantize scale \(scales[i]) must be finite and > 0") }
             guard qmin[i] <= qmax[i], qmin[i] >= -32768, qmax[i] <= 32767 else { throw .invalidArgument("quantize bounds [\(qmin[i]), \(qmax[i])] outside int16") }
         }
-        let parts = splitRange(rows, parts: threads)
+        let parts = splitCount(rows, parts: threads)
         let per = g * groupSize
-        nonisolated(unsafe) let x = x, dst = dst
         scales.withUnsafeBufferPointer { sb in qmin.withUnsafeBufferPointer { lb in qmax.withUnsafeBufferPointer { hb in
-            nonisolated(unsafe) let s = sb.baseAddress!, l = lb.baseAddress!, h = hb.baseAddress!
-            parallelFor(parts.count, threads: threads) { p in
-                let r = parts[p]
-                i8k_quantize_s16_groups(isa.rawValue, x + r.lowerBound * per, r.count, g, groupSize, s, l, h, dst + r.lowerBound * per)
-            }
+            parallelJob(parts, threads: threads, QuantizeGroupsJob(x: x, rows: rows, parts: parts, per: per, groups: g, groupSize: groupSize,
+                                                                   scales: sb.baseAddress!, lo: lb.baseAddress!, hi: hb.baseAddress!, dst: dst,
+                                                                   isa: isa.rawValue))
         } } }
     }
 
     /// Dequantize: x = Float(q − zero) · scale.
     public static func dequantize(_ q: UnsafeRawPointer, count: Int, unsigned: Bool, scale: Float, zeroPoint: Int32,
-                                  dst: UnsafeMutablePointer<Float>, isa: KernelISA = .best) throws(Int8KernelError) {
+                                  dst: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        i8k_dequantize(isa.rawValue, q, unsigned ? 1 : 0, count, scale, zeroPoint, dst)
+        let job = ElementwiseJob(kind: .dequantize, a: q, b: nil, dst: UnsafeMutableRawPointer(dst), count: count, scale: scale, zero: zeroPoint,
+                                 qmin: 0, qmax: 0, unsigned: unsigned ? 1 : 0, isa: isa.rawValue)
+        job.perform(threads: threads)
     }
 
     /// Residual add y = a + b (float residual stream, adalog.md §4.5).
     public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, dst: UnsafeMutablePointer<Float>,
-                           isa: KernelISA = .best) throws(Int8KernelError) {
+                           isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        i8k_add(isa.rawValue, a, b, count, dst)
+        let job = ElementwiseJob(kind: .add, a: UnsafeRawPointer(a), b: b, dst: UnsafeMutableRawPointer(dst), count: count, scale: 0, zero: 0,
+                                 qmin: 0, qmax: 0, unsigned: 0, isa: isa.rawValue)
+        job.perform(threads: threads)
     }
 
     /// GELU (erf form; erf by the pinned A&S 7.1.28 rational, |error| < 3e-7).
@@ -78,15 +81,11 @@ public enum Elementwise {
         guard scale > 0, scale.isFinite else { throw .invalidArgument("quantize scale \(scale) must be finite and > 0") }
         // Rows are independent: one block of rows per thread when there is enough work to pay for the hand-off.
         let parts = rows * c >= 16_384 ? threads : 1
-        let blocks = splitRange(rows, parts: parts)
-        nonisolated(unsafe) let x = x, dst = dst
+        let blocks = splitCount(rows, parts: parts)
         gamma.withUnsafeBufferPointer { gb in beta.withUnsafeBufferPointer { bb in
-            nonisolated(unsafe) let g = gb.baseAddress!, b = bb.baseAddress!
-            parallelFor(blocks.count, threads: parts) { i in
-                let r = blocks[i]
-                i8k_layernorm_quant(isa.rawValue, x + r.lowerBound * c, r.count, c, g, b, epsilon, scale, zeroPoint, qmin, qmax,
-                                    unsigned ? 1 : 0, dst + r.lowerBound * ldd, ldd)
-            }
+            parallelJob(blocks, threads: parts, LayerNormJob(x: x, rows: rows, blocks: blocks, c: c, gamma: gb.baseAddress!, beta: bb.baseAddress!,
+                                                             epsilon: epsilon, scale: scale, zeroPoint: zeroPoint, qmin: qmin, qmax: qmax,
+                                                             unsigned: unsigned ? 1 : 0, dst: dst, ldd: ldd, isa: isa.rawValue))
         } }
     }
 
@@ -117,17 +116,9 @@ public enum Elementwise {
         }
         let chunk = 4096
         let chunks = (count + chunk - 1) / chunk
-        nonisolated(unsafe) let x = x, codes = codes, scratch = scratch
         thresholds.withUnsafeBufferPointer { tb in
-            nonisolated(unsafe) let tau = tb.baseAddress!
-            let nt = Int32(tb.count)
-            parallelFor(chunks, threads: threads) { ci in
-                let lo = ci * chunk, n = min(chunk, count - lo)
-                let tmp = scratch + lo
-                i8k_gelu(isa.rawValue, x + lo, n, tmp)
-                if shift != 0 { for i in 0..<n { tmp[i] += shift } }
-                i8k_adalog_encode(isa.rawValue, tmp, n, tau, nt, codes + lo)
-            }
+            parallelJob(chunks, threads: threads, GeluAdaLogJob(x: x, count: count, chunk: chunk, shift: shift, tau: tb.baseAddress!,
+                                                                nt: Int32(tb.count), codes: codes, scratch: scratch, isa: isa.rawValue))
         }
     }
 
@@ -139,13 +130,106 @@ public enum Elementwise {
         guard table.tableHigh == nil else { throw .invalidArgument("AdaLog decode to int16: the table (F = \(table.fractionBits)) does not fit int16") }
         let chunk = 32_768
         let chunks = (count + chunk - 1) / chunk
-        nonisolated(unsafe) let codes = codes, dst = dst
         table.table.withUnsafeBufferPointer { tb in
-            nonisolated(unsafe) let t = tb.baseAddress!
-            parallelFor(chunks, threads: threads) { ci in
-                let lo = ci * chunk
-                i8k_codes_to_s16(isa.rawValue, codes + lo, min(chunk, count - lo), t, Int32(table.zeroCode), dst + lo)
-            }
+            parallelJob(chunks, threads: threads, AdaLogDecodeJob(codes: codes, count: count, chunk: chunk, table: tb.baseAddress!,
+                                                                  zeroCode: Int32(table.zeroCode), dst: dst, isa: isa.rawValue))
         }
+    }
+}
+
+struct QuantizeGroupsJob: ParallelJob, @unchecked Sendable {
+    let x: UnsafePointer<Float>, rows: Int, parts: Int, per: Int, groups: Int, groupSize: Int
+    let scales: UnsafePointer<Float>, lo: UnsafePointer<Int32>, hi: UnsafePointer<Int32>
+    let dst: UnsafeMutablePointer<Int16>, isa: Int32
+
+    func run(_ p: Int, slot: Int) {
+        let r = splitPart(rows, parts: parts, p)
+        i8k_quantize_s16_groups(isa, x + r.lowerBound * per, r.count, groups, groupSize, scales, lo, hi, dst + r.lowerBound * per)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: QuantizeGroupsJob.self).pointee.run(i, slot: slot) } }
+}
+
+struct LayerNormJob: ParallelJob, @unchecked Sendable {
+    let x: UnsafePointer<Float>, rows: Int, blocks: Int, c: Int
+    let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>
+    let epsilon: Float, scale: Float, zeroPoint: Int32, qmin: Int32, qmax: Int32, unsigned: Int32
+    let dst: UnsafeMutableRawPointer, ldd: Int, isa: Int32
+
+    func run(_ i: Int, slot: Int) {
+        let r = splitPart(rows, parts: blocks, i)
+        i8k_layernorm_quant(isa, x + r.lowerBound * c, r.count, c, gamma, beta, epsilon, scale, zeroPoint, qmin, qmax, unsigned,
+                            dst + r.lowerBound * ldd, ldd)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: LayerNormJob.self).pointee.run(i, slot: slot) } }
+}
+
+struct GeluAdaLogJob: ParallelJob, @unchecked Sendable {
+    let x: UnsafePointer<Float>, count: Int, chunk: Int, shift: Float
+    let tau: UnsafePointer<Float>, nt: Int32
+    let codes: UnsafeMutablePointer<UInt8>, scratch: UnsafeMutablePointer<Float>, isa: Int32
+
+    func run(_ ci: Int, slot: Int) {
+        let lo = ci * chunk, n = min(chunk, count - lo)
+        let tmp = scratch + lo
+        i8k_gelu(isa, x + lo, n, tmp)
+        if shift != 0 { for i in 0..<n { tmp[i] += shift } }
+        i8k_adalog_encode(isa, tmp, n, tau, nt, codes + lo)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: GeluAdaLogJob.self).pointee.run(i, slot: slot) } }
+}
+
+struct AdaLogDecodeJob: ParallelJob, @unchecked Sendable {
+    let codes: UnsafePointer<UInt8>, count: Int, chunk: Int
+    let table: UnsafePointer<Int16>, zeroCode: Int32
+    let dst: UnsafeMutablePointer<Int16>, isa: Int32
+
+    func run(_ ci: Int, slot: Int) {
+        let lo = ci * chunk
+        i8k_codes_to_s16(isa, codes + lo, min(chunk, count - lo), table, zeroCode, dst + lo)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AdaLogDecodeJob.self).pointee.run(i, slot: slot) } }
+}
+
+/// Quantize, dequantize or add over chunks of the elements (each element on its own: any split gives the same bytes).
+struct ElementwiseJob: ParallelJob, @unchecked Sendable {
+    enum Kind { case quantize, dequantize, add }
+    let kind: Kind
+    let a: UnsafeRawPointer, b: UnsafePointer<Float>?, dst: UnsafeMutableRawPointer
+    let count: Int
+    let scale: Float, zero: Int32, qmin: Int32, qmax: Int32, unsigned: Int32
+    let isa: Int32
+    /// Elements per item with several threads: a multiple of 64 large enough to pay for a hand-off.
+    static let chunk = 32_768
+
+    /// Items: one with one thread.
+    func chunks(threads: Int) -> Int { threads <= 1 ? 1 : max(1, (count + Self.chunk - 1) / Self.chunk) }
+
+    /// Runs elements [i·chunk, …) of at most one chunk, or all of them for the single item of a one-thread loop
+    /// (`chunks(threads:)` == 1 means item 0 covers every element).
+    func run(_ i: Int, slot: Int) {
+        let single = count <= Self.chunk
+        let lo = single ? 0 : i * Self.chunk
+        let len = single ? count : min(Self.chunk, count - lo)
+        apply(lo, len)
+    }
+
+    func apply(_ lo: Int, _ len: Int) {
+        // int8 / uint8 elements are 1 byte, floats 4
+        switch kind {
+        case .quantize:
+            i8k_quantize(isa, a.assumingMemoryBound(to: Float.self) + lo, len, scale, zero, qmin, qmax, unsigned, dst + lo)
+        case .dequantize:
+            i8k_dequantize(isa, a + lo, unsigned, len, scale, zero, dst.assumingMemoryBound(to: Float.self) + lo)
+        case .add:
+            i8k_add(isa, a.assumingMemoryBound(to: Float.self) + lo, b! + lo, len, dst.assumingMemoryBound(to: Float.self) + lo)
+        }
+    }
+
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: ElementwiseJob.self).pointee.run(i, slot: slot) } }
+
+    /// One thread: everything in one call; else the chunks on the pool.
+    func perform(threads: Int) {
+        if threads <= 1 { apply(0, count); return }
+        parallelJob(chunks(threads: threads), threads: threads, self)
     }
 }

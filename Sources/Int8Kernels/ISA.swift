@@ -71,8 +71,48 @@ public func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> V
     if !ran { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
 }
 
-/// Splits 0..<n into `parts` contiguous ranges of near-equal size.
-func splitRange(_ n: Int, parts: Int) -> [Range<Int>] {
+/// The body of a parallel loop as a value: the pool calls `Self.entry` (a C function pointer) with a pointer to the job,
+/// so nothing is allocated per loop. (`parallelFor` with a closure has to turn the closure into an escaping one to hand
+/// it to C, which allocates its context on every call.)
+public protocol ParallelJob: Sendable {
+    /// Runs item `item` on the thread of `slot` (0..<max(1, min(threads, count))): no two items run at once in one
+    /// slot, so each slot can own a part of a caller-provided workspace.
+    func run(_ item: Int, slot: Int)
+    /// `{ ctx, i, slot in ctx!.assumingMemoryBound(to: Self.self).pointee.run(i, slot: slot) }` for the concrete type
+    /// (a C function pointer cannot be generic).
+    static var entry: i8k_slot_task_fn { get }
+}
+
+/// Runs `job.run(i, slot:)` for i in 0..<count on up to `threads` threads of the pool (as `parallelFor`), or with
+/// DispatchQueue.concurrentPerform over a fixed stride of items per slot when the pool is busy.
+public func parallelJob<J: ParallelJob>(_ count: Int, threads: Int, _ job: J) {
+    if count <= 0 { return }
+    if threads <= 1 || count == 1 {
+        for i in 0..<count { job.run(i, slot: 0) }
+        return
+    }
+    var j = job
+    let ran = withUnsafeMutablePointer(to: &j) { i8k_parallel_for_slots(count, min(threads, count), J.entry, $0) != 0 }
+    if ran { return }
+    let slots = min(threads, count)
+    DispatchQueue.concurrentPerform(iterations: slots) { s in
+        for i in stride(from: s, to: count, by: slots) { job.run(i, slot: s) }
+    }
+}
+
+/// Part `i` of 0..<n split into `parts` contiguous ranges of near-equal size (`splitRange(n, parts:)[i]`, no array).
+@inline(__always) func splitPart(_ n: Int, parts: Int, _ i: Int) -> Range<Int> {
     let p = max(1, min(parts, n))
-    return (0..<p).map { i in (n * i / p)..<(n * (i + 1) / p) }
+    return (n * i / p)..<(n * (i + 1) / p)
+}
+
+/// How many parts `splitRange(n, parts:)` makes.
+@inline(__always) func splitCount(_ n: Int, parts: Int) -> Int { max(1, min(parts, n)) }
+
+/// `bytes` rounded up to a multiple of 64 (workspace areas start on cache lines).
+@inline(__always) func align64(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+
+/// The first 64-byte aligned address of a caller's workspace (its byte count includes up to 64 bytes of slack).
+@inline(__always) func alignedBase(_ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: p) + 63) / 64 * 64)!
 }

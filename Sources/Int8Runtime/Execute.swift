@@ -1,5 +1,6 @@
 import Dispatch
 import CFloatKernels
+import CInt8Kernels
 import Int8Kernels
 import QModel
 #if canImport(Glibc)
@@ -24,16 +25,17 @@ extension Session {
         }
     }
 
-    /// Runs with the input already in `inputBuffer`; outputs stay in `outputBuffer(_:)`. No allocation by the runtime
-    /// itself (the kernels still allocate small per-call parameter arrays, see the report).
+    /// Runs with the input already in `inputBuffer`; outputs stay in `outputBuffer(_:)`. The conv, depthwise and GEMM
+    /// steps allocate nothing: their output parameters are built at planning and their scratch is the session's.
     public func execute(samples n: Int) throws(RuntimeError) {
         guard n >= 1, n <= batch else { throw .invalidArgument("samples \(n) must be in 1...\(batch)") }
         guard let observer else {
-            for step in steps { try run(step, n) }
+            // by index: an unspecialized (debug) array iterator allocates for a value as large as a Step
+            for i in steps.indices { try run(steps[i], n) }
             return
         }
-        for (i, step) in steps.enumerated() {
-            try run(step, n)
+        for i in steps.indices {
+            try run(steps[i], n)
             let t = tensorIndex[model.ops[i].output]!
             observer(model.ops[i], model.tensors[t], UnsafeRawPointer(buffers[t]), n)
         }
@@ -71,7 +73,7 @@ extension Session {
         }
         switch step {
         case let .convFloat(_, x, y, packed, bias, h, wd, c, o, kh, kw, sh, sw, pt, pl, oh, ow, clamp, sc):
-            let kk = kh * kw * c, rows = oh * ow
+            let rows = oh * ow
             let col = f(sc)
             let (act, lo, hi): (Int32, Float, Float) = switch clamp {
             case .none: (Int32(CFK_ACT_NONE), 0, 0)
@@ -79,89 +81,63 @@ extension Session {
             case .relu6: (Int32(CFK_ACT_CLAMP), 0, 6)
             }
             let fisa = cfk_best_isa()
-            // Rows (output pixels) split between the threads; each thread gathers its own im2col rows, then runs
-            // one SGEMM over them. A kernel row whose taps are all inside the input is one contiguous copy of kw·c
-            // floats (the patch embed's 16×3 pixels), not kw copies of c.
+            // rows (output pixels) split between the threads (FloatConvJob)
             let parts = threads <= 1 || rows < 64 ? 1 : threads
             for b in 0..<n {
-                nonisolated(unsafe) let xin = f(x) + b * h * wd * c, outp = f(y) + b * rows * o, colp = col, pk = packed
                 bias.withUnsafeBufferPointer { bb in
-                    nonisolated(unsafe) let bp = bb.baseAddress!
-                    parallelFor(parts, threads: parts) { t in
-                        let r0 = rows * t / parts, r1 = rows * (t + 1) / parts
-                        guard r1 > r0 else { return }
-                        for r in r0..<r1 {
-                            let oy = r / ow, ox = r % ow
-                            var j = r * kk
-                            let ix0 = ox * sw - pl
-                            for ky in 0..<kh {
-                                let iy = oy * sh - pt + ky
-                                if iy < 0 || iy >= h {
-                                    (colp + j).update(repeating: 0, count: kw * c)
-                                } else if ix0 >= 0 && ix0 + kw <= wd {
-                                    (colp + j).update(from: xin + (iy * wd + ix0) * c, count: kw * c)
-                                } else {
-                                    for kx in 0..<kw {
-                                        let ix = ix0 + kx
-                                        if ix < 0 || ix >= wd { (colp + j + kx * c).update(repeating: 0, count: c) }
-                                        else { (colp + j + kx * c).update(from: xin + (iy * wd + ix) * c, count: c) }
-                                    }
-                                }
-                                j += kw * c
-                            }
-                        }
-                        cfk_sgemm_packed(fisa, r1 - r0, o, kk, colp + r0 * kk, kk, pk, kk * 16, outp + r0 * o, o, bp, nil, act, lo, hi, 0)
-                    }
+                    parallelJob(parts, threads: parts, FloatConvJob(xin: f(x) + b * h * wd * c, outp: f(y) + b * rows * o, col: col, packed: packed,
+                                                                    bias: bb.baseAddress!, h: h, w: wd, c: c, o: o, kh: kh, kw: kw, sh: sh, sw: sw,
+                                                                    pt: pt, pl: pl, ow: ow, rows: rows, parts: parts, act: act, lo: lo, hi: hi, isa: fisa))
                 }
             }
-        case let .conv(name, x, y, kern, act, bias, stage, post):
-            let g = kern.geometry
+        case let .conv(name, x, y, kern, post, ws, wsBytes):
+            let g = kern.conv.geometry, es = kern.elementSize
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
-                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                    try kern.run(input: u8(x) + b * inB, dst: buffers[y] + b * outE * es, workspace: buffers[ws], workspaceBytes: wsBytes,
+                                 isa: isa, threads: threads)
                 }
-                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+                if es == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .depthwise(name, x, y, kern, act, bias, stage, post):
-            let g = kern.geometry
+        case let .depthwise(name, x, y, kern, post, ws, wsBytes):
+            let g = kern.conv.geometry, es = kern.elementSize
             let inB = g.inH * g.inW * g.inC, outE = g.outH * g.outW * g.outC
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
-                    try kern.run(input: u8(x) + b * inB, activation: act, bias: bias, output: stage, dst: buffers[y] + b * outE * stage.elementSize, isa: isa, threads: threads)
+                    try kern.run(input: u8(x) + b * inB, dst: buffers[y] + b * outE * es, workspace: buffers[ws], workspaceBytes: wsBytes,
+                                 isa: isa, threads: threads)
                 }
-                if stage.elementSize == 4 { applyClamp(post, f(y) + b * outE, outE) }
+                if es == 4 { applyClamp(post, f(y) + b * outE, outE) }
             }
-        case let .linear(name, x, y, wts, act, bias, stage, rows, post, rs, prefix):
-            let m = rows * n
-            let sums = rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) }
+        case let .linear(name, x, y, gemm, rows, post, ws, wsBytes, prefix):
+            let m = rows * n, wts = gemm.weights
             if let p = prefix {
                 // per sample: the class-token rows on their own activation grid, then the other rows
-                let es = stage.elementSize
+                let es = gemm.elementSize
                 for b in 0..<n {
-                    let r0 = b * p.tokens
+                    let r0 = b * p.tokens, r1 = r0 + p.count
                     try k(name) { () throws(Int8KernelError) in
-                        try Int8GEMM.run(a: u8(x) + r0 * wts.k, lda: wts.k, m: p.count, activation: p.act, weights: wts, bias: p.bias, output: p.stage,
-                                         dst: buffers[y] + r0 * wts.n * es, ldd: wts.n, isa: isa, threads: threads, rowSums: sums.map { $0 + r0 })
-                        let r1 = r0 + p.count
-                        try Int8GEMM.run(a: u8(x) + r1 * wts.k, lda: wts.k, m: p.tokens - p.count, activation: act, weights: wts, bias: bias, output: stage,
-                                         dst: buffers[y] + r1 * wts.n * es, ldd: wts.n, isa: isa, threads: threads, rowSums: sums.map { $0 + r1 })
+                        try p.gemm.run(a: u8(x) + r0 * wts.k, lda: wts.k, m: p.count, dst: buffers[y] + r0 * wts.n * es, ldd: wts.n,
+                                       workspace: buffers[ws], workspaceBytes: wsBytes, isa: isa, threads: threads)
+                        try gemm.run(a: u8(x) + r1 * wts.k, lda: wts.k, m: p.tokens - p.count, dst: buffers[y] + r1 * wts.n * es, ldd: wts.n,
+                                     workspace: buffers[ws], workspaceBytes: wsBytes, isa: isa, threads: threads)
                     }
                 }
             } else {
                 try k(name) { () throws(Int8KernelError) in
-                    try Int8GEMM.run(a: u8(x), lda: wts.k, m: m, activation: act, weights: wts, bias: bias, output: stage, dst: buffers[y], ldd: wts.n, isa: isa, threads: threads,
-                                     rowSums: sums)
+                    try gemm.run(a: u8(x), lda: wts.k, m: m, dst: buffers[y], ldd: wts.n, workspace: buffers[ws], workspaceBytes: wsBytes,
+                                 isa: isa, threads: threads)
                 }
             }
-            if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
+            if gemm.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
+        case let .adaLogLinear(name, x, y, kern, gemm, rows, sc):
             // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
             let count = rows * n * kern.weights.k
             let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
             try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
             try k(name) { () throws(Int8KernelError) in
-                try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
+                try gemm.run(a: a16, lda: kern.weights.k, m: rows * n, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q, prefix):
             try forRowRuns(rows * n, prefix, q) { (r0, count, q) throws(RuntimeError) in
@@ -196,24 +172,34 @@ extension Session {
             try forRowRuns(count * n / c, prefix, q) { (r0, rowCount, q) throws(RuntimeError) in
                 try k(name) { () throws(Int8KernelError) in
                     try Elementwise.quantize(f(x) + r0 * c, count: rowCount * c, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax,
-                                             unsigned: q.unsigned, dst: buffers[y] + r0 * c, isa: isa)
+                                             unsigned: q.unsigned, dst: buffers[y] + r0 * c, isa: isa, threads: threads)
                 }
             }
         case let .dequantize(name, x, y, count, q):
             try k(name) { () throws(Int8KernelError) in
-                try Elementwise.dequantize(buffers[x], count: count * n, unsigned: q.unsigned, scale: q.scale, zeroPoint: q.zero, dst: f(y), isa: isa)
+                try Elementwise.dequantize(buffers[x], count: count * n, unsigned: q.unsigned, scale: q.scale, zeroPoint: q.zero, dst: f(y), isa: isa, threads: threads)
             }
         case let .gelu(name, x, y, count):
             try k(name) { () throws(Int8KernelError) in try Elementwise.gelu(f(x), count: count * n, dst: f(y), isa: isa) }
         case let .add(name, a, b, y, count):
-            try k(name) { () throws(Int8KernelError) in try Elementwise.add(f(a), f(b), count: count * n, dst: f(y), isa: isa) }
+            try k(name) { () throws(Int8KernelError) in try Elementwise.add(f(a), f(b), count: count * n, dst: f(y), isa: isa, threads: threads) }
         case let .pool(_, x, y, hw, c):
             for b in 0..<n {
-                let xin = f(x) + b * hw * c, out = f(y) + b * c
-                for cc in 0..<c { out[cc] = 0 }
-                for p in 0..<hw { for cc in 0..<c { out[cc] += xin[p * c + cc] } }
+                let xin = UnsafeRawPointer(f(x) + b * hw * c), out = f(y) + b * c
                 let inv = 1 / Float(hw)
-                for cc in 0..<c { out[cc] *= inv }
+                // per channel: 0 + x[0] + x[1] + … in pixel order, then × 1/hw (16 channels a vector, same order)
+                var c0 = 0
+                while c0 + 16 <= c {
+                    var acc = SIMD16<Float>(repeating: 0)
+                    for p in 0..<hw { acc += xin.loadUnaligned(fromByteOffset: (p * c + c0) * 4, as: SIMD16<Float>.self) }
+                    UnsafeMutableRawPointer(out + c0).storeBytes(of: acc * inv, as: SIMD16<Float>.self)
+                    c0 += 16
+                }
+                for cc in c0..<c {
+                    var s: Float = 0
+                    for p in 0..<hw { s += xin.load(fromByteOffset: (p * c + cc) * 4, as: Float.self) }
+                    out[cc] = s * inv
+                }
             }
         case let .tokenSelect(_, x, y, t, c, index):
             for b in 0..<n { (f(y) + b * c).update(from: f(x) + b * t * c + index * c, count: c) }
@@ -263,13 +249,13 @@ extension Session {
     private func detail(_ s: Step) -> String {
         func t(_ i: Int) -> String { model.tensors.indices.contains(i) ? "\(model.tensors[i].dtype.rawValue)\(model.tensors[i].shape)" : "?" }
         switch s {
-        case let .conv(_, x, y, kern, _, _, _, _):
-            let g = kern.geometry
-            return "\(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))\(kern.packed.contains { $0.columnOffsets != nil } ? " +wzp" : "")"
-        case let .depthwise(_, x, y, kern, _, _, _, _):
-            let g = kern.geometry
+        case let .conv(_, x, y, kern, _, _, _):
+            let g = kern.conv.geometry
+            return "\(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))\(kern.conv.packed.contains { $0.columnOffsets != nil } ? " +wzp" : "")"
+        case let .depthwise(_, x, y, kern, _, _, _):
+            let g = kern.conv.geometry
             return "dw \(g.kernelH)x\(g.kernelW)/\(g.strideH) \(t(x)) -> \(t(y))"
-        case let .linear(_, x, y, w, _, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))\(w.columnOffsets == nil ? "" : " +wzp")"
+        case let .linear(_, x, y, g, _, _, _, _, _): return "\(t(x)) -> \(t(y))\(g.weights.columnOffsets == nil ? "" : " +wzp")"
         case let .convFloat(_, x, y, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _): return "\(t(x)) -> \(t(y))"
         case let .quantize(_, x, y, _, _, _), let .dequantize(_, x, y, _, _), let .add(_, x, _, y, _), let .pool(_, x, y, _, _):
             return "\(t(x)) -> \(t(y))"
@@ -293,4 +279,43 @@ func maxPool<T: Comparable>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePoin
             } }
         } }
     }
+}
+
+/// Output pixels of the float conv split between the threads: each gathers its own im2col rows, then runs one SGEMM over
+/// them. A kernel row whose taps are all inside the input is one contiguous copy of kw·c floats (the patch embed's 16×3
+/// pixels), not kw copies of c.
+struct FloatConvJob: ParallelJob, @unchecked Sendable {
+    let xin: UnsafeMutablePointer<Float>, outp: UnsafeMutablePointer<Float>, col: UnsafeMutablePointer<Float>
+    let packed: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>
+    let h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int, sh: Int, sw: Int, pt: Int, pl: Int, ow: Int, rows: Int, parts: Int
+    let act: Int32, lo: Float, hi: Float, isa: Int32
+
+    func run(_ t: Int, slot: Int) {
+        let kk = kh * kw * c
+        let r0 = rows * t / parts, r1 = rows * (t + 1) / parts
+        guard r1 > r0 else { return }
+        for r in r0..<r1 {
+            let oy = r / ow, ox = r % ow
+            var j = r * kk
+            let ix0 = ox * sw - pl
+            for ky in 0..<kh {
+                let iy = oy * sh - pt + ky
+                if iy < 0 || iy >= h {
+                    (col + j).update(repeating: 0, count: kw * c)
+                } else if ix0 >= 0 && ix0 + kw <= w {
+                    (col + j).update(from: xin + (iy * w + ix0) * c, count: kw * c)
+                } else {
+                    for kx in 0..<kw {
+                        let ix = ix0 + kx
+                        if ix < 0 || ix >= w { (col + j + kx * c).update(repeating: 0, count: c) }
+                        else { (col + j + kx * c).update(from: xin + (iy * w + ix) * c, count: c) }
+                    }
+                }
+                j += kw * c
+            }
+        }
+        cfk_sgemm_packed(isa, r1 - r0, o, kk, col + r0 * kk, kk, packed, kk * 16, outp + r0 * o, o, bias, nil, act, lo, hi, 0)
+    }
+
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: FloatConvJob.self).pointee.run(i, slot: slot) } }
 }

@@ -38,13 +38,13 @@ enum Step {
     case convFloat(name: String, x: Int, y: Int, packed: UnsafeMutablePointer<Float>, bias: [Float], h: Int, w: Int, c: Int, o: Int, kh: Int, kw: Int,
                    sh: Int, sw: Int, pt: Int, pl: Int, oh: Int, ow: Int, clamp: Clamp, scratch: Int)
     /// Dense conv; 8-bit weight rows whose W − z leaves int8 carry their exact zero-point term inside the kernel.
-    case conv(name: String, x: Int, y: Int, kernel: Conv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
+    /// `workspace`: the scratch buffer index (im2col blocks, row sums) of `workspaceBytes` bytes.
+    case conv(name: String, x: Int, y: Int, kernel: PreparedConv2D, post: Clamp?, workspace: Int, workspaceBytes: Int)
     /// Depthwise conv; weights are int16 W − z, exact for every 8-bit zero point.
-    case depthwise(name: String, x: Int, y: Int, kernel: DepthwiseConv2DInt8, act: ActivationType, bias: [Int32]?, stage: OutputStage, post: Clamp?)
-    /// `rowSums`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
-    case linear(name: String, x: Int, y: Int, weights: PackedInt8Weights, act: ActivationType, bias: [Int32]?, stage: OutputStage, rows: Int, post: Clamp?, rowSums: Int?,
-                prefix: LinearPrefix?)
-    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, stage: OutputStage, rows: Int, scratch: Int)
+    case depthwise(name: String, x: Int, y: Int, kernel: PreparedDepthwiseConv2D, post: Clamp?, workspace: Int, workspaceBytes: Int)
+    /// `workspace`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
+    case linear(name: String, x: Int, y: Int, gemm: PreparedGEMM, rows: Int, post: Clamp?, workspace: Int, workspaceBytes: Int, prefix: LinearPrefix?)
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, gemm: PreparedInt16GEMM, rows: Int, scratch: Int)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec, prefix: RowPrefix?)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
@@ -68,13 +68,11 @@ struct RowPrefix {
     var q: QuantSpec
 }
 
-/// A linear layer whose input has class-token rows: their own activation type, integer bias and output stage.
+/// A linear layer whose input has class-token rows: their GEMM (own zero point, integer bias and output stage).
 struct LinearPrefix {
     var tokens: Int
     var count: Int
-    var act: ActivationType
-    var bias: [Int32]?
-    var stage: OutputStage
+    var gemm: PreparedGEMM
 }
 
 struct QuantSpec {
@@ -282,15 +280,21 @@ public final class Session {
             let acc = ws.map { Double(xq.scale) * Double($0) }
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             if o.groups == 1 {
-                let kern = try k { () throws(Int8KernelError) in try Conv2DInt8(geometry: g, weights: wq, channelOffsets: off) }
-                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+                let kern = try k { () throws(Int8KernelError) in
+                    try PreparedConv2D(try Conv2DInt8(geometry: g, weights: wq, channelOffsets: off), activation: xq.activation, bias: ib, output: st)
+                }
+                let wsBytes = kern.workspaceBytes(threads: threads)
+                return .conv(name: name, x: I(o.input), y: I(o.output), kernel: kern, post: post, workspace: scratch(wsBytes), workspaceBytes: wsBytes)
             }
             // depthwise: [C][kh][kw][1] → [kh][kw][C], int16 W − z (exact also for rows stored as W − 128 + offset)
             let khw = o.kernel[0] * o.kernel[1]
             var dw = [Int16](repeating: 0, count: wq.count)
             for ch in 0..<c { for j in 0..<khw { dw[j * c + ch] = Int16(wq[ch * khw + j]) + Int16(off?[ch] ?? 0) } }
-            let kern = try k { () throws(Int8KernelError) in try DepthwiseConv2DInt8(geometry: g, weights16: dw) }
-            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, act: xq.activation, bias: ib, stage: st, post: post)
+            let kern = try k { () throws(Int8KernelError) in
+                try PreparedDepthwiseConv2D(try DepthwiseConv2DInt8(geometry: g, weights16: dw), activation: xq.activation, bias: ib, output: st)
+            }
+            let wsBytes = kern.workspaceBytes(threads: threads)
+            return .depthwise(name: name, x: I(o.input), y: I(o.output), kernel: kern, post: post, workspace: scratch(wsBytes), workspaceBytes: wsBytes)
         case let .linear(o):
             let x = T(o.input), y = T(o.output)
             let kk = x.shape.last!, n = y.shape.last!
@@ -300,14 +304,18 @@ public final class Session {
             let acc = ws.map { Double(xq.scale) * Double($0) }
             let (st, ib, post) = try stage(for: y, accScale: acc, bias: o.bias.map(floats), clamp: o.clamp, op: name)
             let rows = x.elementCount / kk
+            let gemm = try k { () throws(Int8KernelError) in try PreparedGEMM(weights: packed, activation: xq.activation, bias: ib, output: st) }
+            let wsBytes = gemm.workspaceBytes(m: batch * rows, threads: threads)
             var prefix: LinearPrefix? = nil
             if let p = x.prefix {
+                // the class-token rows: their own zero point, integer bias and output scale over the same packed weights
                 let pq = try QuantSpec(x, prefix: true)
                 let (pst, pib, _) = try stage(for: y, accScale: ws.map { Double(pq.scale) * Double($0) }, bias: o.bias.map(floats), clamp: o.clamp, op: name)
-                prefix = LinearPrefix(tokens: x.shape[0], count: p.count, act: pq.activation, bias: pib, stage: pst)
+                let pg = try k { () throws(Int8KernelError) in try PreparedGEMM(weights: packed, activation: pq.activation, bias: pib, output: pst) }
+                prefix = LinearPrefix(tokens: x.shape[0], count: p.count, gemm: pg)
             }
-            return .linear(name: name, x: I(o.input), y: I(o.output), weights: packed, act: xq.activation, bias: ib, stage: st,
-                           rows: rows, post: post, rowSums: packed.columnOffsets == nil ? nil : scratch(batch * rows * 4), prefix: prefix)
+            return .linear(name: name, x: I(o.input), y: I(o.output), gemm: gemm, rows: rows, post: post, workspace: scratch(wsBytes),
+                           workspaceBytes: wsBytes, prefix: prefix)
         case let .adaLogLinear(o):
             let x = T(o.input), y = T(o.output)
             guard case let .adaLog(a)? = x.quantizer else { throw .unsupported(op: name, "input is not AdaLog-coded") }
@@ -327,7 +335,8 @@ public final class Session {
             let kern = try k { () throws(Int8KernelError) in try AdaLogLinear(weights: wq, inFeatures: kk, outFeatures: n, table: t) }
             let unit = table.accumulatorUnit(scale: Double(a.scale))
             let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
-            return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, stage: st, rows: x.elementCount / kk,
+            let gemm = try k { () throws(Int8KernelError) in try PreparedInt16GEMM(weights: kern.weights, output: st) }
+            return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, gemm: gemm, rows: x.elementCount / kk,
                                  scratch: scratch(batch * x.elementCount * 2))
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!

@@ -38,6 +38,10 @@ int i8k_isa_best(void);
  * threads < 2 or the pool is busy with another job (a concurrent or nested loop): run the loop another way then. */
 typedef void (*i8k_task_fn)(void *ctx, size_t index);
 int i8k_parallel_for(size_t count, size_t threads, i8k_task_fn fn, void *ctx);
+/* The same, also passing the slot of the thread running the item: 0 for the caller, 1 ... min(threads, count) - 1 for
+ * the workers taking part; no two items run at once in one slot, so per-slot scratch needs no locking. */
+typedef void (*i8k_slot_task_fn)(void *ctx, size_t index, size_t slot);
+int i8k_parallel_for_slots(size_t count, size_t threads, i8k_slot_task_fn fn, void *ctx);
 
 enum { I8K_OUT_INT32 = 0, I8K_OUT_INT8 = 1, I8K_OUT_UINT8 = 2, I8K_OUT_FLOAT = 3 };
 enum { I8K_ROUND_DOUBLE = 0, I8K_ROUND_SINGLE = 1 };
