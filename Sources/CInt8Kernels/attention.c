@@ -283,12 +283,12 @@ TAVX2 static void pv256(const layout *w, int split) {
 /* Softmax and coding of one row's logits into its L (and Lh) values; the codes go to `codes`. */
 static void code_row(int isa, const layout *w, const float *logits, size_t T, const i8k_probs *probs, int split,
                      int16_t *L, int16_t *Lh, uint8_t *codes) {
-    i8k_softmax_row(isa, logits, T, w->p);
     if (probs->tau) {
-        i8k_adalog_encode_planned(isa, w->p, T, probs->tau, probs->nt, &probs->plan, codes);
-        i8k_codes_to_s16(isa, codes, T, probs->table, probs->nt, L);
-        if (split) i8k_codes_to_s16(isa, codes, T, probs->table_high, probs->nt, Lh);
+        /* softmax, codes and table values in one pass over the row where the ISA allows (same results) */
+        i8k_softmax_adalog_row(isa, logits, T, w->p, probs->tau, probs->nt, &probs->plan, probs->table,
+                               split ? probs->table_high : NULL, codes, L, Lh);
     } else {
+        i8k_softmax_row(isa, logits, T, w->p);
         i8k_quantize(isa, w->p, T, probs->p_scale, 0, 0, probs->p_qmax, 1, codes);
         for (size_t j = 0; j < T; j++) L[j] = codes[j];
     }

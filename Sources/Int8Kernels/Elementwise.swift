@@ -107,28 +107,30 @@ public enum Elementwise {
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
     }
 
-    /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5):
-    /// in cache-sized chunks split over `threads`; `scratch` holds `count` floats. Same bytes as the three steps.
-    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
-                                        scratch: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+    /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5),
+    /// in one pass (i8k_gelu_adalog_encode), in chunks split over `threads`. Same bytes as the three steps.
+    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, encoder: AdaLogEncoder, codes: UnsafeMutablePointer<UInt8>,
+                                        isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
-            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
-        }
         let chunk = 4096
         let chunks = (count + chunk - 1) / chunk
-        nonisolated(unsafe) let x = x, codes = codes, scratch = scratch
-        thresholds.withUnsafeBufferPointer { tb in
-            nonisolated(unsafe) let tau = tb.baseAddress!
-            let nt = Int32(tb.count)
-            parallelFor(chunks, threads: threads) { ci in
-                let lo = ci * chunk, n = min(chunk, count - lo)
-                let tmp = scratch + lo
-                i8k_gelu(isa.rawValue, x + lo, n, tmp)
-                if shift != 0 { for i in 0..<n { tmp[i] += shift } }
-                i8k_adalog_encode(isa.rawValue, tmp, n, tau, nt, codes + lo)
+        nonisolated(unsafe) let x = x, codes = codes
+        encoder.thresholds.withUnsafeBufferPointer { tb in
+            withUnsafePointer(to: encoder.plan) { pp in
+                nonisolated(unsafe) let tau = tb.baseAddress!, pp = pp
+                let nt = Int32(tb.count)
+                parallelFor(chunks, threads: threads) { ci in
+                    let lo = ci * chunk
+                    i8k_gelu_adalog_encode(isa.rawValue, x + lo, min(chunk, count - lo), shift, tau, nt, pp, codes + lo)
+                }
             }
         }
+    }
+
+    /// The same with the thresholds analysed on each call; `scratch` is no longer used.
+    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
+                                        scratch: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try geluAdaLogEncode(x, count: count, shift: shift, encoder: try AdaLogEncoder(thresholds: thresholds), codes: codes, isa: isa, threads: threads)
     }
 
     /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
@@ -148,4 +150,25 @@ public enum Elementwise {
             }
         }
     }
+}
+
+/// AdaLog thresholds with their encode plan (i8k_adalog_prepare: the geometric analysis and the proven margin of
+/// the arithmetic fast path), built once per quantizer.
+public struct AdaLogEncoder: @unchecked Sendable {
+    public let thresholds: [Float]
+    let plan: i8k_adalog_plan
+
+    /// `thresholds`: descending; 1...255 entries, or 256 ending in −∞ (codes are bytes).
+    public init(thresholds: [Float]) throws(Int8KernelError) {
+        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
+            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
+        }
+        self.thresholds = thresholds
+        var p = i8k_adalog_plan()
+        i8k_adalog_prepare(thresholds, Int32(thresholds.count), &p)
+        plan = p
+    }
+
+    /// True when the AVX-512 path may use the arithmetic fast path for these thresholds.
+    public var hasFastPath: Bool { plan.fast != 0 }
 }

@@ -154,12 +154,11 @@ extension Session {
                                  isa: isa, threads: threads)
                 }
             }
-        case let .geluAdaLog(name, x, y, count, shift, tau, sc):
-            let tmp = f(sc)
+        case let .geluAdaLog(name, x, y, count, shift, enc):
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
-                    try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, thresholds: tau, codes: u8(y) + b * count,
-                                                     scratch: tmp, isa: isa, threads: threads)
+                    try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, encoder: enc, codes: u8(y) + b * count,
+                                                     isa: isa, threads: threads)
                 }
             }
         case let .quantize(name, x, y, count, q):

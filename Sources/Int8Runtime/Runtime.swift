@@ -47,7 +47,7 @@ enum Step {
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
-    case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
+    case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, encoder: AdaLogEncoder)
     case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case add(name: String, a: Int, b: Int, y: Int, count: Int)
@@ -338,8 +338,8 @@ public final class Session {
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }
             let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
-            return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift,
-                               thresholds: table.thresholds(scale: Double(a.scale)), scratch: scratch(y.elementCount * 4))
+            let enc = try k { () throws(Int8KernelError) in try AdaLogEncoder(thresholds: table.thresholds(scale: Double(a.scale))) }
+            return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift, encoder: enc)
         case let .gelu(o):
             return .gelu(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount)
         case let .quantize(o):
