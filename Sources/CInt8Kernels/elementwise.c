@@ -87,6 +87,23 @@ T512 static inline __m512 exp512(__m512 x) {
     __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_mask_mov_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(e)), nan, x);
 }
+/* exp512 for x <= 0 (or NaN), as the softmax calls it: the same bits with two shortcuts that cannot change them:
+ * min(x, EXP_HI) is x, and for n in [-126, 0] the scale 2^n is a normal float, so y * 2^n equals scalef(y, n)
+ * (one rounding of the same exact product). */
+T512 static inline __m512 exp512_nonpos(__m512 x) {
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(C1))), _mm512_mul_ps(n, _mm512_set1_ps(C2)));
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(P0), r), _mm512_set1_ps(P1));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P2));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P3));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P4));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P5));
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(y, n), nan, x);
+}
 T512 static inline __m512 gelu512(__m512 x) {
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
     __m512 a = _mm512_abs_ps(t);
@@ -269,7 +286,8 @@ T512 static inline float softmax512_exp(const float *x, size_t n, float *e_out) 
     __m512 mv = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
-        __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv)));
+        /* x − max <= 0 (or NaN) */
+        __m512 e = _mm512_maskz_mov_ps(mk, exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv)));
         s = _mm512_add_ps(s, e);
         _mm512_mask_storeu_ps(e_out + i, mk, e);
     }
@@ -520,8 +538,8 @@ T512 static __attribute__((noinline)) __m512i fix_vec(__m512 x, __m512 eh, __mma
 /* The estimate for the lanes in mk: codes (int32 lanes), and the lanes it cannot decide: near an integer (near) or
  * outside [tau[nnorm-1], ∞) without a fixed code (slow), for fix_vec. No branches, so that several vectors interleave
  * (the chain from x to the code is long). */
-T512 static inline __m512i encode16_est(__m512 x, __mmask16 mk, const fastk *k, __m512 *eh_out, __mmask16 *near_out,
-                                        __mmask16 *slow_out) {
+I8K_INLINE T512 __m512i encode16_est(__m512 x, __mmask16 mk, const fastk *k, __m512 *eh_out, __mmask16 *near_out,
+                                    __mmask16 *slow_out) {
     __mmask16 fast = _mm512_cmp_ps_mask(x, k->tlim, _CMP_GE_OQ) & mk;
     __m512 xc = _mm512_min_ps(x, k->xcap);
     __m512 e = _mm512_getexp_ps(xc);
@@ -542,7 +560,7 @@ T512 static inline __m512i encode16_est(__m512 x, __mmask16 mk, const fastk *k, 
 }
 
 /* Exact codes of one vector's lanes in mk. */
-T512 static inline __m512i encode16_fast(__m512 x, __mmask16 mk, const fastk *k) {
+I8K_INLINE T512 __m512i encode16_fast(__m512 x, __mmask16 mk, const fastk *k) {
     __m512 eh;
     __mmask16 near, slow;
     __m512i c = encode16_est(x, mk, k, &eh, &near, &slow);
@@ -551,7 +569,7 @@ T512 static inline __m512i encode16_fast(__m512 x, __mmask16 mk, const fastk *k)
 }
 
 /* Exact codes of four vectors (64 lanes, all valid), their estimates interleaved. */
-T512 static inline void encode64_fast(const __m512 x[4], const fastk *k, __m512i c[4]) {
+I8K_INLINE T512 void encode64_fast(const __m512 x[4], const fastk *k, __m512i c[4]) {
     __m512 eh[4];
     __mmask16 near[4], slow[4];
     for (int j = 0; j < 4; j++) c[j] = encode16_est(x[j], 0xFFFF, k, &eh[j], &near[j], &slow[j]);
@@ -697,7 +715,16 @@ T512 static void softmax_adalog512(const float *x, size_t n, float *work, const 
     fast_init(&k, p, tau, nt);
     __m512i tb[8], th[8];
     load_table256_epi16(table, nt, tb);
-    if (table_high) load_table256_epi16(table_high, nt, th);
+    /* the high halves are non-zero only for the largest probabilities (the first codes): when they all sit in the
+     * first 64 entries, one permute and a mask look them up */
+    int32_t hlast = -1;
+    if (table_high) {
+        load_table256_epi16(table_high, nt, th);
+        for (int32_t j = 0; j <= nt; j++) if (table_high[j] != 0) hlast = j;
+    }
+    const int h64 = hlast < 64;
+#define LOOKUP_HIGH(c) (h64 ? _mm512_maskz_permutex2var_epi16(_mm512_cmplt_epu16_mask((c), _mm512_set1_epi16(64)), th[0], (c), th[1]) \
+                            : lookup256_epi16(th, (c)))
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
         /* p = e / s with softmax512's bits */
@@ -709,7 +736,7 @@ T512 static void softmax_adalog512(const float *x, size_t n, float *work, const 
             __m512i c16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(c[2 * h])), _mm512_cvtepi32_epi16(c[2 * h + 1]), 1);
             _mm256_storeu_si256((__m256i *)(codes + i + 32 * h), _mm512_cvtepi16_epi8(c16));
             _mm512_storeu_si512(L + i + 32 * h, lookup256_epi16(tb, c16));
-            if (table_high) _mm512_storeu_si512(Lh + i + 32 * h, lookup256_epi16(th, c16));
+            if (table_high) _mm512_storeu_si512(Lh + i + 32 * h, LOOKUP_HIGH(c16));
         }
     }
     for (; i < n; i += 16) {
@@ -718,8 +745,9 @@ T512 static void softmax_adalog512(const float *x, size_t n, float *work, const 
         __m512i c16 = _mm512_zextsi256_si512(_mm512_cvtepi32_epi16(c));
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
         _mm512_mask_storeu_epi16(L + i, (__mmask32)mk, lookup256_epi16(tb, c16));
-        if (table_high) _mm512_mask_storeu_epi16(Lh + i, (__mmask32)mk, lookup256_epi16(th, c16));
+        if (table_high) _mm512_mask_storeu_epi16(Lh + i, (__mmask32)mk, LOOKUP_HIGH(c16));
     }
+#undef LOOKUP_HIGH
 }
 #endif
 
