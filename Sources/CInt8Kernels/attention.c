@@ -317,8 +317,8 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
                 code_row(isa, &w, w.logits + r * w.tp16, T, probs, split, w.L + r * w.tp2, w.Lh + r * w.tp2, codes);
             }
             pv512_rows(&w, split);
-            for (int r = 0; r < ROWS; r++)
-                i8k_output_apply(isa, w.acc + r * w.dp16, d, 1, d, out, 0, (uint8_t *)dst + (i + r) * ldd * es, ldd);
+            /* one output-stage call for the ROWS rows (acc row r at r·dp16): its per-column setup is shared */
+            i8k_output_apply(isa, w.acc, w.dp16, ROWS, d, out, 0, (uint8_t *)dst + i * ldd * es, ldd);
         }
     }
 #endif

@@ -664,12 +664,14 @@ void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *ta
     for (size_t i = 0; i < n; i++) dst[i] = codes[i] <= nt ? table[codes[i]] : 0;
 }
 
-/* ---------------- fused GELU + shift + codes ---------------- */
+/* ---------------- fused GELU + shift + codes (+ table values) ---------------- */
 #ifdef I8K_X86
 T512 static void gelu_encode512(const float *x, size_t n, float shift, const float *tau, int32_t nt, const i8k_adalog_plan *p,
-                                uint8_t *codes) {
+                                uint8_t *codes, const int16_t *table, int32_t table_nt, int16_t *values) {
     fastk k;
     fast_init(&k, p, tau, nt);
+    __m512i tb[8];
+    if (values) load_table256_epi16(table, table_nt, tb);
     const __m512 sh = _mm512_set1_ps(shift);
     const int add = shift != 0;
     size_t i = 0;
@@ -682,20 +684,31 @@ T512 static void gelu_encode512(const float *x, size_t n, float shift, const flo
         }
         encode64_fast(g, &k, c);
         for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(codes + i + 16 * j), _mm512_cvtepi32_epi8(c[j]));
+        if (values)
+            for (int h = 0; h < 2; h++) {
+                __m512i c16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(c[2 * h])), _mm512_cvtepi32_epi16(c[2 * h + 1]), 1);
+                _mm512_storeu_si512(values + i + 32 * h, lookup256_epi16(tb, c16));
+            }
     }
     for (; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
         __m512 g = gelu512(_mm512_maskz_loadu_ps(mk, x + i));
         if (add) g = _mm512_add_ps(g, sh);
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, encode16_fast(g, mk, &k));
+        __m512i c = encode16_fast(g, mk, &k);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+        if (values) _mm512_mask_storeu_epi16(values + i, (__mmask32)mk, lookup256_epi16(tb, _mm512_zextsi256_si512(_mm512_cvtepi32_epi16(c))));
     }
 }
 #endif
 
 void i8k_gelu_adalog_encode(int isa, const float *x, size_t n, float shift, const float *tau, int32_t nt,
-                            const i8k_adalog_plan *plan, uint8_t *codes) {
+                            const i8k_adalog_plan *plan, uint8_t *codes, const int16_t *table, int32_t table_nt,
+                            int16_t *values) {
 #ifdef I8K_X86
-    if (isa == I8K_ISA_AVX512VNNI && plan->fast) { gelu_encode512(x, n, shift, tau, nt, plan, codes); return; }
+    if (isa == I8K_ISA_AVX512VNNI && plan->fast && (!values || table_nt <= 256)) {
+        gelu_encode512(x, n, shift, tau, nt, plan, codes, table, table_nt, values);
+        return;
+    }
 #endif
     float tmp[512];
     for (size_t i = 0; i < n; i += 512) {
@@ -703,6 +716,7 @@ void i8k_gelu_adalog_encode(int isa, const float *x, size_t n, float shift, cons
         i8k_gelu(isa, x + i, m, tmp);
         if (shift != 0) for (size_t j = 0; j < m; j++) tmp[j] = tmp[j] + shift;
         i8k_adalog_encode_planned(isa, tmp, m, tau, nt, plan, codes + i);
+        if (values) i8k_codes_to_s16(isa, codes + i, m, table, table_nt, values + i);
     }
 }
 

@@ -108,20 +108,28 @@ public enum Elementwise {
     }
 
     /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5),
-    /// in one pass (i8k_gelu_adalog_encode), in chunks split over `threads`. Same bytes as the three steps.
+    /// in one pass (i8k_gelu_adalog_encode), in chunks split over `threads`. Same bytes as the three steps. With
+    /// `table` (2^b + 1 entries, as `AdaLogTable.table`) and `values`, also the codes' table values, as
+    /// `adalogDecode` gives them.
     public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, encoder: AdaLogEncoder, codes: UnsafeMutablePointer<UInt8>,
+                                        table: [Int16]? = nil, values: UnsafeMutablePointer<Int16>? = nil,
                                         isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
+        guard (table == nil) == (values == nil), (table?.count ?? 2) >= 2 else { throw .invalidArgument("GELU table values need both a table (2 or more entries) and a destination") }
         let chunk = 4096
         let chunks = (count + chunk - 1) / chunk
-        nonisolated(unsafe) let x = x, codes = codes
+        nonisolated(unsafe) let x = x, codes = codes, values = values
+        let lut = table ?? [0]
         encoder.thresholds.withUnsafeBufferPointer { tb in
-            withUnsafePointer(to: encoder.plan) { pp in
-                nonisolated(unsafe) let tau = tb.baseAddress!, pp = pp
-                let nt = Int32(tb.count)
-                parallelFor(chunks, threads: threads) { ci in
-                    let lo = ci * chunk
-                    i8k_gelu_adalog_encode(isa.rawValue, x + lo, min(chunk, count - lo), shift, tau, nt, pp, codes + lo)
+            lut.withUnsafeBufferPointer { lb in
+                withUnsafePointer(to: encoder.plan) { pp in
+                    nonisolated(unsafe) let tau = tb.baseAddress!, pp = pp, lp = lb.baseAddress!
+                    let nt = Int32(tb.count), lnt = Int32(lb.count - 1)
+                    parallelFor(chunks, threads: threads) { ci in
+                        let lo = ci * chunk
+                        i8k_gelu_adalog_encode(isa.rawValue, x + lo, min(chunk, count - lo), shift, tau, nt, pp, codes + lo,
+                                               lp, lnt, values.map { $0 + lo })
+                    }
                 }
             }
         }

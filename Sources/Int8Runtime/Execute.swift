@@ -128,11 +128,14 @@ extension Session {
                                  rowSums: rs.map { buffers[$0].assumingMemoryBound(to: Int32.self) })
             }
             if stage.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, stage, rows, sc):
-            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
+        case let .adaLogLinear(name, x, y, kern, stage, rows, sc, predecoded):
+            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call),
+            // unless the geluAdaLog step before wrote them there
             let count = rows * n * kern.weights.k
             let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
-            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
+            if !predecoded {
+                try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
+            }
             try k(name) { () throws(Int8KernelError) in
                 try Int8GEMM.runInt16(a: a16, lda: kern.weights.k, m: rows * n, weights: kern.weights, output: stage, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
@@ -154,10 +157,11 @@ extension Session {
                                  isa: isa, threads: threads)
                 }
             }
-        case let .geluAdaLog(name, x, y, count, shift, enc):
+        case let .geluAdaLog(name, x, y, count, shift, enc, values):
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
                     try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, encoder: enc, codes: u8(y) + b * count,
+                                                     table: values?.table, values: values.map { buffers[$0.scratch].assumingMemoryBound(to: Int16.self) + b * count },
                                                      isa: isa, threads: threads)
                 }
             }

@@ -92,7 +92,7 @@ struct AdaLogFastEncodeTests {
             let tau = try AdaLogTable(q: q, bits: bits).thresholds(scale: s)
             let enc = try AdaLogEncoder(thresholds: tau)
             for shift: Float in [0, 0.16997124] {
-                for n in [1, 15, 16, 17, 63, 64, 65, 200, 4096 + 77] {
+                for n in [1, 15, 16, 17, 63, 64, 65, 129, 200, 4096 + 77] {
                     var x = (0..<n).map { _ in Float.random(in: -6...6, using: &g) * (Bool.random(using: &g) ? 1 : 0.01) }
                     // inputs whose GELU lands on or next to a threshold (after the shift), and special values
                     for i in stride(from: 0, to: n, by: 7) where tau[i % tau.count].isFinite {
@@ -100,13 +100,26 @@ struct AdaLogFastEncodeTests {
                     }
                     let specials: [Float] = [0, -0.0, .nan, .infinity, -.infinity, 1e30, -1e30, 1e-40, -0.7517916]
                     for (j, v) in specials.enumerated() where j * 5 + 3 < n { x[j * 5 + 3] = v }
-                    var got = [UInt8](repeating: 0, count: n)
-                    try Elementwise.geluAdaLogEncode(x, count: n, shift: shift, encoder: enc, codes: &got, isa: isa, threads: 2)
+                    var got = [UInt8](repeating: 0, count: n), vals = [Int16](repeating: 7, count: n + 1)
+                    let table = try AdaLogTable(q: q, bits: bits)
+                    if n % 2 == 0 {
+                        try Elementwise.geluAdaLogEncode(x, count: n, shift: shift, encoder: enc, codes: &got, isa: isa, threads: 2)
+                    } else {
+                        try vals.withUnsafeMutableBufferPointer { vb in
+                            try Elementwise.geluAdaLogEncode(x, count: n, shift: shift, encoder: enc, codes: &got, table: table.table,
+                                                             values: vb.baseAddress!, isa: isa, threads: 2)
+                        }
+                    }
                     var y = [Float](repeating: 0, count: n), ref = [UInt8](repeating: 0, count: n)
                     i8k_gelu(KernelISA.portable.rawValue, x, n, &y)
                     if shift != 0 { for i in 0..<n { y[i] += shift } }
                     i8k_adalog_encode(KernelISA.portable.rawValue, y, n, tau, Int32(tau.count), &ref)
                     #expect(firstDifference(got, ref) == nil, "isa \(isa) q \(q) bits \(bits) shift \(shift) n \(n)")
+                    if n % 2 == 1 {
+                        var refV = [Int16](repeating: 0, count: n)
+                        i8k_codes_to_s16(KernelISA.portable.rawValue, ref, n, table.table, Int32(table.zeroCode), &refV)
+                        #expect(firstDifference(Array(vals[0..<n]), refV) == nil && vals[n] == 7, "values: isa \(isa) q \(q) bits \(bits) n \(n)")
+                    }
                 }
             }
         }

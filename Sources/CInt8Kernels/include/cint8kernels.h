@@ -201,9 +201,11 @@ void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan);
 void i8k_adalog_encode_planned(int isa, const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *plan,
                                uint8_t *codes);
 /* GELU, then + shift (skipped when shift is 0), then AdaLog codes: the bytes of i8k_gelu, the float add and
- * i8k_adalog_encode_planned, in one pass. */
+ * i8k_adalog_encode_planned, in one pass; with values != NULL also i8k_codes_to_s16(codes, table, table_nt) into
+ * values (the int16 operands of the fc2 that consumes the codes). */
 void i8k_gelu_adalog_encode(int isa, const float *x, size_t n, float shift, const float *tau, int32_t nt,
-                            const i8k_adalog_plan *plan, uint8_t *codes);
+                            const i8k_adalog_plan *plan, uint8_t *codes, const int16_t *table, int32_t table_nt,
+                            int16_t *values);
 /* Softmax of one row, AdaLog codes of the probabilities and their table values: the results of i8k_softmax_row into
  * `work` (n floats, used as scratch), i8k_adalog_encode_planned into codes, then i8k_codes_to_s16 with table into L
  * and, when table_high is not NULL, with table_high into Lh. */
