@@ -56,17 +56,21 @@ size_t i8k_attention_workspace(size_t T, size_t d) {
 static void pack(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, const layout *w) {
     memset(w->kp, 0, w->dp2 * w->tp16 * 2 * sizeof(int16_t));
     memset(w->vp, 0, (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t));
-    /* K: one 32-bit channel pair per key; V: two keys' values interleaved per channel (contiguous inner loops) */
+    /* K: one 32-bit channel pair per key, moved as one word; V: two keys' values interleaved per channel, built as
+     * 32-bit words (contiguous inner loops; little-endian: the first element is the low half) */
     for (size_t cp = 0; cp < d / 2; cp++) {
         int16_t *dst = w->kp + cp * w->tp16 * 2;
-        for (size_t j = 0; j < T; j++) { dst[2 * j] = k[j * ldk + 2 * cp]; dst[2 * j + 1] = k[j * ldk + 2 * cp + 1]; }
+        for (size_t j = 0; j < T; j++) memcpy(dst + 2 * j, k + j * ldk + 2 * cp, 4);
     }
     if (d & 1)
         for (size_t j = 0; j < T; j++) w->kp[((d >> 1) * w->tp16 + j) * 2] = k[j * ldk + d - 1];
     for (size_t jp = 0; jp < T / 2; jp++) {
         const int16_t *v0 = v + 2 * jp * ldv, *v1 = v0 + ldv;
         int16_t *dst = w->vp + jp * w->dp16 * 2;
-        for (size_t c = 0; c < d; c++) { dst[2 * c] = v0[c]; dst[2 * c + 1] = v1[c]; }
+        for (size_t c = 0; c < d; c++) {
+            uint32_t pr = (uint32_t)(uint16_t)v0[c] | (uint32_t)(uint16_t)v1[c] << 16;
+            memcpy(dst + 2 * c, &pr, 4);
+        }
     }
     if (T & 1) {
         const int16_t *v0 = v + (T - 1) * ldv;
