@@ -56,17 +56,21 @@ size_t i8k_attention_workspace(size_t T, size_t d) {
 static void pack(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, const layout *w) {
     memset(w->kp, 0, w->dp2 * w->tp16 * 2 * sizeof(int16_t));
     memset(w->vp, 0, (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t));
-    /* K: one 32-bit channel pair per key; V: two keys' values interleaved per channel (contiguous inner loops) */
+    /* K: one 32-bit channel pair per key, moved as one word; V: two keys' values interleaved per channel, built as
+     * 32-bit words (contiguous inner loops; little-endian: the first element is the low half) */
     for (size_t cp = 0; cp < d / 2; cp++) {
         int16_t *dst = w->kp + cp * w->tp16 * 2;
-        for (size_t j = 0; j < T; j++) { dst[2 * j] = k[j * ldk + 2 * cp]; dst[2 * j + 1] = k[j * ldk + 2 * cp + 1]; }
+        for (size_t j = 0; j < T; j++) memcpy(dst + 2 * j, k + j * ldk + 2 * cp, 4);
     }
     if (d & 1)
         for (size_t j = 0; j < T; j++) w->kp[((d >> 1) * w->tp16 + j) * 2] = k[j * ldk + d - 1];
     for (size_t jp = 0; jp < T / 2; jp++) {
         const int16_t *v0 = v + 2 * jp * ldv, *v1 = v0 + ldv;
         int16_t *dst = w->vp + jp * w->dp16 * 2;
-        for (size_t c = 0; c < d; c++) { dst[2 * c] = v0[c]; dst[2 * c + 1] = v1[c]; }
+        for (size_t c = 0; c < d; c++) {
+            uint32_t pr = (uint32_t)(uint16_t)v0[c] | (uint32_t)(uint16_t)v1[c] << 16;
+            memcpy(dst + 2 * c, &pr, 4);
+        }
     }
     if (T & 1) {
         const int16_t *v0 = v + (T - 1) * ldv;
@@ -283,12 +287,12 @@ TAVX2 static void pv256(const layout *w, int split) {
 /* Softmax and coding of one row's logits into its L (and Lh) values; the codes go to `codes`. */
 static void code_row(int isa, const layout *w, const float *logits, size_t T, const i8k_probs *probs, int split,
                      int16_t *L, int16_t *Lh, uint8_t *codes) {
-    i8k_softmax_row(isa, logits, T, w->p);
     if (probs->tau) {
-        i8k_adalog_encode_planned(isa, w->p, T, probs->tau, probs->nt, &probs->plan, codes);
-        i8k_codes_to_s16(isa, codes, T, probs->table, probs->nt, L);
-        if (split) i8k_codes_to_s16(isa, codes, T, probs->table_high, probs->nt, Lh);
+        /* softmax, codes and table values in one pass over the row where the ISA allows (same results) */
+        i8k_softmax_adalog_row(isa, logits, T, w->p, probs->tau, probs->nt, &probs->plan, probs->table,
+                               split ? probs->table_high : NULL, codes, L, Lh);
     } else {
+        i8k_softmax_row(isa, logits, T, w->p);
         i8k_quantize(isa, w->p, T, probs->p_scale, 0, 0, probs->p_qmax, 1, codes);
         for (size_t j = 0; j < T; j++) L[j] = codes[j];
     }
@@ -317,8 +321,8 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
                 code_row(isa, &w, w.logits + r * w.tp16, T, probs, split, w.L + r * w.tp2, w.Lh + r * w.tp2, codes);
             }
             pv512_rows(&w, split);
-            for (int r = 0; r < ROWS; r++)
-                i8k_output_apply(isa, w.acc + r * w.dp16, d, 1, d, out, 0, (uint8_t *)dst + (i + r) * ldd * es, ldd);
+            /* one output-stage call for the ROWS rows (acc row r at r·dp16): its per-column setup is shared */
+            i8k_output_apply(isa, w.acc, w.dp16, ROWS, d, out, 0, (uint8_t *)dst + i * ldd * es, ldd);
         }
     }
 #endif

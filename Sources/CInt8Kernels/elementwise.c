@@ -87,6 +87,23 @@ T512 static inline __m512 exp512(__m512 x) {
     __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_mask_mov_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(e)), nan, x);
 }
+/* exp512 for x <= 0 (or NaN), as the softmax calls it: the same bits with two shortcuts that cannot change them:
+ * min(x, EXP_HI) is x, and for n in [-126, 0] the scale 2^n is a normal float, so y * 2^n equals scalef(y, n)
+ * (one rounding of the same exact product). */
+T512 static inline __m512 exp512_nonpos(__m512 x) {
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(C1))), _mm512_mul_ps(n, _mm512_set1_ps(C2)));
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(P0), r), _mm512_set1_ps(P1));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P2));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P3));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P4));
+    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P5));
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(y, n), nan, x);
+}
 T512 static inline __m512 gelu512(__m512 x) {
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
     __m512 a = _mm512_abs_ps(t);
@@ -261,18 +278,24 @@ void i8k_layernorm_quant(int isa, const float *x, size_t rows, size_t C, const f
 
 /* ---------------- softmax ---------------- */
 #ifdef I8K_X86
-T512 static void softmax512(const float *x, size_t n, float *p) {
+/* max, then exp and the pinned 16-lane sum into e (softmax512's first two passes); returns the sum */
+T512 static inline float softmax512_exp(const float *x, size_t n, float *e_out) {
     __m512 m = _mm512_set1_ps(-INFINITY);
     for (size_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), MASK16(n - i), x + i));
     float mx = _mm512_reduce_max_ps(m);
     __m512 mv = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
-        __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv)));
+        /* x − max <= 0 (or NaN) */
+        __m512 e = _mm512_maskz_mov_ps(mk, exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mv)));
         s = _mm512_add_ps(s, e);
-        _mm512_mask_storeu_ps(p + i, mk, e);
+        _mm512_mask_storeu_ps(e_out + i, mk, e);
     }
-    __m512 sv = _mm512_set1_ps(hsum512(s));
+    return hsum512(s);
+}
+
+T512 static void softmax512(const float *x, size_t n, float *p) {
+    __m512 sv = _mm512_set1_ps(softmax512_exp(x, n, p));
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 mk = MASK16(n - i);
         _mm512_mask_storeu_ps(p + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, p + i), sv));
@@ -301,6 +324,25 @@ static inline uint8_t encode1(float x, const float *tau, int32_t nt) {
         for (int32_t j = 0; j < nt; j++) c += x < tau[j] ? 1 : 0;
     return (uint8_t)(c > 255 ? 255 : c);
 }
+
+static const float LG0 = 1.253882419e-05f, LG1 = 1.441684604e+00f, LG2 = -7.079926133e-01f, LG3 = 4.136300087e-01f,
+                   LG4 = -1.921955198e-01f, LG5 = 4.487356171e-02f;
+#define LG_EPS 1.3e-5   /* the scan gives 1.2656e-5 */
+static inline float lg_poly1(float t) {
+    float p = fmaf(LG5, t, LG4);
+    p = fmaf(p, t, LG3); p = fmaf(p, t, LG2); p = fmaf(p, t, LG1);
+    return fmaf(p, t, LG0);
+}
+double i8k_adalog_log2_poly_error(void) {
+    double mx = 0;
+    for (uint32_t m = 0; m < (1u << 23); m++) {
+        float t = (float)m * (1.0f / 8388608.0f);
+        double err = fabs((double)lg_poly1(t) - log2(1.0 + (double)t));
+        if (err > mx) mx = err;
+    }
+    return mx;
+}
+double i8k_adalog_log2_poly_bound(void) { return LG_EPS; }
 
 #ifdef I8K_X86
 T512 static void encode512(const float *u, size_t n, const float *tau, int32_t nt, uint8_t *codes) {
@@ -392,51 +434,203 @@ T512 static void encode512_geometric(const float *u, size_t n, const float *tau,
 }
 
 /* True (with log2(tau_0), 1/step and nnorm, the count of leading thresholds >= FLT_MIN) when those thresholds
- * are geometric, checked at three points. */
+ * are geometric, each within 0.01 steps. */
 static int geometric_thresholds(const float *tau, int32_t nt, float *l0, float *inv_step, int32_t *nnorm) {
     int32_t m = 0;
     while (m < nt && tau[m] >= 1.17549435e-38f && tau[m] <= 3.4e38f) m++;
     if (m < 8 || m > 256 || !(tau[0] > tau[1])) return 0; /* the lookup holds 256 thresholds */
     float a = log2f(tau[0]), step = a - log2f(tau[1]);
     if (!(step > 0.1f)) return 0; /* the one-gather encode needs the log2 estimate within 1/4 code */
-    int32_t probe[3] = {m / 2, m - 2, m - 1};
-    for (int j = 0; j < 3; j++) {
-        float v = tau[probe[j]];
-        if (fabsf((a - log2f(v)) / step - (float)probe[j]) > 0.01f) return 0;
-    }
+    for (int32_t j = 2; j < m; j++)
+        if (!(fabsf((a - log2f(tau[j])) / step - (float)j) <= 0.01f)) return 0;
     *l0 = a;
     *inv_step = 1.0f / step;
     *nnorm = m;
     return 1;
 }
 
-/* 256-entry int16 table in eight registers; vpermt2w looks up 64 entries per pair, bits 6-7 of the code pick
- * the pair (no gathers). Codes above nt read 0. */
-T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
-    /* entries 0...nt of the table, zeros above: masked loads (no copy; this runs once per attention row) */
-    __m512i tb[8];
+/* ---- the arithmetic fast path ----
+ * With E(x) = c0 − inv·log2(x) (c0, inv the plan's floats), every normal threshold satisfies |E(tau_k) − k| ≤ B
+ * (checked in double for each k at prepare time). For x in [tau[nnorm-1], xcap] the vector computes
+ *   e = exponent of x, t = mantissa − 1 (both exact), P = the polynomial below (|P(t) − log2(1+t)| ≤ LG_EPS for every
+ *   float t in [0, 1): an exhaustive scan, i8k_adalog_log2_poly_error), a = RN(c0 − inv·e), ê = RN(a − inv·P)
+ * (two fused multiply-adds), so |ê − E(x)| ≤ A = u·|c0 − inv·e| + u·|a − inv·P| + inv·LG_EPS (u = 2^-24), bounded
+ * over the exponent range at prepare time. Where ê is farther than delta ≥ A + B from every integer, the thresholds
+ * k < ê are exactly those above x (E is decreasing: x < tau_k ⟺ E(x) > E(tau_k), and E(x) > ê − A > k + B for
+ * k < ê − delta, E(x) < ê + A < k − B for k > ê + delta), and the later non-normal ones are ≤ tau[nnorm-1] ≤ x:
+ * code = clamp(ceil(ê), 0, nnorm). A lane within delta of an integer k0 is decided by one exact comparison,
+ * code = clamp(k0, 0, nnorm) + (0 ≤ k0 < nnorm and x < tau[k0]) (fixup16). Values above xcap = 2·tau_0 (code 0
+ * either way) are clamped to it first. */
+/* Sets the fast-path fields of a geometric plan when the margin proof goes through (see above). */
+static void fast_plan(const float *tau, int32_t nt, i8k_adalog_plan *p) {
+    const int32_t m = p->nnorm;
+    for (int32_t j = 1; j < nt; j++) if (!(tau[j] <= tau[j - 1])) return; /* non-increasing, no NaN */
+    if (!(tau[0] <= 1e38f)) return;
+    double step = (log2((double)tau[0]) - log2((double)tau[m - 1])) / (double)(m - 1);
+    if (!(step > 1e-3)) return;
+    const float inv = (float)(1.0 / step);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int32_t k = 0; k < m; k++) {
+        double r = (double)k + (double)inv * log2((double)tau[k]);
+        lo = fmin(lo, r); hi = fmax(hi, r);
+    }
+    const float c0 = (float)(0.5 * (lo + hi));
+    double B = 0;
+    for (int32_t k = 0; k < m; k++) B = fmax(B, fabs((double)c0 - (double)inv * log2((double)tau[k]) - (double)k));
+    const float xcap = 2.0f * tau[0];
+    const double u = ldexp(1.0, -24), iv = inv;
+    const int emin = ilogbf(tau[m - 1]), emax = ilogbf(xcap);
+    const double M1 = fmax(fabs((double)c0 - emin * iv), fabs((double)c0 - emax * iv)); /* ≥ |c0 − inv·e| */
+    const double A = u * M1 + u * (M1 * (1 + u) + iv * (1 + LG_EPS)) + iv * LG_EPS;
+    const double delta = (A + B) * 1.01 + 1e-6; /* slack for the double arithmetic here */
+    if (!(delta < 0.25)) return;
+    float df = (float)delta;
+    if ((double)df < delta) df = nextafterf(df, INFINITY);
+    int below = m < 255 ? m : 255;
+    for (int32_t k = m; k < nt; k++) if (!(tau[k] <= 0)) below = -1;
+    p->inv_step = inv; p->c0 = c0; p->delta = df; p->xcap = xcap; p->below = below;
+    p->fast = 1;
+}
+
+/* Lanes the vector left open: near an integer (near) or outside [tau[nnorm-1], ∞) without a fixed code (slow). */
+static __attribute__((noinline)) void fixup16(const float *x, const float *eh, uint32_t near, uint32_t slow, const float *tau,
+                                              int32_t nt, int32_t m, int32_t *c) {
+    while (near) {
+        int l = __builtin_ctz(near);
+        int32_t k0 = (int32_t)rintf(eh[l]);
+        int32_t v = k0 < 0 ? 0 : (k0 > m ? m : k0);
+        if (k0 >= 0 && k0 < m && x[l] < tau[k0]) v++;
+        c[l] = v > 255 ? 255 : v;
+        near &= near - 1;
+    }
+    while (slow) {
+        int l = __builtin_ctz(slow);
+        c[l] = encode1(x[l], tau, nt);
+        slow &= slow - 1;
+    }
+}
+
+typedef struct {
+    __m512 c0, inv, delta, xcap, tlim;
+    __m512i hi, below;
+    __mmask16 use_below;
+    const float *tau;
+    int32_t nt, m;
+} fastk;
+
+T512 static inline void fast_init(fastk *k, const i8k_adalog_plan *p, const float *tau, int32_t nt) {
+    k->c0 = _mm512_set1_ps(p->c0); k->inv = _mm512_set1_ps(p->inv_step); k->delta = _mm512_set1_ps(p->delta);
+    k->xcap = _mm512_set1_ps(p->xcap); k->tlim = _mm512_set1_ps(tau[p->nnorm - 1]);
+    k->hi = _mm512_set1_epi32(p->nnorm < 255 ? p->nnorm : 255);
+    k->below = _mm512_set1_epi32(p->below);
+    k->use_below = p->below >= 0 ? 0xFFFF : 0;
+    k->tau = tau; k->nt = nt; k->m = p->nnorm;
+}
+
+T512 static __attribute__((noinline)) __m512i fix_vec(__m512 x, __m512 eh, __mmask16 near, __mmask16 slow, const fastk *k, __m512i c) {
+    float xs[16], es[16];
+    int32_t cs[16];
+    _mm512_storeu_ps(xs, x); _mm512_storeu_ps(es, eh); _mm512_storeu_si512(cs, c);
+    fixup16(xs, es, near, slow, k->tau, k->nt, k->m, cs);
+    return _mm512_loadu_si512(cs);
+}
+
+/* The estimate for the lanes in mk: codes (int32 lanes), and the lanes it cannot decide: near an integer (near) or
+ * outside [tau[nnorm-1], ∞) without a fixed code (slow), for fix_vec. No branches, so that several vectors interleave
+ * (the chain from x to the code is long). */
+I8K_INLINE T512 __m512i encode16_est(__m512 x, __mmask16 mk, const fastk *k, __m512 *eh_out, __mmask16 *near_out,
+                                    __mmask16 *slow_out) {
+    __mmask16 fast = _mm512_cmp_ps_mask(x, k->tlim, _CMP_GE_OQ) & mk;
+    __m512 xc = _mm512_min_ps(x, k->xcap);
+    __m512 e = _mm512_getexp_ps(xc);
+    __m512 t = _mm512_sub_ps(_mm512_getmant_ps(xc, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero), _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(LG5), t, _mm512_set1_ps(LG4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LG3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LG2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LG1));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(LG0));
+    __m512 eh = _mm512_fnmadd_ps(p, k->inv, _mm512_fnmadd_ps(e, k->inv, k->c0));
+    __m512 r = _mm512_roundscale_ps(eh, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(eh, r)), k->delta, _CMP_LE_OQ) & fast;
+    __m512i c = _mm512_cvt_roundps_epi32(eh, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    c = _mm512_min_epi32(_mm512_max_epi32(c, _mm512_setzero_si512()), k->hi);
+    __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ) & mk & (__mmask16)~fast & k->use_below;
+    *eh_out = eh; *near_out = near; *slow_out = mk & (__mmask16)~(fast | below);
+    return _mm512_mask_mov_epi32(c, below, k->below);
+}
+
+/* Exact codes of one vector's lanes in mk. */
+I8K_INLINE T512 __m512i encode16_fast(__m512 x, __mmask16 mk, const fastk *k) {
+    __m512 eh;
+    __mmask16 near, slow;
+    __m512i c = encode16_est(x, mk, k, &eh, &near, &slow);
+    if (__builtin_expect((near | slow) != 0, 0)) c = fix_vec(x, eh, near, slow, k, c);
+    return c;
+}
+
+/* Exact codes of four vectors (64 lanes, all valid), their estimates interleaved. */
+I8K_INLINE T512 void encode64_fast(const __m512 x[4], const fastk *k, __m512i c[4]) {
+    __m512 eh[4];
+    __mmask16 near[4], slow[4];
+    for (int j = 0; j < 4; j++) c[j] = encode16_est(x[j], 0xFFFF, k, &eh[j], &near[j], &slow[j]);
+    if (__builtin_expect((near[0] | slow[0] | near[1] | slow[1] | near[2] | slow[2] | near[3] | slow[3]) != 0, 0))
+        for (int j = 0; j < 4; j++)
+            if (near[j] | slow[j]) c[j] = fix_vec(x[j], eh[j], near[j], slow[j], k, c[j]);
+}
+
+T512 static void encode512_fast(const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *p, uint8_t *codes) {
+    fastk k;
+    fast_init(&k, p, tau, nt);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 x[4];
+        __m512i c[4];
+        for (int j = 0; j < 4; j++) x[j] = _mm512_loadu_ps(u + i + 16 * j);
+        encode64_fast(x, &k, c);
+        for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(codes + i + 16 * j), _mm512_cvtepi32_epi8(c[j]));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, encode16_fast(_mm512_maskz_loadu_ps(mk, u + i), mk, &k));
+    }
+}
+
+/* 256-entry int16 table in eight registers: entries 0...nt of the table, zeros above (masked loads, no copy). */
+T512 static inline void load_table256_epi16(const int16_t *table, int32_t nt, __m512i tb[8]) {
     for (int32_t k = 0; k < 8; k++) {
         int32_t left = nt + 1 - 32 * k;
         __mmask32 m = left <= 0 ? 0 : (left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1));
         tb[k] = _mm512_maskz_loadu_epi16(m, table + (left > 0 ? 32 * k : 0));
     }
-    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
+}
+/* tb[c] for 32 int16 codes c in [0, 256): vpermt2w looks up 64 entries per register pair, bits 6-7 of the code pick
+ * the pair (no gathers). */
+T512 static inline __m512i lookup256_epi16(const __m512i tb[8], __m512i c) {
+    __m512i r0 = _mm512_permutex2var_epi16(tb[0], c, tb[1]), r1 = _mm512_permutex2var_epi16(tb[2], c, tb[3]);
+    __m512i r2 = _mm512_permutex2var_epi16(tb[4], c, tb[5]), r3 = _mm512_permutex2var_epi16(tb[6], c, tb[7]);
+    __mmask32 m6 = _mm512_test_epi16_mask(c, _mm512_set1_epi16(64)), m7 = _mm512_test_epi16_mask(c, _mm512_set1_epi16(128));
+    return _mm512_mask_blend_epi16(m7, _mm512_mask_blend_epi16(m6, r0, r1), _mm512_mask_blend_epi16(m6, r2, r3));
+}
+
+/* codes -> int16 table values; codes above nt read 0. */
+T512 static void codes512(const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst) {
+    /* entries 0...nt of the table, zeros above: masked loads (no copy; this runs once per attention row) */
+    __m512i tb[8];
+    load_table256_epi16(table, nt, tb);
     for (size_t i = 0; i < n; i += 32) {
         __mmask32 mk = (n - i) >= 32 ? 0xFFFFFFFFu : ((1u << (n - i)) - 1);
         __m512i c = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mk, codes + i));
-        __m512i r0 = _mm512_permutex2var_epi16(tb[0], c, tb[1]), r1 = _mm512_permutex2var_epi16(tb[2], c, tb[3]);
-        __m512i r2 = _mm512_permutex2var_epi16(tb[4], c, tb[5]), r3 = _mm512_permutex2var_epi16(tb[6], c, tb[7]);
-        __mmask32 m6 = _mm512_test_epi16_mask(c, b6), m7 = _mm512_test_epi16_mask(c, b7);
-        __m512i r = _mm512_mask_blend_epi16(m7, _mm512_mask_blend_epi16(m6, r0, r1), _mm512_mask_blend_epi16(m6, r2, r3));
-        _mm512_mask_storeu_epi16(dst + i, mk, r);
+        _mm512_mask_storeu_epi16(dst + i, mk, lookup256_epi16(tb, c));
     }
 }
 #endif
 
 void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan) {
-    plan->geometric = 0; plan->l0 = 0; plan->inv_step = 0; plan->nnorm = 0;
+    memset(plan, 0, sizeof *plan);
+    plan->below = -1;
 #ifdef I8K_X86
     if (nt > 32) plan->geometric = geometric_thresholds(tau, nt, &plan->l0, &plan->inv_step, &plan->nnorm);
+    if (plan->geometric) fast_plan(tau, nt, plan);
 #else
     (void)tau; (void)nt;
 #endif
@@ -445,6 +639,7 @@ void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan) {
 void i8k_adalog_encode_planned(int isa, const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *plan,
                                uint8_t *codes) {
 #ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && plan->fast) { encode512_fast(u, n, tau, nt, plan, codes); return; }
     if (isa == I8K_ISA_AVX512VNNI && plan->geometric) {
         encode512_geometric(u, n, tau, nt, plan->nnorm, plan->l0, plan->inv_step, codes);
         return;
@@ -467,4 +662,120 @@ void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *ta
 #endif
     (void)isa;
     for (size_t i = 0; i < n; i++) dst[i] = codes[i] <= nt ? table[codes[i]] : 0;
+}
+
+/* ---------------- fused GELU + shift + codes (+ table values) ---------------- */
+#ifdef I8K_X86
+T512 static void gelu_encode512(const float *x, size_t n, float shift, const float *tau, int32_t nt, const i8k_adalog_plan *p,
+                                uint8_t *codes, const int16_t *table, int32_t table_nt, int16_t *values) {
+    fastk k;
+    fast_init(&k, p, tau, nt);
+    __m512i tb[8];
+    if (values) load_table256_epi16(table, table_nt, tb);
+    const __m512 sh = _mm512_set1_ps(shift);
+    const int add = shift != 0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 g[4];
+        __m512i c[4];
+        for (int j = 0; j < 4; j++) {
+            g[j] = gelu512(_mm512_loadu_ps(x + i + 16 * j));
+            if (add) g[j] = _mm512_add_ps(g[j], sh);
+        }
+        encode64_fast(g, &k, c);
+        for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(codes + i + 16 * j), _mm512_cvtepi32_epi8(c[j]));
+        if (values)
+            for (int h = 0; h < 2; h++) {
+                __m512i c16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(c[2 * h])), _mm512_cvtepi32_epi16(c[2 * h + 1]), 1);
+                _mm512_storeu_si512(values + i + 32 * h, lookup256_epi16(tb, c16));
+            }
+    }
+    for (; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512 g = gelu512(_mm512_maskz_loadu_ps(mk, x + i));
+        if (add) g = _mm512_add_ps(g, sh);
+        __m512i c = encode16_fast(g, mk, &k);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+        if (values) _mm512_mask_storeu_epi16(values + i, (__mmask32)mk, lookup256_epi16(tb, _mm512_zextsi256_si512(_mm512_cvtepi32_epi16(c))));
+    }
+}
+#endif
+
+void i8k_gelu_adalog_encode(int isa, const float *x, size_t n, float shift, const float *tau, int32_t nt,
+                            const i8k_adalog_plan *plan, uint8_t *codes, const int16_t *table, int32_t table_nt,
+                            int16_t *values) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && plan->fast && (!values || table_nt <= 256)) {
+        gelu_encode512(x, n, shift, tau, nt, plan, codes, table, table_nt, values);
+        return;
+    }
+#endif
+    float tmp[512];
+    for (size_t i = 0; i < n; i += 512) {
+        size_t m = n - i < 512 ? n - i : 512;
+        i8k_gelu(isa, x + i, m, tmp);
+        if (shift != 0) for (size_t j = 0; j < m; j++) tmp[j] = tmp[j] + shift;
+        i8k_adalog_encode_planned(isa, tmp, m, tau, nt, plan, codes + i);
+        if (values) i8k_codes_to_s16(isa, codes + i, m, table, table_nt, values + i);
+    }
+}
+
+/* ---------------- fused softmax + codes + table values ---------------- */
+#ifdef I8K_X86
+T512 static void softmax_adalog512(const float *x, size_t n, float *work, const float *tau, int32_t nt, const i8k_adalog_plan *p,
+                                   const int16_t *table, const int16_t *table_high, uint8_t *codes, int16_t *L, int16_t *Lh) {
+    const __m512 sv = _mm512_set1_ps(softmax512_exp(x, n, work));
+    fastk k;
+    fast_init(&k, p, tau, nt);
+    __m512i tb[8], th[8];
+    load_table256_epi16(table, nt, tb);
+    /* the high halves are non-zero only for the largest probabilities (the first codes): when they all sit in the
+     * first 64 entries, one permute and a mask look them up */
+    int32_t hlast = -1;
+    if (table_high) {
+        load_table256_epi16(table_high, nt, th);
+        for (int32_t j = 0; j <= nt; j++) if (table_high[j] != 0) hlast = j;
+    }
+    const int h64 = hlast < 64;
+#define LOOKUP_HIGH(c) (h64 ? _mm512_maskz_permutex2var_epi16(_mm512_cmplt_epu16_mask((c), _mm512_set1_epi16(64)), th[0], (c), th[1]) \
+                            : lookup256_epi16(th, (c)))
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        /* p = e / s with softmax512's bits */
+        __m512 pv[4];
+        __m512i c[4];
+        for (int j = 0; j < 4; j++) pv[j] = _mm512_div_ps(_mm512_loadu_ps(work + i + 16 * j), sv);
+        encode64_fast(pv, &k, c);
+        for (int h = 0; h < 2; h++) {
+            __m512i c16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(c[2 * h])), _mm512_cvtepi32_epi16(c[2 * h + 1]), 1);
+            _mm256_storeu_si256((__m256i *)(codes + i + 32 * h), _mm512_cvtepi16_epi8(c16));
+            _mm512_storeu_si512(L + i + 32 * h, lookup256_epi16(tb, c16));
+            if (table_high) _mm512_storeu_si512(Lh + i + 32 * h, LOOKUP_HIGH(c16));
+        }
+    }
+    for (; i < n; i += 16) {
+        __mmask16 mk = MASK16(n - i);
+        __m512i c = encode16_fast(_mm512_div_ps(_mm512_maskz_loadu_ps(mk, work + i), sv), mk, &k);
+        __m512i c16 = _mm512_zextsi256_si512(_mm512_cvtepi32_epi16(c));
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+        _mm512_mask_storeu_epi16(L + i, (__mmask32)mk, lookup256_epi16(tb, c16));
+        if (table_high) _mm512_mask_storeu_epi16(Lh + i, (__mmask32)mk, LOOKUP_HIGH(c16));
+    }
+#undef LOOKUP_HIGH
+}
+#endif
+
+void i8k_softmax_adalog_row(int isa, const float *x, size_t n, float *work, const float *tau, int32_t nt,
+                            const i8k_adalog_plan *plan, const int16_t *table, const int16_t *table_high, uint8_t *codes,
+                            int16_t *L, int16_t *Lh) {
+#ifdef I8K_X86
+    if (isa == I8K_ISA_AVX512VNNI && plan->fast && nt <= 256) {
+        softmax_adalog512(x, n, work, tau, nt, plan, table, table_high, codes, L, Lh);
+        return;
+    }
+#endif
+    i8k_softmax_row(isa, x, n, work);
+    i8k_adalog_encode_planned(isa, work, n, tau, nt, plan, codes);
+    i8k_codes_to_s16(isa, codes, n, table, nt, L);
+    if (table_high) i8k_codes_to_s16(isa, codes, n, table_high, nt, Lh);
 }

@@ -106,20 +106,34 @@ public enum Elementwise {
         i8k_adalog_encode(isa.rawValue, u, count, thresholds, Int32(thresholds.count), codes)
     }
 
-    /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5):
-    /// in cache-sized chunks split over `threads`; `scratch` holds `count` floats. Same bytes as the three steps.
-    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
-                                        scratch: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+    /// GELU, then + `shift`, then AdaLog codes (the post-GELU Shift-AdaLog activation feeding fc2, adalog.md §1.5),
+    /// in one pass (i8k_gelu_adalog_encode), in chunks split over `threads`. Same bytes as the three steps. With
+    /// `table` (2^b + 1 entries, as `AdaLogTable.table`) and `values`, also the codes' table values, as
+    /// `adalogDecode` gives them.
+    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, encoder: AdaLogEncoder, codes: UnsafeMutablePointer<UInt8>,
+                                        table: [Int16]? = nil, values: UnsafeMutablePointer<Int16>? = nil,
+                                        isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
-            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
-        }
+        guard (table == nil) == (values == nil), (table?.count ?? 2) >= 2 else { throw .invalidArgument("GELU table values need both a table (2 or more entries) and a destination") }
         let chunk = 4096
         let chunks = (count + chunk - 1) / chunk
-        thresholds.withUnsafeBufferPointer { tb in
-            parallelJob(chunks, threads: threads, GeluAdaLogJob(x: x, count: count, chunk: chunk, shift: shift, tau: tb.baseAddress!,
-                                                                nt: Int32(tb.count), codes: codes, scratch: scratch, isa: isa.rawValue))
+        encoder.thresholds.withUnsafeBufferPointer { tb in
+            withUnsafePointer(to: encoder.plan) { pp in
+                var job = GeluAdaLogJob(x: x, count: count, chunk: chunk, shift: shift, tau: tb.baseAddress!, nt: Int32(tb.count), plan: pp,
+                                        codes: codes, table: nil, tableTop: 0, values: values, isa: isa.rawValue)
+                guard let table else { parallelJob(chunks, threads: threads, job); return }
+                table.withUnsafeBufferPointer { lb in
+                    job.table = lb.baseAddress; job.tableTop = Int32(lb.count - 1)
+                    parallelJob(chunks, threads: threads, job)
+                }
+            }
         }
+    }
+
+    /// The same with the thresholds analysed on each call; `scratch` is no longer used.
+    public static func geluAdaLogEncode(_ x: UnsafePointer<Float>, count: Int, shift: Float, thresholds: [Float], codes: UnsafeMutablePointer<UInt8>,
+                                        scratch: UnsafeMutablePointer<Float>, isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try geluAdaLogEncode(x, count: count, shift: shift, encoder: try AdaLogEncoder(thresholds: thresholds), codes: codes, isa: isa, threads: threads)
     }
 
     /// AdaLog codes → int16 table values (`table.table[code]`, codes above the zero code read 0), for the
@@ -165,15 +179,15 @@ struct LayerNormJob: ParallelJob, @unchecked Sendable {
 
 struct GeluAdaLogJob: ParallelJob, @unchecked Sendable {
     let x: UnsafePointer<Float>, count: Int, chunk: Int, shift: Float
-    let tau: UnsafePointer<Float>, nt: Int32
-    let codes: UnsafeMutablePointer<UInt8>, scratch: UnsafeMutablePointer<Float>, isa: Int32
+    let tau: UnsafePointer<Float>, nt: Int32, plan: UnsafePointer<i8k_adalog_plan>
+    let codes: UnsafeMutablePointer<UInt8>
+    /// With `values`: the table (`tableTop` + 1 entries) whose values of the codes go there too.
+    var table: UnsafePointer<Int16>?, tableTop: Int32
+    let values: UnsafeMutablePointer<Int16>?, isa: Int32
 
     func run(_ ci: Int, slot: Int) {
-        let lo = ci * chunk, n = min(chunk, count - lo)
-        let tmp = scratch + lo
-        i8k_gelu(isa, x + lo, n, tmp)
-        if shift != 0 { for i in 0..<n { tmp[i] += shift } }
-        i8k_adalog_encode(isa, tmp, n, tau, nt, codes + lo)
+        let lo = ci * chunk
+        i8k_gelu_adalog_encode(isa, x + lo, min(chunk, count - lo), shift, tau, nt, plan, codes + lo, table, tableTop, values.map { $0 + lo })
     }
     static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: GeluAdaLogJob.self).pointee.run(i, slot: slot) } }
 }
@@ -232,4 +246,25 @@ struct ElementwiseJob: ParallelJob, @unchecked Sendable {
         if threads <= 1 { apply(0, count); return }
         parallelJob(chunks(threads: threads), threads: threads, self)
     }
+}
+
+/// AdaLog thresholds with their encode plan (i8k_adalog_prepare: the geometric analysis and the proven margin of
+/// the arithmetic fast path), built once per quantizer.
+public struct AdaLogEncoder: @unchecked Sendable {
+    public let thresholds: [Float]
+    let plan: i8k_adalog_plan
+
+    /// `thresholds`: descending; 1...255 entries, or 256 ending in −∞ (codes are bytes).
+    public init(thresholds: [Float]) throws(Int8KernelError) {
+        guard !thresholds.isEmpty, thresholds.count <= 255 || (thresholds.count == 256 && thresholds[255] == -.infinity) else {
+            throw .invalidArgument("AdaLog thresholds: \(thresholds.count) entries, expected 1...255, or 256 ending in −∞ (codes are bytes)")
+        }
+        self.thresholds = thresholds
+        var p = i8k_adalog_plan()
+        i8k_adalog_prepare(thresholds, Int32(thresholds.count), &p)
+        plan = p
+    }
+
+    /// True when the AVX-512 path may use the arithmetic fast path for these thresholds.
+    public var hasFastPath: Bool { plan.fast != 0 }
 }

@@ -131,11 +131,14 @@ extension Session {
                 }
             }
             if gemm.elementSize == 4 { applyClamp(post, f(y), m * wts.n) }
-        case let .adaLogLinear(name, x, y, kern, gemm, rows, sc):
-            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call)
+        case let .adaLogLinear(name, x, y, kern, gemm, rows, sc, predecoded):
+            // codes → int16 table values into the shared scratch (AdaLogLinear.run would allocate this per call),
+            // unless the geluAdaLog step before wrote them there
             let count = rows * n * kern.weights.k
             let a16 = buffers[sc].assumingMemoryBound(to: Int16.self)
-            try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
+            if !predecoded {
+                try k(name) { () throws(Int8KernelError) in try Elementwise.adalogDecode(u8(x), count: count, table: kern.table, dst: a16, isa: isa, threads: threads) }
+            }
             try k(name) { () throws(Int8KernelError) in
                 try gemm.run(a: a16, lda: kern.weights.k, m: rows * n, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
@@ -159,12 +162,12 @@ extension Session {
                                  isa: isa, threads: threads)
                 }
             }
-        case let .geluAdaLog(name, x, y, count, shift, tau, sc):
-            let tmp = f(sc)
+        case let .geluAdaLog(name, x, y, count, shift, enc, values):
             for b in 0..<n {
                 try k(name) { () throws(Int8KernelError) in
-                    try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, thresholds: tau, codes: u8(y) + b * count,
-                                                     scratch: tmp, isa: isa, threads: threads)
+                    try Elementwise.geluAdaLogEncode(f(x) + b * count, count: count, shift: shift, encoder: enc, codes: u8(y) + b * count,
+                                                     table: values?.table, values: values.map { buffers[$0.scratch].assumingMemoryBound(to: Int16.self) + b * count },
+                                                     isa: isa, threads: threads)
                 }
             }
         case let .quantize(name, x, y, count, q, prefix):

@@ -44,11 +44,13 @@ enum Step {
     case depthwise(name: String, x: Int, y: Int, kernel: PreparedDepthwiseConv2D, post: Clamp?, workspace: Int, workspaceBytes: Int)
     /// `workspace`: scratch for Σx̃ per row when the weights have a zero-point term (`weights.columnOffsets`).
     case linear(name: String, x: Int, y: Int, gemm: PreparedGEMM, rows: Int, post: Clamp?, workspace: Int, workspaceBytes: Int, prefix: LinearPrefix?)
-    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, gemm: PreparedInt16GEMM, rows: Int, scratch: Int)
+    /// `predecoded`: the preceding geluAdaLog step already wrote the int16 table values into `scratch`.
+    case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, gemm: PreparedInt16GEMM, rows: Int, scratch: Int, predecoded: Bool)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec, prefix: RowPrefix?)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
-    case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, thresholds: [Float], scratch: Int)
+    /// `values`: also write the codes' int16 table values into that scratch (for the adaLogLinear step right after it).
+    case geluAdaLog(name: String, x: Int, y: Int, count: Int, shift: Float, encoder: AdaLogEncoder, values: (table: [Int16], scratch: Int)?)
     case quantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec, prefix: RowPrefix?)
     case dequantize(name: String, x: Int, y: Int, count: Int, q: QuantSpec)
     case add(name: String, a: Int, b: Int, y: Int, count: Int)
@@ -189,6 +191,7 @@ public final class Session {
         outputIndices = model.outputs.map { ti[$0]! }
         outputShapes = outputIndices.map { model.tensors[$0].shape }
         for op in model.ops { steps.append(try prepare(op)) }
+        fuseGeluIntoAdaLogLinear()
         let scratchTotal = scratchNeed.reduce(0, +)
         guard scratchTotal <= memoryLimit - arenaBytes else {
             throw .exceedsMemoryLimit(needed: arenaBytes + scratchTotal, limit: memoryLimit)
@@ -197,6 +200,23 @@ public final class Session {
     }
 
     deinit { for p in owned { p.deallocate() } }
+
+    /// A geluAdaLog step whose codes feed only the adaLogLinear step right after it also writes their int16 table
+    /// values into that step's scratch, which then skips its decode pass (same values: the same table lookup).
+    /// Nothing runs between the two steps, so the scratch lane still holds them.
+    func fuseGeluIntoAdaLogLinear() {
+        var uses = [Int](repeating: 0, count: model.tensors.count)
+        for op in model.ops { for n in op.inputs { uses[tensorIndex[n]!] += 1 } }
+        for o in model.outputs { uses[tensorIndex[o]!] += 1 }
+        for i in 0..<max(0, steps.count - 1) {
+            guard case let .geluAdaLog(gn, gx, gy, count, shift, enc, nil) = steps[i],
+                  case let .adaLogLinear(ln, lx, ly, kern, gemm, rows, sc, false) = steps[i + 1],
+                  lx == gy, uses[gy] == 1, kern.table.tableHigh == nil, kern.table.zeroCode <= 256,
+                  rows * kern.weights.k == count else { continue }
+            steps[i] = .geluAdaLog(name: gn, x: gx, y: gy, count: count, shift: shift, encoder: enc, values: (kern.table.table, sc))
+            steps[i + 1] = .adaLogLinear(name: ln, x: lx, y: ly, kernel: kern, gemm: gemm, rows: rows, scratch: sc, predecoded: true)
+        }
+    }
 
     /// Scratch areas live only during their op, so all ops share one allocation per lane (an op that needs two
     /// areas at once takes lanes 0 and 1). Returns the `buffers` index; pointers are bound after `prepare`.
@@ -337,7 +357,7 @@ public final class Session {
             let st = OutputStage.dequantize(scales: ws.map { Float(Double($0) * unit) }, floatBias: o.bias.map(floats))
             let gemm = try k { () throws(Int8KernelError) in try PreparedInt16GEMM(weights: kern.weights, output: st) }
             return .adaLogLinear(name: name, x: I(o.input), y: I(o.output), kernel: kern, gemm: gemm, rows: x.elementCount / kk,
-                                 scratch: scratch(batch * x.elementCount * 2))
+                                 scratch: scratch(batch * x.elementCount * 2), predecoded: false)
         case let .layerNormQuantize(o):
             let x = T(o.input), c = x.shape.last!
             let y = T(o.output)
@@ -390,8 +410,8 @@ public final class Session {
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }
             let table = try k { () throws(Int8KernelError) in try AdaLogTable(q: a.q, bits: a.bits, r: a.r) }
-            return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift,
-                               thresholds: table.thresholds(scale: Double(a.scale)), scratch: scratch(y.elementCount * 4))
+            let enc = try k { () throws(Int8KernelError) in try AdaLogEncoder(thresholds: table.thresholds(scale: Double(a.scale))) }
+            return .geluAdaLog(name: name, x: I(o.input), y: I(o.output), count: y.elementCount, shift: a.shift, encoder: enc, values: nil)
         case let .gelu(o):
             return .gelu(name: name, x: I(o.input), y: I(o.output), count: T(o.input).elementCount)
         case let .quantize(o):

@@ -193,10 +193,33 @@ typedef struct {
     int32_t nnorm;
     float l0;
     float inv_step;
+    /* Arithmetic fast path (elementwise.c, encode16_fast): code = ceil(c0 − inv_step·log2 x) wherever that estimate is
+     * farther than delta from an integer; delta is proven at prepare time. fast = 0: not usable. */
+    int32_t fast;
+    float c0;
+    float delta;
+    float xcap;
+    int32_t below;   /* the code of every 0 < x < tau[nnorm-1] (all later thresholds are <= 0), or -1 */
 } i8k_adalog_plan;
 void i8k_adalog_prepare(const float *tau, int32_t nt, i8k_adalog_plan *plan);
 void i8k_adalog_encode_planned(int isa, const float *u, size_t n, const float *tau, int32_t nt, const i8k_adalog_plan *plan,
                                uint8_t *codes);
+/* GELU, then + shift (skipped when shift is 0), then AdaLog codes: the bytes of i8k_gelu, the float add and
+ * i8k_adalog_encode_planned, in one pass; with values != NULL also i8k_codes_to_s16(codes, table, table_nt) into
+ * values (the int16 operands of the fc2 that consumes the codes). */
+void i8k_gelu_adalog_encode(int isa, const float *x, size_t n, float shift, const float *tau, int32_t nt,
+                            const i8k_adalog_plan *plan, uint8_t *codes, const int16_t *table, int32_t table_nt,
+                            int16_t *values);
+/* Softmax of one row, AdaLog codes of the probabilities and their table values: the results of i8k_softmax_row into
+ * `work` (n floats, used as scratch), i8k_adalog_encode_planned into codes, then i8k_codes_to_s16 with table into L
+ * and, when table_high is not NULL, with table_high into Lh. */
+void i8k_softmax_adalog_row(int isa, const float *x, size_t n, float *work, const float *tau, int32_t nt,
+                            const i8k_adalog_plan *plan, const int16_t *table, const int16_t *table_high, uint8_t *codes,
+                            int16_t *L, int16_t *Lh);
+/* The largest |P(t) - log2(1 + t)| of the fast encode's float polynomial over every float t in [0, 1) (an exhaustive
+ * scan, for the tests), and the bound the fast path's margin assumes. */
+double i8k_adalog_log2_poly_error(void);
+double i8k_adalog_log2_poly_bound(void);
 /* codes -> int16 via table (nt+1 entries); codes > nt map to 0. */
 void i8k_codes_to_s16(int isa, const uint8_t *codes, size_t n, const int16_t *table, int32_t nt, int16_t *dst);
 /* clamp(rint(x / scale), qmin, qmax) as int16 (NaN -> qmin): attention operands with their zero point removed. */
