@@ -72,9 +72,8 @@ T512 static inline __m512i quant512(__m512 x, __m512 sc, __m512 z, __m512 lo, __
     r = _mm512_min_ps(_mm512_max_ps(r, lo), hi); /* max(NaN, lo) = lo */
     return _mm512_cvtps_epi32(r);
 }
-T512 static inline __m512 exp512(__m512 x) {
-    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    __m512 xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(EXP_HI)), _mm512_set1_ps(EXP_LO));
+/* The polynomial of exp on a clamped input xc: e^xc = y · 2^n. */
+T512 static inline __m512 exp512_poly(__m512 xc, __m512 *n_out) {
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(C1))), _mm512_mul_ps(n, _mm512_set1_ps(C2)));
     __m512 z = _mm512_mul_ps(r, r);
@@ -83,7 +82,12 @@ T512 static inline __m512 exp512(__m512 x) {
     y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P3));
     y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P4));
     y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P5));
-    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+    *n_out = n;
+    return _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+}
+T512 static inline __m512 exp512(__m512 x) {
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 n, y = exp512_poly(_mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(EXP_HI)), _mm512_set1_ps(EXP_LO)), &n);
     __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_mask_mov_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(e)), nan, x);
 }
@@ -92,16 +96,7 @@ T512 static inline __m512 exp512(__m512 x) {
  * (one rounding of the same exact product). */
 T512 static inline __m512 exp512_nonpos(__m512 x) {
     __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(C1))), _mm512_mul_ps(n, _mm512_set1_ps(C2)));
-    __m512 z = _mm512_mul_ps(r, r);
-    __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(P0), r), _mm512_set1_ps(P1));
-    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P2));
-    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P3));
-    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P4));
-    y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(P5));
-    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), r), _mm512_set1_ps(1.0f));
+    __m512 n, y = exp512_poly(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), &n);
     return _mm512_mask_mov_ps(_mm512_scalef_ps(y, n), nan, x);
 }
 T512 static inline __m512 gelu512(__m512 x) {

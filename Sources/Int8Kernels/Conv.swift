@@ -156,10 +156,7 @@ public final class PreparedConv2D: @unchecked Sendable {
     public func run(input: UnsafePointer<UInt8>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer?, workspaceBytes: Int,
                     isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        let need = self.workspaceBytes(threads: threads)
-        guard need == 0 || (workspace != nil && workspaceBytes >= need) else {
-            throw .sizeMismatch(what: "conv workspace bytes", expected: need, got: workspace == nil ? 0 : workspaceBytes)
-        }
+        try checkWorkspace(workspace, workspaceBytes, need: self.workspaceBytes(threads: threads), what: "conv")
         let g = conv.geometry
         let cg = g.inC / g.groups, og = g.outC / g.groups
         let k = self.k
@@ -355,10 +352,7 @@ public final class PreparedDepthwiseConv2D: @unchecked Sendable {
     public func run(input: UnsafePointer<UInt8>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer?, workspaceBytes: Int,
                     isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
         try checkISA(isa)
-        let need = self.workspaceBytes(threads: threads)
-        guard need == 0 || (workspace != nil && workspaceBytes >= need) else {
-            throw .sizeMismatch(what: "depthwise workspace bytes", expected: need, got: workspace == nil ? 0 : workspaceBytes)
-        }
+        try checkWorkspace(workspace, workspaceBytes, need: self.workspaceBytes(threads: threads), what: "depthwise")
         let g = conv.geometry
         let signed = self.signed, z = self.zero
         let rowBytes = g.outW * g.outC * elementSize
@@ -441,4 +435,11 @@ struct DepthwiseQuadJob: ParallelJob, @unchecked Sendable {
     }
 
     static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: DepthwiseQuadJob.self).pointee.run(i, slot: slot) } }
+}
+
+/// Throws unless `workspace` holds `need` bytes (any workspace, or none, when nothing is needed).
+func checkWorkspace(_ workspace: UnsafeMutableRawPointer?, _ bytes: Int, need: Int, what: String) throws(Int8KernelError) {
+    guard need == 0 || (workspace != nil && bytes >= need) else {
+        throw .sizeMismatch(what: "\(what) workspace bytes", expected: need, got: workspace == nil ? 0 : bytes)
+    }
 }
