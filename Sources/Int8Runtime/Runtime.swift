@@ -244,11 +244,12 @@ public final class Session {
     }
 
     /// Output stage for an integer accumulator with real unit `accScale[o]` written to tensor `out`.
-    func stage(for out: TensorInfo, accScale: [Double], bias: [Float]?, clamp: Clamp, op: String) throws(RuntimeError) -> (OutputStage, [Int32]?, Clamp?) {
+    /// The output stage into `out` (with `prefix`: into its class-token grid).
+    func stage(for out: TensorInfo, prefix: Bool = false, accScale: [Double], bias: [Float]?, clamp: Clamp, op: String) throws(RuntimeError) -> (OutputStage, [Int32]?, Clamp?) {
         if out.dtype == .float32 {
             return (.dequantize(scales: accScale.map { Float($0) }, floatBias: bias), nil, clamp == .none ? nil : clamp)
         }
-        let q = try QuantSpec(out)
+        let q = try QuantSpec(out, prefix: prefix)
         var mults: [QuantizedMultiplier] = []
         do { for s in accScale { mults.append(try QuantizedMultiplier(s / Double(q.scale))) } } catch { throw .kernel(op: op, error) }
         var lo = q.qmin, hi = q.qmax
@@ -393,9 +394,7 @@ public final class Session {
                 stages.append(st)
                 if y.prefix != nil {
                     // the class-token rows of the output requantize onto their own grid
-                    var yp = y
-                    if let p = y.prefix { yp.quantizer = .uniform(p.quantizer); yp.prefix = nil }
-                    prefixStages.append(try stage(for: yp, accScale: [unit(h)], bias: nil, clamp: .none, op: name).0)
+                    prefixStages.append(try stage(for: y, prefix: true, accScale: [unit(h)], bias: nil, clamp: .none, op: name).0)
                 }
             }
             let prefixRows = y.prefix?.count ?? 0

@@ -6,6 +6,15 @@ extension QModel {
         func fail(_ m: String) -> QModelError { .invalidGraph(m) }
         var tmap: [String: TensorInfo] = [:]
         for t in tensors {
+            // A uniform grid of `t`: sane parameters, and stored values that fit int8 when folded.
+            func checkUniform(_ u: UniformParams, _ what: String) throws(QModelError) {
+                guard u.scale.isFinite, u.scale > 0, (2...8).contains(u.bits), u.zeroPoint >= 0, u.zeroPoint < 1 << u.bits else {
+                    throw fail("tensor '\(t.name)': \(what) \(u) needs a finite scale > 0, bits 2...8, zero point in [0, 2^bits)")
+                }
+                if t.dtype == .int8, -Int(u.zeroPoint) < -128 || (1 << u.bits) - 1 - Int(u.zeroPoint) > 127 {
+                    throw fail("tensor '\(t.name)': folded int8 storage of the \(what) needs [−z, 2^b−1−z] within int8 (bits \(u.bits), z \(u.zeroPoint)); use uint8")
+                }
+            }
             guard !t.name.isEmpty, tmap[t.name] == nil else { throw fail("tensor name '\(t.name)' is empty or duplicated") }
             guard !t.shape.isEmpty, t.shape.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }), t.shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 28 else {
                 throw fail("tensor '\(t.name)' has an invalid shape \(t.shape)")
@@ -13,12 +22,7 @@ extension QModel {
             switch (t.dtype, t.quantizer) {
             case (.float32, nil): break
             case let (.int8, .uniform(u)?), let (.uint8, .uniform(u)?):
-                guard u.scale.isFinite, u.scale > 0, (2...8).contains(u.bits), u.zeroPoint >= 0, u.zeroPoint < 1 << u.bits else {
-                    throw fail("tensor '\(t.name)': uniform quantizer \(u) needs a finite scale > 0, bits 2...8, zero point in [0, 2^bits)")
-                }
-                if t.dtype == .int8, -Int(u.zeroPoint) < -128 || (1 << u.bits) - 1 - Int(u.zeroPoint) > 127 {
-                    throw fail("tensor '\(t.name)': folded int8 storage needs [−z, 2^b−1−z] within int8 (bits \(u.bits), z \(u.zeroPoint)); use uint8")
-                }
+                try checkUniform(u, "uniform quantizer")
             case let (.code, .adaLog(a)?):
                 try checkAdaLog(a, "tensor '\(t.name)'")
             default:
@@ -28,13 +32,7 @@ extension QModel {
                 guard case .uniform? = t.quantizer, t.shape.count == 2, p.count >= 1, p.count < t.shape[0] else {
                     throw fail("tensor '\(t.name)': a class-token quantizer needs a uniform [T, C] tensor and 1 ≤ count < T (count \(p.count), shape \(t.shape))")
                 }
-                let u = p.quantizer
-                guard u.scale.isFinite, u.scale > 0, (2...8).contains(u.bits), u.zeroPoint >= 0, u.zeroPoint < 1 << u.bits else {
-                    throw fail("tensor '\(t.name)': class-token quantizer \(u) needs a finite scale > 0, bits 2...8, zero point in [0, 2^bits)")
-                }
-                if t.dtype == .int8, -Int(u.zeroPoint) < -128 || (1 << u.bits) - 1 - Int(u.zeroPoint) > 127 {
-                    throw fail("tensor '\(t.name)': folded int8 storage of the class-token quantizer needs [−z, 2^b−1−z] within int8 (bits \(u.bits), z \(u.zeroPoint)); use uint8")
-                }
+                try checkUniform(p.quantizer, "class-token quantizer")
             }
             tmap[t.name] = t
         }

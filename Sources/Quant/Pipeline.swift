@@ -265,7 +265,6 @@ struct SearchContext {
         return UniformCandidates(count: n, groups: g, scales: sc, zeroPoints: zp)
     }
 
-    /// Row permutation so that the first `n` rows of a token subsample are spread over all images.
     /// Splits [images × tokens × cols] rows into the first `count` tokens of every image and the rest.
     static func splitLeadingRows(_ x: [Float], tokens: Int, count: Int, cols: Int) -> (leading: [Float], rest: [Float]) {
         var leading: [Float] = [], rest: [Float] = []
@@ -279,6 +278,7 @@ struct SearchContext {
         return (leading, rest)
     }
 
+    /// Row permutation so that the first `n` rows of a token subsample are spread over all images.
     static func spreadRows(_ x: [Float], rows: Int, cols: Int) -> [Float] {
         var idx = Array(0..<rows)
         var state: UInt64 = 0x9E3779B97F4A7C15

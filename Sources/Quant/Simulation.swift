@@ -75,24 +75,6 @@ public final class QuantSimulator {
     public static func fakeQuantize(_ q: QuantizerParameters, prefix: TokenPrefixQuantization? = nil, shape: [Int],
                                     _ values: UnsafeMutableBufferPointer<Float>) {
         let x = Array(values)
-        if let p = prefix, shape.count == 3, shape[1] == p.tokens, case .uniform = q {
-            let c = shape[2]
-            let rows = values.count / max(c, 1)
-            var lead: [Float] = [], rest: [Float] = []
-            for r in 0..<rows {
-                if p.isPrefix(row: r) { lead.append(contentsOf: x[(r * c)..<((r + 1) * c)]) }
-                else { rest.append(contentsOf: x[(r * c)..<((r + 1) * c)]) }
-            }
-            let lq = (try? p.quantizer.fakeQuantize(lead, shape: [lead.count])) ?? lead
-            var restQ = rest
-            restQ.withUnsafeMutableBufferPointer { fakeQuantize(q, shape: [1, rest.count / max(c, 1), c], $0) }
-            var li = 0, ri = 0
-            for r in 0..<rows {
-                if p.isPrefix(row: r) { for j in 0..<c { values[r * c + j] = lq[li + j] }; li += c }
-                else { for j in 0..<c { values[r * c + j] = restQ[ri + j] }; ri += c }
-            }
-            return
-        }
         let y: [Float]
         switch q {
         case .uniform(let u): y = (try? u.fakeQuantize(x, shape: shape)) ?? (try? u.fakeQuantize(x, shape: [x.count])) ?? x
@@ -101,6 +83,16 @@ public final class QuantSimulator {
         case .logSqrt2(let l): y = l.fakeQuantize(x)
         }
         for i in 0..<min(y.count, values.count) { values[i] = y[i] }
+        // The class-token rows again, from the input, on their own grid (uniform grids act element by element, so
+        // the other rows are what the tensor's own quantizer gave them).
+        if let p = prefix, shape.count == 3, shape[1] == p.tokens, case .uniform = q {
+            let c = shape[2]
+            for r in 0..<(values.count / max(c, 1)) where p.isPrefix(row: r) {
+                let row = Array(x[(r * c)..<((r + 1) * c)])
+                let fq = (try? p.quantizer.fakeQuantize(row, shape: [c])) ?? row
+                for j in 0..<c { values[r * c + j] = fq[j] }
+            }
+        }
     }
 
     /// The replacement constants: LayerNorm folds, then quantized-dequantized weights, then GELU bias folds.
