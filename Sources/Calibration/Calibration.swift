@@ -75,9 +75,15 @@ public final class ActivationCollector {
 
     /// - Parameters: graph: the model specialised to the images per float run (`graph.batch`), already
     ///   BN-folded etc.
-    public init(graph: StaticGraph, calibration: CalibrationSet, options: SessionOptions = .init()) throws {
-        let b = max(1, graph.batch)
-        session = try FloatSession(staticGraph: graph, options: options)
+    public convenience init(graph: StaticGraph, calibration: CalibrationSet, options: SessionOptions = .init()) throws {
+        try self.init(session: try FloatSession(staticGraph: graph, options: options), calibration: calibration)
+    }
+
+    /// Collects through an existing session (e.g. a fake-quant simulation's); its observer is taken during
+    /// ``collect(_:progress:)``.
+    public init(session: FloatSession, calibration: CalibrationSet) throws {
+        let b = max(1, session.graph.batch)
+        self.session = session
         self.calibration = calibration
         self.batch = b
         guard let input = session.graph.inputs.first, session.graph.inputs.count == 1 else {

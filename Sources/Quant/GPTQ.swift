@@ -21,10 +21,16 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case gptq
     /// GPTQ on the input-aware target w* = w + H⁻¹X̂ᵀ(X − X̂)w.
     case gptqInputAware = "gptq-ia"
+    /// After the search, layer by layer in graph order: GPTQ on the least-squares weight from the layer's input in
+    /// the quantized model to the float model's output (SequentialRounding.swift).
+    case gptqSequential = "gptq-seq"
+
+    /// Rounded inside each layer's search (gptq, gptq-ia); nearest and gptq-seq round to nearest there.
+    var roundsDuringSearch: Bool { self == .gptq || self == .gptqInputAware }
 
     public static func parse(_ s: String) throws(QuantError) -> WeightRounding {
         guard let r = WeightRounding(rawValue: s.lowercased()) else {
-            throw .badPlanOption(s, reason: "weight rounding must be one of nearest, gptq, gptq-ia")
+            throw .badPlanOption(s, reason: "weight rounding must be one of nearest, gptq, gptq-ia, gptq-seq")
         }
         return r
     }

@@ -170,7 +170,7 @@ public enum LayerSearch {
             if aq == previousInput { break }   // the next round would repeat this one
         }
         var rounded: [Float]? = nil
-        if let mode = settings.weightRounding, mode != .nearest {
+        if let mode = settings.weightRounding, mode.roundsDuringSearch {
             t = .now
             let xh = try aq.fakeQuantize(x, shape: [n, k])
             let obj = WeightOutputObjective(x: x, xHat: xh, tokens: n, inFeatures: k, weight: w, outFeatures: o)
@@ -321,7 +321,7 @@ public enum LayerSearch {
             if aq == previousInput && wq == previousWeight { break }
         }
         var rounded: [Float]? = nil
-        if let mode = settings.weightRounding, mode != .nearest {
+        if let mode = settings.weightRounding, mode.roundsDuringSearch {
             t = .now
             let obj = lastWeightObjective ?? WeightOutputObjective(x: x, xHat: fastAdaLog(aq, logU: logU, x: x), tokens: n,
                                                                        inFeatures: k, weight: w, outFeatures: o)
@@ -480,7 +480,7 @@ public enum LayerSearch {
         stats.add("W out r1", r.evaluations, since: t)
         let wq = try perRowQuantizer(r, bits: weightBits)
         var rounded: [Float]? = nil
-        if let mode = settings.weightRounding, mode != .nearest {
+        if let mode = settings.weightRounding, mode.roundsDuringSearch {
             let t2 = ContinuousClock.now
             rounded = try gptqRound(w, rows: o, cols: k, quantizer: wq, objective: obj, mode: .gptq, settings: settings)
             stats.add("W \(mode.rawValue)", 0, since: t2)

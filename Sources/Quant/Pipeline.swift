@@ -132,10 +132,14 @@ public enum QuantizationPipeline {
             }
             for p in parts { model.append(p) }
         }
-        progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         guard !model.weights.isEmpty || !model.activations.isEmpty else {
             throw QuantError.emptyData("every layer was kept in float (check --keep-float patterns); nothing was quantized")
         }
+        if options.settings.weightRounding == .gptqSequential {
+            try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
+                                         dampening: options.settings.gptqDampening ?? 0.01, progress: progress)
+        }
+        progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)
         model.calibrationSeconds = collectSeconds
         model.searchSeconds = total - collectSeconds
@@ -460,7 +464,7 @@ struct SearchContext {
             inputQuantizer = aq
         }
         var rounded: [Float]? = nil
-        if let mode = s.weightRounding, mode != .nearest, let x, !isConv || geometry != nil {
+        if let mode = s.weightRounding, mode.roundsDuringSearch, let x, !isConv || geometry != nil {
             // GPTQ per group with H from the (quantized) input patches of that group.
             let xh = try inputQuantizer.map { try $0.fakeQuantize(x, shape: [x.count]) } ?? x
             let groups = geometry?.groups ?? 1

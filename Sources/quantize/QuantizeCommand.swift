@@ -36,7 +36,7 @@ struct QuantizeModel: ParsableCommand {
     var searchTokens: Int?
     @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many of the calibration images (default: all, exact).")
     var searchImages: Int?
-    @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) or gptq-ia (GPTQ on the input-aware target). Transformer layers only.")
+    @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) gptq-ia (GPTQ on the input-aware target), both inside each layer's search of transformer layers, or gptq-seq (after the search, every linear layer in graph order: GPTQ on the least-squares weights from its input in the quantized model to the float output).")
     var weightRounding: String = "nearest"
     @Option(help: "Smallest AdaLog base numerator q searched (base 2^(q/37)); the reference searches 10…137. Smaller q gives finer bases for 6–8 bits.")
     var adalogQMin: Int?

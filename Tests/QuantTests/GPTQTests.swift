@@ -3,6 +3,7 @@ import Foundation
 @testable import Quant
 @testable import Imaging
 import FloatEngine
+import ONNXGraph
 
 @Suite struct GPTQTests {
     /// Deterministic uniform values in [−1, 1).
@@ -237,5 +238,53 @@ import FloatEngine
         #expect(wide.probabilities!.q < 10)
         let eWide = try outputError(wide), eRef = try outputError(ref)
         #expect(eWide < eRef)
+    }
+}
+
+@Suite struct SequentialRoundingTests {
+    /// `gptq-seq` on the tiny ViT (16 images, 17 tokens): every linear with at least 4·K calibration rows gets codes
+    /// (the head, one row per image, keeps nearest rounding), grids and activation quantizers are the search's, and
+    /// the simulated model's logits move closer to float on the calibration images.
+    @Test func refitsLinearsAndBringsTheOutputCloserToFloat() throws {
+        let g = try PipelineFixtures.graph("vit_ts17.onnx")
+        let count = 16
+        let cal = PipelineFixtures.calibration(count: count, size: 32)
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
+        opts.settings = PipelineFixtures.fastSettings
+        let near = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
+                                                foldedBatchNorms: false)
+        opts.settings.weightRounding = .gptqSequential
+        let seq = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
+                                               foldedBatchNorms: false)
+        #expect(seq.activations == near.activations)
+        #expect(seq.layerNormFolds == near.layerNormFolds)
+        #expect(seq.weights.map(\.quantizer) == near.weights.map(\.quantizer))
+        let patterns = try ModelPatterns(graph: g)
+        var refit = 0
+        for l in patterns.linears {
+            let w = try #require(seq.weights.first { $0.layer == l.node })
+            let shape = try #require(g.shapes[l.input])
+            let rows = shape.dropLast().reduce(1, *) / g.batch * count
+            #expect((w.codes != nil) == (rows >= 4 * l.inFeatures), "\(l.node): \(rows) rows for K = \(l.inFeatures)")
+            if w.codes != nil { refit += 1 }
+        }
+        #expect(refit == 8, "qkv, proj, fc1, fc2 of both blocks")
+        #expect(seq.weights.filter { w in !patterns.linears.contains { $0.node == w.layer } }.allSatisfy { $0.codes == nil },
+                "the patch embed is not refit")
+
+        let float = try FloatSession(staticGraph: g)
+        let per = cal.imageSize * g.batch
+        func logitError(_ m: QuantizedModel) throws -> Double {
+            let sim = try QuantSimulator(model: m, graph: g)
+            var e = 0.0
+            for b in 0..<(count / g.batch) {
+                let x = Array(cal.images[(b * per)..<((b + 1) * per)])
+                let y = try sim.session.run(x), f = try float.run(x)
+                for (a, r) in zip(y, f) { e += Double(a - r) * Double(a - r) }
+            }
+            return e
+        }
+        let eNear = try logitError(near), eSeq = try logitError(seq)
+        #expect(eSeq < 0.8 * eNear, "squared logit error: gptq-seq \(eSeq), nearest \(eNear)")
     }
 }
