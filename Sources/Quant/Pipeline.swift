@@ -137,7 +137,8 @@ public enum QuantizationPipeline {
         }
         if options.settings.weightRounding == .gptqSequential {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
-                                         dampening: options.settings.gptqDampening ?? 0.01, progress: progress)
+                                         dampening: options.settings.gptqDampening ?? 0.01,
+                                         memoryBudgetFloats: options.memoryBudgetFloats, progress: progress)
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)
@@ -528,13 +529,15 @@ struct SearchContext {
     }
 
     /// Geometry of a 2-D conv for the bias correction (nil when it cannot be read: auto_pad, not rank 4).
-    func convGeometry(_ c: ConvLayer, _ x: CollectedTensor) -> ConvGeometry? {
-        guard let node = graph.nodes.first(where: { $0.name == c.node }), c.kernel.count == 2, x.shape.count == 4,
+    func convGeometry(_ c: ConvLayer, _ x: CollectedTensor) -> ConvGeometry? { Self.convGeometry(c, inputShape: x.shape, graph: graph) }
+
+    static func convGeometry(_ c: ConvLayer, inputShape shape: [Int], graph: StaticGraph) -> ConvGeometry? {
+        guard let node = graph.nodes.first(where: { $0.name == c.node }), c.kernel.count == 2, shape.count == 4,
               node.attributes["auto_pad"] == nil || (node.attributes["auto_pad"].map { "\($0)" }?.contains("NOTSET") ?? false)
         else { return nil }
         let st = node.ints("strides") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0], dl = node.ints("dilations") ?? [1, 1]
         guard st.count == 2, pads.count == 4, dl.count == 2, let wt = graph.constants[c.weight], wt.shape.count == 4 else { return nil }
-        return ConvGeometry(batch: x.shape[0], channels: x.shape[1], height: x.shape[2], width: x.shape[3],
+        return ConvGeometry(batch: shape[0], channels: shape[1], height: shape[2], width: shape[3],
                             kh: c.kernel[0], kw: c.kernel[1], strideH: st[0], strideW: st[1], padTop: pads[0], padLeft: pads[1],
                             padBottom: pads[2], padRight: pads[3], dilationH: dl[0], dilationW: dl[1], groups: c.groups,
                             outChannels: wt.shape[0])

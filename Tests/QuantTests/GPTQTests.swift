@@ -4,6 +4,7 @@ import Foundation
 @testable import Imaging
 import FloatEngine
 import ONNXGraph
+import Calibration
 
 @Suite struct GPTQTests {
     /// Deterministic uniform values in [−1, 1).
@@ -242,9 +243,24 @@ import ONNXGraph
 }
 
 @Suite struct SequentialRoundingTests {
+    /// Squared logit error against float over the calibration images, `batch` images per run.
+    static func logitError(_ m: QuantizedModel, _ g: StaticGraph, _ cal: CalibrationSet) throws -> Double {
+        let sim = try QuantSimulator(model: m, graph: g)
+        let float = try FloatSession(staticGraph: g)
+        let per = cal.imageSize * g.batch
+        var e = 0.0
+        for b in 0..<(cal.count / g.batch) {
+            let x = Array(cal.images[(b * per)..<((b + 1) * per)])
+            let y = try sim.session.run(x), f = try float.run(x)
+            for (a, r) in zip(y, f) { e += Double(a - r) * Double(a - r) }
+        }
+        return e
+    }
+
     /// `gptq-seq` on the tiny ViT (16 images, 17 tokens): every linear with at least 4·K calibration rows gets codes
-    /// (the head, one row per image, keeps nearest rounding), grids and activation quantizers are the search's, and
-    /// the simulated model's logits move closer to float on the calibration images.
+    /// and a bias correction (the head, one row per image, keeps nearest rounding; so does the patch embed, 16 rows
+    /// an image for K = 192), grids and activation quantizers are the search's, and the simulated model's logits
+    /// move closer to float on the calibration images.
     @Test func refitsLinearsAndBringsTheOutputCloserToFloat() throws {
         let g = try PipelineFixtures.graph("vit_ts17.onnx")
         let count = 16
@@ -260,31 +276,74 @@ import ONNXGraph
         #expect(seq.layerNormFolds == near.layerNormFolds)
         #expect(seq.weights.map(\.quantizer) == near.weights.map(\.quantizer))
         let patterns = try ModelPatterns(graph: g)
-        var refit = 0
+        var refit: [String] = []
         for l in patterns.linears {
             let w = try #require(seq.weights.first { $0.layer == l.node })
             let shape = try #require(g.shapes[l.input])
             let rows = shape.dropLast().reduce(1, *) / g.batch * count
             #expect((w.codes != nil) == (rows >= 4 * l.inFeatures), "\(l.node): \(rows) rows for K = \(l.inFeatures)")
-            if w.codes != nil { refit += 1 }
+            if w.codes != nil { refit.append(l.node) }
         }
-        #expect(refit == 8, "qkv, proj, fc1, fc2 of both blocks")
+        #expect(refit.count == 8, "qkv, proj, fc1, fc2 of both blocks")
+        #expect(Set((seq.biasCorrections ?? []).map(\.layer)) == Set(refit))
         #expect(seq.weights.filter { w in !patterns.linears.contains { $0.node == w.layer } }.allSatisfy { $0.codes == nil },
-                "the patch embed is not refit")
+                "the patch embed has too few rows")
+        let eNear = try Self.logitError(near, g, cal), eSeq = try Self.logitError(seq, g, cal)
+        #expect(eSeq < 0.8 * eNear, "squared logit error: gptq-seq \(eSeq), nearest \(eNear)")
+    }
 
-        let float = try FloatSession(staticGraph: g)
-        let per = cal.imageSize * g.batch
-        func logitError(_ m: QuantizedModel) throws -> Double {
-            let sim = try QuantSimulator(model: m, graph: g)
-            var e = 0.0
-            for b in 0..<(count / g.batch) {
-                let x = Array(cal.images[(b * per)..<((b + 1) * per)])
-                let y = try sim.session.run(x), f = try float.run(x)
-                for (a, r) in zip(y, f) { e += Double(a - r) * Double(a - r) }
+    /// The conv moments gathered patch by patch equal the linear moments of the explicit im2col matrix, per group,
+    /// with padding, stride 2 and grouped channels.
+    @Test func convMomentsMatchExplicitPatches() {
+        let g = ConvGeometry(batch: 2, channels: 4, height: 5, width: 6, kh: 3, kw: 3, strideH: 2, strideW: 1, padTop: 1,
+                             padLeft: 1, padBottom: 1, padRight: 1, dilationH: 1, dilationW: 1, groups: 2, outChannels: 6)
+        let x = GPTQTests.noise(g.batch * g.channels * g.height * g.width, seed: 3).map { $0 + 0.5 }
+        let oh = g.outHeight, ow = g.outWidth
+        let y = GPTQTests.noise(g.batch * g.outChannels * oh * ow, seed: 4)
+        let bias: [Float] = [0.1, -0.2, 0.3, 0, 0.5, -0.4]
+        let cin = 2, k = cin * 9, og = 3, n = g.batch * oh * ow
+        for group in 0..<2 {
+            var p = [Float](repeating: 0, count: n * k), t = [Float](repeating: 0, count: n * og)
+            var row = 0
+            for b in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
+                for ci in 0..<cin { for ty in 0..<3 { for tx in 0..<3 {
+                    let iy = oy * 2 - 1 + ty, ix = ox - 1 + tx
+                    let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                    p[row * k + ci * 9 + ty * 3 + tx] = inside ? x[((b * 4 + group * cin + ci) * g.height + iy) * g.width + ix] : 0
+                } } }
+                for oc in 0..<og { t[row * og + oc] = y[((b * 6 + group * og + oc) * oh + oy) * ow + ox] }
+                row += 1
+            } } }
+            for centred in [false, true] {
+                let a = SequentialRounding.Moments.conv(x, y, bias: bias, g, group: group, centred: centred)
+                let e = SequentialRounding.Moments.linear(p, t, bias: Array(bias[(group * og)..<((group + 1) * og)]),
+                                                          rows: n, k: k, o: og, centred: centred)
+                #expect(a.rows == e.rows)
+                for (u, v) in zip(a.h + a.cross + a.inputMean + a.targetMean, e.h + e.cross + e.inputMean + e.targetMean) {
+                    #expect(abs(u - v) < 1e-4, "group \(group) centred \(centred): \(u) vs \(v)")
+                }
             }
-            return e
         }
-        let eNear = try logitError(near), eSeq = try logitError(seq)
+    }
+
+    /// On the tiny CNN (BN folded, 16 images of 32×32): the convs with enough patch rows are refit (codes and bias
+    /// corrections) and the logits move closer to float.
+    @Test func refitsConvsAndBringsTheOutputCloserToFloat() throws {
+        let (g, folded) = try QuantizationPipeline.prepare(try PipelineFixtures.graph("resnet_ts13.onnx"))
+        let cal = PipelineFixtures.calibration(count: 16, size: 32)
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
+        opts.settings = PipelineFixtures.fastSettings
+        let near = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("resnet", "x"), foldedBatchNorms: folded)
+        opts.settings.weightRounding = .gptqSequential
+        let seq = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("resnet", "x"), foldedBatchNorms: folded)
+        #expect(seq.activations == near.activations)
+        let refit = seq.weights.filter { $0.codes != nil }.map(\.layer)
+        let convs = try ModelPatterns(graph: g).convs
+        #expect(refit.filter { r in convs.contains { $0.node == r } }.count >= 2, "refit: \(refit)")
+        // the intercept goes into the bias (layers1.0/conv2 has an all-zero folded weight, zero-init BN γ: intercept 0)
+        let corrected = Set((seq.biasCorrections ?? []).map(\.layer))
+        #expect(corrected.isSubset(of: Set(refit)) && corrected.count >= 2, "corrected: \(corrected)")
+        let eNear = try Self.logitError(near, g, cal), eSeq = try Self.logitError(seq, g, cal)
         #expect(eSeq < 0.8 * eNear, "squared logit error: gptq-seq \(eSeq), nearest \(eNear)")
     }
 }
