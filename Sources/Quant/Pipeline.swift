@@ -88,7 +88,7 @@ public enum QuantizationPipeline {
             throw QuantError.emptyData("the model has no quantizable layers (no MatMul/Gemm with constant weights, no Conv, no attention)")
         }
         let collector = try ActivationCollector(graph: graph, calibration: calibration)
-        var ctx = SearchContext(patterns: patterns, plan: plan, options: options, graph: graph)
+        let ctx = SearchContext(patterns: patterns, plan: plan, options: options, graph: graph)
 
         // Tensors each unit needs.
         func needs(_ u: PipelineUnit) -> [String] {
@@ -137,8 +137,7 @@ public enum QuantizationPipeline {
         }
         if options.settings.weightRounding == .gptqSequential {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
-                                         dampening: options.settings.gptqDampening ?? 0.01,
-                                         memoryBudgetFloats: options.memoryBudgetFloats, progress: progress)
+                                         dampening: options.settings.gptqDampening ?? 0.01, progress: progress)
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)

@@ -292,35 +292,37 @@ import Calibration
         #expect(eSeq < 0.8 * eNear, "squared logit error: gptq-seq \(eSeq), nearest \(eNear)")
     }
 
-    /// The conv moments gathered patch by patch equal the linear moments of the explicit im2col matrix, per group,
+    /// The conv moments gathered patch by patch equal the linear moments of the explicit im2col matrices, per group,
     /// with padding, stride 2 and grouped channels.
     @Test func convMomentsMatchExplicitPatches() {
         let g = ConvGeometry(batch: 2, channels: 4, height: 5, width: 6, kh: 3, kw: 3, strideH: 2, strideW: 1, padTop: 1,
                              padLeft: 1, padBottom: 1, padRight: 1, dilationH: 1, dilationW: 1, groups: 2, outChannels: 6)
-        let x = GPTQTests.noise(g.batch * g.channels * g.height * g.width, seed: 3).map { $0 + 0.5 }
+        let count = g.batch * g.channels * g.height * g.width
+        let x = GPTQTests.noise(count, seed: 3).map { $0 + 0.5 }
+        let u = zip(x, GPTQTests.noise(count, seed: 4)).map { $0 + 0.1 * $1 }
         let oh = g.outHeight, ow = g.outWidth
-        let y = GPTQTests.noise(g.batch * g.outChannels * oh * ow, seed: 4)
-        let bias: [Float] = [0.1, -0.2, 0.3, 0, 0.5, -0.4]
-        let cin = 2, k = cin * 9, og = 3, n = g.batch * oh * ow
-        for group in 0..<2 {
-            var p = [Float](repeating: 0, count: n * k), t = [Float](repeating: 0, count: n * og)
+        let cin = 2, k = cin * 9, n = g.batch * oh * ow
+        func patches(_ a: [Float], group: Int) -> [Float] {
+            var p = [Float](repeating: 0, count: n * k)
             var row = 0
             for b in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
                 for ci in 0..<cin { for ty in 0..<3 { for tx in 0..<3 {
                     let iy = oy * 2 - 1 + ty, ix = ox - 1 + tx
                     let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                    p[row * k + ci * 9 + ty * 3 + tx] = inside ? x[((b * 4 + group * cin + ci) * g.height + iy) * g.width + ix] : 0
+                    p[row * k + ci * 9 + ty * 3 + tx] = inside ? a[((b * 4 + group * cin + ci) * g.height + iy) * g.width + ix] : 0
                 } } }
-                for oc in 0..<og { t[row * og + oc] = y[((b * 6 + group * og + oc) * oh + oy) * ow + ox] }
                 row += 1
             } } }
+            return p
+        }
+        for group in 0..<2 {
             for centred in [false, true] {
-                let a = SequentialRounding.Moments.conv(x, y, bias: bias, g, group: group, centred: centred)
-                let e = SequentialRounding.Moments.linear(p, t, bias: Array(bias[(group * og)..<((group + 1) * og)]),
-                                                          rows: n, k: k, o: og, centred: centred)
+                let a = SequentialRounding.Moments.conv(u, x, g, group: group, centred: centred)
+                let e = SequentialRounding.Moments.linear(patches(u, group: group), patches(x, group: group), rows: n, k: k,
+                                                          centred: centred)
                 #expect(a.rows == e.rows)
-                for (u, v) in zip(a.h + a.cross + a.inputMean + a.targetMean, e.h + e.cross + e.inputMean + e.targetMean) {
-                    #expect(abs(u - v) < 1e-4, "group \(group) centred \(centred): \(u) vs \(v)")
+                for (p, q) in zip(a.h + a.g + a.inputMean + a.referenceMean, e.h + e.g + e.inputMean + e.referenceMean) {
+                    #expect(abs(p - q) < 1e-4, "group \(group) centred \(centred): \(p) vs \(q)")
                 }
             }
         }
