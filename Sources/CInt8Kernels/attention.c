@@ -217,6 +217,24 @@ T512 static void logits512(const layout *w, float scale) {
     }
 }
 
+/* h[b] += Σ_jp hp[jp]·(V pair jp, columns c0 + 16b .. + 16) over the pairs whose hp[jp] is not zero: the high halves of
+ * a split table are non-zero only for the larger probabilities, which sit anywhere in the row, so a test per pair
+ * mispredicts; a bit mask of the non-zero ones walks just those (int32 sums: the order does not change them). */
+I8K_INLINE T512 void high_pairs512(const int32_t *hp, size_t np, const int16_t *vp, size_t dp16, size_t c0, size_t nb, __m512i h[4]) {
+    for (size_t j0 = 0; j0 < np; j0 += 16) {
+        const __mmask16 mk = np - j0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (np - j0)) - 1);
+        const __m512i x = _mm512_maskz_loadu_epi32(mk, hp + j0);
+        unsigned nz = _mm512_test_epi32_mask(x, x);
+        while (nz) {
+            const size_t jp = j0 + (size_t)__builtin_ctz(nz);
+            nz &= nz - 1;
+            const __m512i lh = _mm512_set1_epi32(hp[jp]);
+            const int16_t *vr = vp + (jp * dp16 + c0) * 2;
+            for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
+        }
+    }
+}
+
 T512 static void pv512(const layout *w, int split) {
     const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
     size_t np = w->tp2 / 2;
@@ -225,15 +243,7 @@ T512 static void pv512(const layout *w, int split) {
         if (nb > 4) nb = 4;
         __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
         __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-        if (split) {
-            /* the high halves are non-zero only for the few large probabilities */
-            for (size_t jp = 0; jp < np; jp++) {
-                if (hp[jp] == 0) continue;
-                __m512i lh = _mm512_set1_epi32(hp[jp]);
-                const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-                for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
-            }
-        }
+        if (split) high_pairs512(hp, np, w->vp, w->dp16, c0, nb, h);
         /* two key pairs per step into two accumulator sets: the dpwssd latency chains are half as long, and no
          * data-dependent branch (most 8-bit table values are non-zero) */
         __m512i a2[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
@@ -315,13 +325,7 @@ T512 static void pv512_rows(const layout *w, int split) {
         rows_x64(lp, ls, w->vp + c0 * 2, w->dp16 * 2, np, a);
         for (int r = 0; r < ROWS; r++) {
             __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-            if (split)
-                for (size_t jp = 0; jp < np; jp++) {
-                    if (hp[r * ls + jp] == 0) continue;
-                    __m512i lh = _mm512_set1_epi32(hp[r * ls + jp]);
-                    const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-                    for (int b = 0; b < 4; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
-                }
+            if (split) high_pairs512(hp + r * ls, np, w->vp, w->dp16, c0, 4, h);
             for (int b = 0; b < 4; b++)
                 _mm512_storeu_si512(w->acc + r * w->dp16 + c0 + b * 16, _mm512_add_epi32(_mm512_slli_epi32(h[b], 15), a[r][b]));
         }
