@@ -28,28 +28,43 @@ typedef struct {
 
 static size_t up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-/* Carves the workspace (64-byte aligned pieces); returns the bytes it needs. `work` may be NULL to only size. */
-static size_t carve(size_t T, size_t d, void *work, layout *w) {
-    w->tp16 = up(T, 16); w->tp2 = up(T, 2); w->dp2 = (d + 1) / 2; w->dp16 = up(d, 16);
-    size_t sizes[9] = {
-        w->dp2 * w->tp16 * 2 * sizeof(int16_t), (w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t), ROWS * w->dp2 * 2 * sizeof(int16_t),
-        ROWS * w->tp2 * sizeof(int16_t), ROWS * w->tp2 * sizeof(int16_t), ROWS * w->tp16 * sizeof(float), w->tp16 * sizeof(float),
-        w->tp16, ROWS * w->dp16 * sizeof(int32_t)};
-    size_t off[9], total = 0;
-    for (int i = 0; i < 9; i++) { off[i] = total; total += up(sizes[i], 64); }
+static void dims(size_t T, size_t d, layout *w) { w->tp16 = up(T, 16); w->tp2 = up(T, 2); w->dp2 = (d + 1) / 2; w->dp16 = up(d, 16); }
+
+/* One head's packed K and V (64-byte aligned pieces): kp, then vp. Returns the bytes; `kv` may be NULL to only size. */
+static size_t carve_kv(size_t T, size_t d, const void *kv, layout *w) {
+    dims(T, d, w);
+    size_t kb = up(w->dp2 * w->tp16 * 2 * sizeof(int16_t), 64), vb = up((w->tp2 / 2) * w->dp16 * 2 * sizeof(int16_t), 64);
+    if (kv) { w->kp = (int16_t *)kv; w->vp = (int16_t *)((uint8_t *)kv + kb); }
+    return kb + vb;
+}
+
+/* The per-call row scratch (64-byte aligned pieces); returns the bytes it needs. `work` may be NULL to only size. */
+static size_t carve_rows(size_t T, size_t d, void *work, layout *w) {
+    dims(T, d, w);
+    size_t sizes[7] = {
+        ROWS * w->dp2 * 2 * sizeof(int16_t), ROWS * w->tp2 * sizeof(int16_t), ROWS * w->tp2 * sizeof(int16_t),
+        ROWS * w->tp16 * sizeof(float), w->tp16 * sizeof(float), w->tp16, ROWS * w->dp16 * sizeof(int32_t)};
+    size_t off[7], total = 0;
+    for (int i = 0; i < 7; i++) { off[i] = total; total += up(sizes[i], 64); }
     if (work) {
         uint8_t *p = (uint8_t *)work;
-        w->kp = (int16_t *)(p + off[0]); w->vp = (int16_t *)(p + off[1]); w->qrow = (int16_t *)(p + off[2]);
-        w->L = (int16_t *)(p + off[3]); w->Lh = (int16_t *)(p + off[4]); w->logits = (float *)(p + off[5]);
-        w->p = (float *)(p + off[6]); w->codes = p + off[7]; w->acc = (int32_t *)(p + off[8]);
+        w->qrow = (int16_t *)(p + off[0]); w->L = (int16_t *)(p + off[1]); w->Lh = (int16_t *)(p + off[2]);
+        w->logits = (float *)(p + off[3]); w->p = (float *)(p + off[4]); w->codes = p + off[5]; w->acc = (int32_t *)(p + off[6]);
     }
     return total;
 }
 
-size_t i8k_attention_workspace(size_t T, size_t d) {
+size_t i8k_attention_kv_bytes(size_t T, size_t d) {
     layout w;
-    return carve(T, d, NULL, &w);
+    return carve_kv(T, d, NULL, &w);
 }
+
+size_t i8k_attention_row_workspace(size_t T, size_t d) {
+    layout w;
+    return carve_rows(T, d, NULL, &w);
+}
+
+size_t i8k_attention_workspace(size_t T, size_t d) { return i8k_attention_kv_bytes(T, d) + i8k_attention_row_workspace(T, d); }
 
 /* K as pairs of channels: kp[(c/2)][j][c%2], keys padded to tp16 with zeros; V as pairs of keys:
  * vp[(j/2)][c][j%2], channels padded to dp16. */
@@ -77,6 +92,76 @@ static void pack(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, siz
         int16_t *dst = w->vp + (T / 2) * w->dp16 * 2;
         for (size_t c = 0; c < d; c++) dst[2 * c] = v0[c];
     }
+}
+
+void i8k_attention_pack_kv(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, void *kv) {
+    if (T == 0 || d == 0) return;
+    layout w;
+    carve_kv(T, d, kv, &w);
+    pack(k, ldk, v, ldv, T, d, &w);
+}
+
+/* Channels [c0, c0 + cn) of key j's K and V values (zero points removed; kr, vr hold those cn values) into the packed
+ * layout of pack(): K channel pairs (c0 even), and key j's half of the V pair words (the other key of the pair writes
+ * the other half); the last piece (c0 + cn == d) also writes the padding channels. */
+static void put_key_portable(const layout *w, size_t j, const int16_t *kr, const int16_t *vr, size_t c0, size_t cn, size_t d) {
+    for (size_t cp = 0; cp < cn / 2; cp++) memcpy(w->kp + ((c0 / 2 + cp) * w->tp16 + j) * 2, kr + 2 * cp, 4);
+    if (cn & 1) {
+        int16_t *kk = w->kp + ((d >> 1) * w->tp16 + j) * 2;
+        kk[0] = kr[cn - 1]; kk[1] = 0;
+    }
+    int16_t *dv = w->vp + (j / 2) * w->dp16 * 2 + (j & 1);
+    for (size_t c = 0; c < cn; c++) dv[2 * (c0 + c)] = vr[c];
+    if (c0 + cn == d) for (size_t c = d; c < w->dp16; c++) dv[2 * c] = 0;
+}
+
+#ifdef I8K_X86
+/* put_key_portable for pieces of whole vectors (cn and d multiples of 16: no padding channels), the V half-words
+ * written 16 channels per masked store */
+T512 static void put_key512(const layout *w, size_t j, const int16_t *kr, const int16_t *vr, size_t c0, size_t cn) {
+    for (size_t cp = 0; cp < cn / 2; cp++) memcpy(w->kp + ((c0 / 2 + cp) * w->tp16 + j) * 2, kr + 2 * cp, 4);
+    int16_t *dv = w->vp + ((j / 2) * w->dp16 + c0) * 2;
+    const __mmask32 half = (j & 1) ? 0xAAAAAAAAu : 0x55555555u;
+    for (size_t c = 0; c < cn; c += 16) {
+        __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(vr + c)));
+        if (j & 1) x = _mm512_slli_epi32(x, 16);
+        _mm512_mask_storeu_epi16(dv + 2 * c, half, x);
+    }
+}
+#endif
+
+void i8k_attention_quantize_rows(int isa, const float *x, size_t ldx, size_t T, size_t heads, size_t d, const float *scale,
+                                 const int32_t *qmin, const int32_t *qmax, size_t r0, size_t r1, int16_t *q, size_t ldq, void *kv) {
+    if (T == 0 || d == 0 || heads == 0 || r1 <= r0) return;
+    layout w;
+    const size_t kvb = carve_kv(T, d, NULL, &w);
+    const size_t c = heads * d;
+    int16_t tk[256], tv[256];
+    for (size_t j = r0; j < r1; j++) {
+        const float *xr = x + j * ldx;
+        i8k_quantize_s16_groups(isa, xr, 1, heads, d, scale, qmin, qmax, q + j * ldq);
+        for (size_t h = 0; h < heads; h++) {
+            carve_kv(T, d, (uint8_t *)kv + h * kvb, &w);
+            /* K and V of this head in pieces of up to 256 channels (even, so K pairs stay whole) */
+            for (size_t c0 = 0; c0 < d; c0 += 256) {
+                const size_t cn = d - c0 < 256 ? d - c0 : 256;
+                i8k_quantize_s16(isa, xr + c + h * d + c0, cn, scale[heads + h], qmin[heads + h], qmax[heads + h], tk);
+                i8k_quantize_s16(isa, xr + 2 * c + h * d + c0, cn, scale[2 * heads + h], qmin[2 * heads + h], qmax[2 * heads + h], tv);
+#ifdef I8K_X86
+                if (isa == I8K_ISA_AVX512VNNI && d % 16 == 0) put_key512(&w, j, tk, tv, c0, cn);
+                else
+#endif
+                    put_key_portable(&w, j, tk, tv, c0, cn, d);
+            }
+        }
+    }
+    if (r1 == T)
+        /* the padding: keys T..tp16 of K, and the second key of the last V pair when T is odd */
+        for (size_t h = 0; h < heads; h++) {
+            carve_kv(T, d, (uint8_t *)kv + h * kvb, &w);
+            for (size_t cp = 0; cp < w.dp2; cp++) memset(w.kp + (cp * w.tp16 + T) * 2, 0, (w.tp16 - T) * 2 * sizeof(int16_t));
+            if (T & 1) for (size_t cc = 0; cc < w.dp16; cc++) w.vp[((T / 2) * w.dp16 + cc) * 2 + 1] = 0;
+        }
 }
 
 static void logits_portable(const layout *w, size_t T, float scale) {
@@ -132,6 +217,24 @@ T512 static void logits512(const layout *w, float scale) {
     }
 }
 
+/* h[b] += Σ_jp hp[jp]·(V pair jp, columns c0 + 16b .. + 16) over the pairs whose hp[jp] is not zero: the high halves of
+ * a split table are non-zero only for the larger probabilities, which sit anywhere in the row, so a test per pair
+ * mispredicts; a bit mask of the non-zero ones walks just those (int32 sums: the order does not change them). */
+I8K_INLINE T512 void high_pairs512(const int32_t *hp, size_t np, const int16_t *vp, size_t dp16, size_t c0, size_t nb, __m512i h[4]) {
+    for (size_t j0 = 0; j0 < np; j0 += 16) {
+        const __mmask16 mk = np - j0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (np - j0)) - 1);
+        const __m512i x = _mm512_maskz_loadu_epi32(mk, hp + j0);
+        unsigned nz = _mm512_test_epi32_mask(x, x);
+        while (nz) {
+            const size_t jp = j0 + (size_t)__builtin_ctz(nz);
+            nz &= nz - 1;
+            const __m512i lh = _mm512_set1_epi32(hp[jp]);
+            const int16_t *vr = vp + (jp * dp16 + c0) * 2;
+            for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
+        }
+    }
+}
+
 T512 static void pv512(const layout *w, int split) {
     const int32_t *lp = (const int32_t *)w->L, *hp = (const int32_t *)w->Lh;
     size_t np = w->tp2 / 2;
@@ -140,15 +243,7 @@ T512 static void pv512(const layout *w, int split) {
         if (nb > 4) nb = 4;
         __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
         __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-        if (split) {
-            /* the high halves are non-zero only for the few large probabilities */
-            for (size_t jp = 0; jp < np; jp++) {
-                if (hp[jp] == 0) continue;
-                __m512i lh = _mm512_set1_epi32(hp[jp]);
-                const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-                for (size_t b = 0; b < nb; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
-            }
-        }
+        if (split) high_pairs512(hp, np, w->vp, w->dp16, c0, nb, h);
         /* two key pairs per step into two accumulator sets: the dpwssd latency chains are half as long, and no
          * data-dependent branch (most 8-bit table values are non-zero) */
         __m512i a2[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
@@ -230,13 +325,7 @@ T512 static void pv512_rows(const layout *w, int split) {
         rows_x64(lp, ls, w->vp + c0 * 2, w->dp16 * 2, np, a);
         for (int r = 0; r < ROWS; r++) {
             __m512i h[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-            if (split)
-                for (size_t jp = 0; jp < np; jp++) {
-                    if (hp[r * ls + jp] == 0) continue;
-                    __m512i lh = _mm512_set1_epi32(hp[r * ls + jp]);
-                    const int16_t *vr = w->vp + (jp * w->dp16 + c0) * 2;
-                    for (int b = 0; b < 4; b++) h[b] = _mm512_dpwssd_epi32(h[b], lh, _mm512_loadu_si512(vr + b * 32));
-                }
+            if (split) high_pairs512(hp + r * ls, np, w->vp, w->dp16, c0, 4, h);
             for (int b = 0; b < 4; b++)
                 _mm512_storeu_si512(w->acc + r * w->dp16 + c0 + b * 16, _mm512_add_epi32(_mm512_slli_epi32(h[b], 15), a[r][b]));
         }
@@ -303,9 +392,18 @@ void i8k_attention_rows(int isa, const int16_t *q, size_t ldq, const int16_t *k,
                         size_t T, size_t d, float logit_scale, const i8k_probs *probs, size_t r0, size_t r1,
                         const i8k_output *out, void *dst, size_t ldd, void *work, uint8_t *codes_out) {
     if (T == 0 || d == 0 || r1 <= r0) return;
+    const size_t kvb = i8k_attention_kv_bytes(T, d);
+    i8k_attention_pack_kv(k, ldk, v, ldv, T, d, work);
+    i8k_attention_rows_packed(isa, q, ldq, work, T, d, logit_scale, probs, r0, r1, out, dst, ldd, (uint8_t *)work + kvb, codes_out);
+}
+
+void i8k_attention_rows_packed(int isa, const int16_t *q, size_t ldq, const void *kv, size_t T, size_t d, float logit_scale,
+                               const i8k_probs *probs, size_t r0, size_t r1, const i8k_output *out, void *dst, size_t ldd,
+                               void *work, uint8_t *codes_out) {
+    if (T == 0 || d == 0 || r1 <= r0) return;
     layout w;
-    carve(T, d, work, &w);
-    pack(k, ldk, v, ldv, T, d, &w);
+    carve_kv(T, d, kv, &w);
+    carve_rows(T, d, work, &w);
     size_t es = i8k_out_elsize(out);
     const int split = probs->tau && probs->table_high;
     size_t i = r0;

@@ -391,13 +391,15 @@ I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
     else _mm512_mask_cvtepi32_storeu_epi8(d, e->mk[j], r);
 }
 
-/* u8 microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd
- * elements of size es). */
-/* Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch */
-I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, const int Q8S, const uint8_t *A, size_t lda,
-                                   const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, const int32_t *rs,
-                                   char *dst, size_t ldd_bytes) {
+/* Microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd_bytes).
+ * u8 (S16 = 0): A is uint8 (row stride lda bytes), K = 4·KG + KR, dpbusd. S16: A is int16 pairs read as the same 4-byte
+ * groups (lda in bytes, KR = 2 bytes when K is odd), dpwssd against the int16 panel (also pw·4 bytes per group).
+ * Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch */
+I8K_INLINE T512 void k512_fused(const int MR, const int NV, const int XR, const int Q8S, const int S16, const uint8_t *A, size_t lda,
+                                const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, const int32_t *rs,
+                                char *dst, size_t ldd_bytes) {
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
+#define DOT_FUSED(c, a, b) (S16 ? _mm512_dpwssd_epi32(c, a, b) : _mm512_dpbusd_epi32(c, a, b))
     /* accumulators start at the per-column add (bias − a_zero·colsum): int32 addition wraps, so the order does
      * not change the result, and the epilogue saves one add per vector */
     __m512i acc[8][3];
@@ -421,9 +423,9 @@ I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, con
         for (int i = 0; i < MR; i++) {
             __m512i av = _mm512_set1_epi32(i8k_load_u32(a + (size_t)i * lda));
             if (XR) av = _mm512_xor_si512(av, flip);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
-            if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
-            if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
+            acc[i][0] = DOT_FUSED(acc[i][0], av, b0);
+            if (NV > 1) acc[i][1] = DOT_FUSED(acc[i][1], av, b1);
+            if (NV > 2) acc[i][2] = DOT_FUSED(acc[i][2], av, b2);
         }
     }
     if (KR) {
@@ -433,11 +435,12 @@ I8K_INLINE T512 void k512_u8_fused(const int MR, const int NV, const int XR, con
         for (int i = 0; i < MR; i++) {
             __m512i av = tail512(a + (size_t)i * lda, KR);
             if (XR) av = _mm512_xor_si512(av, flip);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
-            if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
-            if (NV > 2) acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], av, b2);
+            acc[i][0] = DOT_FUSED(acc[i][0], av, b0);
+            if (NV > 1) acc[i][1] = DOT_FUSED(acc[i][1], av, b1);
+            if (NV > 2) acc[i][2] = DOT_FUSED(acc[i][2], av, b2);
         }
     }
+#undef DOT_FUSED
     if (Q8S) {
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NV; j++) ep512_q8s(ep, j, acc[i][j], dst + (size_t)i * ldd_bytes);
@@ -495,20 +498,20 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
             char *d = (char *)dst + m0 * ldb;
             if (q8s) {
                 if (a_signed) {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                     MR_SWITCH8(CALL)
 #undef CALL
                 } else {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 1, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                     MR_SWITCH8(CALL)
 #undef CALL
                 }
             } else if (a_signed) {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_u8_fused(MRV, NVV, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }
@@ -552,13 +555,39 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
     }
 }
 
-/* int16: same blocking; K slices of I8K_KC16 elements (k pairs x 48 columns x 4 bytes = 48 KB of B) */
+/* int16: same blocking; K slices of I8K_KC16 elements (k pairs x 48 columns x 4 bytes = 48 KB of B). Up to
+ * I8K_KF16 (fc2's 768 and more) one slice with the fused epilogue instead: B streams from L2 either way (a 512 slice
+ * already exceeds L1), and the int32 tile round trip and the separate output pass go away. */
 #define I8K_KC16 512
+#define I8K_KF16 2048
 T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, const int16_t *panel, size_t K, size_t pw,
                                     size_t nr, const i8k_output *out, size_t n0, void *dst, size_t ldd) {
     int32_t buf[I8K_MC * I8K_NR] __attribute__((aligned(64)));
     const int nv = (int)((nr + 15) / 16);
     const size_t es = i8k_out_elsize(out);
+    if (K <= I8K_KF16 && !(out->row_coef && out->row_sum)) {
+        const size_t KG = K / 2, KR = 2 * (K % 2);
+        ep512 ep;
+        ep512_setup(&ep, out, n0, nr);
+        const int q8s = (out->kind == I8K_OUT_INT8 || out->kind == I8K_OUT_UINT8) && out->rounding == I8K_ROUND_SINGLE;
+        const size_t ldb = ldd * es;
+        const int8_t *bp = (const int8_t *)panel;
+        for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
+            const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
+            const uint8_t *a = (const uint8_t *)(A + m0 * lda);
+            char *d = (char *)dst + m0 * ldb;
+            if (q8s) {
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
+                MR_SWITCH8(CALL)
+#undef CALL
+            } else {
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
+                MR_SWITCH8(CALL)
+#undef CALL
+            }
+        }
+        return;
+    }
     if (K <= I8K_KC16) {
         const size_t KG = K / 2, KR = K % 2;
         for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {

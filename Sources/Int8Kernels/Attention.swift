@@ -30,7 +30,9 @@ public final class AttentionKernel: @unchecked Sendable {
     let table: [Int16]
     let tableHigh: [Int16]
     let plan: i8k_adalog_plan
-    let perItem: Int
+    /// Bytes of one head's packed K and V, and of one thread's row scratch (both multiples of 64).
+    let kvBytes: Int
+    let rowBytes: Int
 
     /// `prefixOutputs` (one per head, when `prefixRows` > 0) are the output stages of query rows `0..<prefixRows`.
     public init(tokens t: Int, heads: Int, headDim d: Int, logitScales: [Float], probabilities: AttentionProbabilities,
@@ -66,28 +68,70 @@ public final class AttentionKernel: @unchecked Sendable {
         self.prefixRows = prefixRows
         tokens = t; self.heads = heads; headDim = d; self.logitScales = logitScales; self.probabilities = probabilities
         elementSize = es
-        perItem = (i8k_attention_workspace(t, d) + 63) / 64 * 64
+        kvBytes = i8k_attention_kv_bytes(t, d)
+        rowBytes = align64(i8k_attention_row_workspace(t, d))
     }
 
-    /// Work items: per head, its prefix rows (when there are any) as one item, then its other query rows in `threads`
-    /// blocks (`parts`); item i is item i % perHead of head i / perHead.
-    func parts(threads: Int) -> Int { threads <= 1 ? 1 : min(threads, tokens - prefixRows) }
+    /// Work items: per head, its prefix rows (when there are any) as one item, then its other query rows in `parts`
+    /// blocks of whole four-row groups (the AVX-512 kernel's step); item i is item i % perHead of head i / perHead.
+    /// K and V are packed once per head before, so several blocks per thread cost little and even out the threads.
+    func parts(threads: Int) -> Int { threads <= 1 ? 1 : min(2 * threads, (tokens - prefixRows + 3) / 4) }
     func itemsPerHead(threads: Int) -> Int { parts(threads: threads) + (prefixRows > 0 ? 1 : 0) }
 
-    /// Scratch bytes `run` needs with `threads` threads.
-    public func workspaceBytes(threads: Int) -> Int { heads * itemsPerHead(threads: threads) * perItem + 64 }
+    /// Scratch bytes `run` needs with `threads` threads: every head's packed K and V, and one row scratch per thread.
+    public func workspaceBytes(threads: Int) -> Int { heads * kvBytes + max(1, threads) * rowBytes + 64 }
 
     /// `qkv` is `[T][3·H·d]` int16 (q, k, v blocks; head h at column h·d of each block); `dst` is `[T][H·d]` of the
     /// output type. `codesOut`, when given, receives each head's T×T probability codes (head-major).
     public func run(qkv: UnsafePointer<Int16>, dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer, workspaceBytes: Int,
                     isa: KernelISA = .best, threads: Int = 1, codesOut: UnsafeMutablePointer<UInt8>? = nil) throws(Int8KernelError) {
         try checkISA(isa)
-        let parts = self.parts(threads: threads)
-        guard workspaceBytes >= self.workspaceBytes(threads: threads) else {
-            throw .sizeMismatch(what: "attention workspace bytes", expected: self.workspaceBytes(threads: threads), got: workspaceBytes)
+        try checkWorkspace(workspaceBytes, threads: threads)
+        let base = alignedBase(workspace), c = heads * headDim
+        parallelJob(heads, threads: threads, PackKVJob(qkv: qkv, t: tokens, d: headDim, c: c, kv: base, kvBytes: kvBytes))
+        runRows(q: qkv, ldq: 3 * c, dst: dst, base: base, isa: isa, threads: threads, codesOut: codesOut)
+    }
+
+    /// The same from the float q, k, v tensor `x` (`[T][3·H·d]`): quantized per group of d values (group g = block·H + h:
+    /// `quantize` holds 3·H scales and bounds, as `Elementwise.quantizeInt16Groups`), Q into `q` (`[T][H·d]` int16) and
+    /// K and V straight into their packed form, in one pass split over the threads. Same results as quantizing with
+    /// `quantizeInt16Groups` and calling `run(qkv:)`.
+    public func run(x: UnsafePointer<Float>, quantize: (scales: [Float], lo: [Int32], hi: [Int32]), q: UnsafeMutablePointer<Int16>,
+                    dst: UnsafeMutableRawPointer, workspace: UnsafeMutableRawPointer, workspaceBytes: Int,
+                    isa: KernelISA = .best, threads: Int = 1) throws(Int8KernelError) {
+        try checkISA(isa)
+        try checkWorkspace(workspaceBytes, threads: threads)
+        let g = 3 * heads
+        guard quantize.scales.count == g, quantize.lo.count == g, quantize.hi.count == g else {
+            throw .sizeMismatch(what: "attention operand quantizers", expected: g, got: quantize.scales.count)
         }
+        for i in 0..<g {
+            guard quantize.scales[i] > 0, quantize.scales[i].isFinite else { throw .invalidArgument("quantize scale \(quantize.scales[i]) must be finite and > 0") }
+            guard quantize.lo[i] <= quantize.hi[i], quantize.lo[i] >= -32768, quantize.hi[i] <= 32767 else {
+                throw .invalidArgument("quantize bounds [\(quantize.lo[i]), \(quantize.hi[i])] outside int16")
+            }
+        }
+        let base = alignedBase(workspace), c = heads * headDim
+        // row blocks of even length: the two keys of a V pair land in one block (any split gives the same bytes)
+        let parts = threads <= 1 ? 1 : min(threads, (tokens + 1) / 2)
+        quantize.scales.withUnsafeBufferPointer { sb in quantize.lo.withUnsafeBufferPointer { lb in quantize.hi.withUnsafeBufferPointer { hb in
+            parallelJob(parts, threads: threads, QuantizeKVJob(x: x, t: tokens, heads: heads, d: headDim, parts: parts, scales: sb.baseAddress!,
+                                                               lo: lb.baseAddress!, hi: hb.baseAddress!, q: q, kv: base, isa: isa.rawValue))
+        } } }
+        runRows(q: q, ldq: c, dst: dst, base: base, isa: isa, threads: threads, codesOut: nil)
+    }
+
+    func checkWorkspace(_ bytes: Int, threads: Int) throws(Int8KernelError) {
+        guard bytes >= workspaceBytes(threads: threads) else {
+            throw .sizeMismatch(what: "attention workspace bytes", expected: workspaceBytes(threads: threads), got: bytes)
+        }
+    }
+
+    /// The query rows of every head on the packed K and V at `base` (Q row i at q + i·ldq, head h at column h·d).
+    func runRows(q: UnsafePointer<Int16>, ldq: Int, dst: UnsafeMutableRawPointer, base: UnsafeMutableRawPointer, isa: KernelISA, threads: Int,
+                 codesOut: UnsafeMutablePointer<UInt8>?) {
         let t = tokens, d = headDim, c = heads * d, es = elementSize
-        let base = alignedBase(workspace)
+        let parts = self.parts(threads: threads)
         tau.withUnsafeBufferPointer { tb in
             table.withUnsafeBufferPointer { lb in tableHigh.withUnsafeBufferPointer { hb in
                 var probs = i8k_probs()
@@ -101,12 +145,37 @@ public final class AttentionKernel: @unchecked Sendable {
                 }
                 withUnsafePointer(to: &probs) { pp in
                     parallelJob(heads * itemsPerHead(threads: threads), threads: threads,
-                                AttentionJob(kernel: self, qkv: qkv, t: t, d: d, c: c, es: es, parts: parts, probs: pp,
-                                                                            dst: dst, base: base, codesOut: codesOut, isa: isa.rawValue))
+                                AttentionJob(kernel: self, q: q, ldq: ldq, t: t, d: d, c: c, es: es, parts: parts, probs: pp,
+                                             dst: dst, base: base, codesOut: codesOut, isa: isa.rawValue))
                 }
             } }
         }
     }
+}
+
+/// K and V of one head (from the int16 q, k, v tensor) into its packed area.
+struct PackKVJob: ParallelJob, @unchecked Sendable {
+    let qkv: UnsafePointer<Int16>, t: Int, d: Int, c: Int
+    let kv: UnsafeMutableRawPointer, kvBytes: Int
+
+    func run(_ h: Int, slot: Int) {
+        i8k_attention_pack_kv(qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c, t, d, kv + h * kvBytes)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: PackKVJob.self).pointee.run(i, slot: slot) } }
+}
+
+/// One block of rows of the float q, k, v tensor: Q into int16 rows, K and V into every head's packed area.
+struct QuantizeKVJob: ParallelJob, @unchecked Sendable {
+    let x: UnsafePointer<Float>, t: Int, heads: Int, d: Int, parts: Int
+    let scales: UnsafePointer<Float>, lo: UnsafePointer<Int32>, hi: UnsafePointer<Int32>
+    let q: UnsafeMutablePointer<Int16>, kv: UnsafeMutableRawPointer, isa: Int32
+
+    func run(_ p: Int, slot: Int) {
+        let pairs = splitPart((t + 1) / 2, parts: parts, p)
+        let c = heads * d
+        i8k_attention_quantize_rows(isa, x, 3 * c, t, heads, d, scales, lo, hi, 2 * pairs.lowerBound, min(t, 2 * pairs.upperBound), q, c, kv)
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: QuantizeKVJob.self).pointee.run(i, slot: slot) } }
 }
 
 /// One-call conveniences over `AttentionKernel` (tests, benchmarks): int8 operands are widened to int16.
@@ -189,10 +258,10 @@ public struct AdaLogLinear: Sendable {
     }
 }
 
-/// One head's block of query rows.
+/// One head's block of query rows, on the head's packed K and V, with the running thread's row scratch.
 struct AttentionJob: ParallelJob, @unchecked Sendable {
     let kernel: AttentionKernel
-    let qkv: UnsafePointer<Int16>, t: Int, d: Int, c: Int, es: Int, parts: Int
+    let q: UnsafePointer<Int16>, ldq: Int, t: Int, d: Int, c: Int, es: Int, parts: Int
     let probs: UnsafePointer<i8k_probs>
     let dst: UnsafeMutableRawPointer, base: UnsafeMutableRawPointer
     let codesOut: UnsafeMutablePointer<UInt8>?
@@ -202,12 +271,13 @@ struct AttentionJob: ParallelJob, @unchecked Sendable {
         let pre = kernel.prefixRows, perHead = parts + (pre > 0 ? 1 : 0)
         let h = wi / perHead, j = wi % perHead
         let isPrefix = pre > 0 && j == 0
-        let block = isPrefix ? 0..<pre : splitPart(t - pre, parts: parts, j - (pre > 0 ? 1 : 0))
-        let rows = isPrefix ? block : (block.lowerBound + pre)..<(block.upperBound + pre)
+        let groups = splitPart((t - pre + 3) / 4, parts: parts, j - (pre > 0 ? 1 : 0))
+        let rows = isPrefix ? 0..<pre : (4 * groups.lowerBound + pre)..<min(t, 4 * groups.upperBound + pre)
         let out = isPrefix ? kernel.prefixParams[h] : kernel.params[h]
+        let work = base + kernel.heads * kernel.kvBytes + slot * kernel.rowBytes
         withUnsafePointer(to: &out.raw) { op in
-            i8k_attention_rows(isa, qkv + h * d, 3 * c, qkv + c + h * d, 3 * c, qkv + 2 * c + h * d, 3 * c, t, d, kernel.logitScales[h], probs,
-                               rows.lowerBound, rows.upperBound, op, dst + h * d * es, c, base + wi * kernel.perItem, codesOut.map { $0 + h * t * t })
+            i8k_attention_rows_packed(isa, q + h * d, ldq, base + h * kernel.kvBytes, t, d, kernel.logitScales[h], probs,
+                                      rows.lowerBound, rows.upperBound, op, dst + h * d * es, c, work, codesOut.map { $0 + h * t * t })
         }
     }
     static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AttentionJob.self).pointee.run(i, slot: slot) } }

@@ -142,20 +142,28 @@ public enum Int8GEMM {
         case let .int8(z)?: (1, z)
         case nil: (0, 0)
         }
+        let work = WorkSplit(panels: panels, m: m, threads: threads)
+        let slotInts = rowSumSlotBytes(panels: panels, m: m, threads: threads) / 4
+        if let own {
+            // no slot holds row sums of this GEMM yet (GemmJob.run)
+            let slots = own.0.assumingMemoryBound(to: Int32.self)
+            for s in 0..<max(1, min(threads, work.count)) { slots[s * slotInts] = 0 }
+        }
         weights.data.withUnsafeBufferPointer { wb in
             withUnsafePointer(to: &params.raw) { op in
                 let job = GemmJob(a: a, lda: lda, signed: signed ? 1 : 0, panels: weights.geometry.panels, base: wb.baseAddress!,
                                   k: weights.k, seven: weights.sevenBit ? 1 : 0, params: op, rowSums: rowSums, dst: dst, ldd: ldd,
-                                  elementSize: elementSize, isa: isa.rawValue, work: WorkSplit(panels: panels, m: m, threads: threads),
+                                  elementSize: elementSize, isa: isa.rawValue, work: work,
                                   rowSumSlots: own.map { $0.0.assumingMemoryBound(to: Int32.self) },
-                                  slotInts: rowSumSlotBytes(panels: panels, m: m, threads: threads) / 4, sumSigned: sumSigned, sumZero: sumZero)
+                                  slotInts: slotInts, sumSigned: sumSigned, sumZero: sumZero)
                 parallelJob(job.work.count, threads: threads, job)
             }
         }
     }
 
-    /// Bytes of one slot's row sums (the rows of the largest work item), a multiple of 64.
-    static func rowSumSlotBytes(panels: Int, m: Int, threads: Int) -> Int { align64(WorkSplit(panels: panels, m: m, threads: threads).maxRows * 4) }
+    /// Bytes of one slot's row sums (the rows of the largest work item) after a 64-byte header (which rows they are), a
+    /// multiple of 64.
+    static func rowSumSlotBytes(panels: Int, m: Int, threads: Int) -> Int { 64 + align64(WorkSplit(panels: panels, m: m, threads: threads).maxRows * 4) }
 
     /// int16 × int16 → int32 GEMM (AdaLog table values against widened int8 weights), same output stages (a one-call
     /// `PreparedInt16GEMM`).
@@ -221,7 +229,9 @@ struct GemmJob: ParallelJob, @unchecked Sendable {
     let dst: UnsafeMutableRawPointer, ldd: Int, elementSize: Int
     let isa: Int32
     let work: WorkSplit
-    /// When set: this item sums its own rows (Σ (x − sumZero), `sumSigned` input) into its slot's `slotInts` entries.
+    /// When set: this item sums its own rows (Σ (x − sumZero), `sumSigned` input) into its slot's `slotInts` entries,
+    /// unless the slot already holds them: its first entry is 1 + the first row of the sums it holds (0: none, as
+    /// `runRaw` leaves it), so the items of one row block that a thread runs in a row sum them once.
     var rowSumSlots: UnsafeMutablePointer<Int32>? = nil
     var slotInts = 0, sumSigned: Int32 = 0, sumZero: Int32 = 0
 
@@ -230,8 +240,12 @@ struct GemmJob: ParallelJob, @unchecked Sendable {
         // the row sums of this item's rows (the C side indexes them from the first row it is handed)
         var local = params.pointee
         if let rowSumSlots {
-            let rs = rowSumSlots + slot * slotInts
-            i8k_row_sums(isa, a + mr.lowerBound * lda, lda, mr.count, k, sumSigned, sumZero, rs)
+            let header = rowSumSlots + slot * slotInts, rs = header + 16
+            // items of one row block share the rows (and so their count)
+            if header.pointee != Int32(truncatingIfNeeded: mr.lowerBound + 1) {
+                i8k_row_sums(isa, a + mr.lowerBound * lda, lda, mr.count, k, sumSigned, sumZero, rs)
+                header.pointee = Int32(truncatingIfNeeded: mr.lowerBound + 1)
+            }
             local.row_sum = UnsafePointer(rs)
         } else if let rowSums {
             local.row_sum = rowSums + mr.lowerBound

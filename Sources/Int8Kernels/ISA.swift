@@ -101,13 +101,13 @@ public func parallelJob<J: ParallelJob>(_ count: Int, threads: Int, _ job: J) {
 }
 
 /// Part `i` of 0..<n split into `parts` contiguous ranges of near-equal size (`splitRange(n, parts:)[i]`, no array).
-@inline(__always) func splitPart(_ n: Int, parts: Int, _ i: Int) -> Range<Int> {
+@inlinable public func splitPart(_ n: Int, parts: Int, _ i: Int) -> Range<Int> {
     let p = max(1, min(parts, n))
     return (n * i / p)..<(n * (i + 1) / p)
 }
 
 /// How many parts `splitRange(n, parts:)` makes.
-@inline(__always) func splitCount(_ n: Int, parts: Int) -> Int { max(1, min(parts, n)) }
+@inlinable public func splitCount(_ n: Int, parts: Int) -> Int { max(1, min(parts, n)) }
 
 /// `bytes` rounded up to a multiple of 64 (workspace areas start on cache lines).
 @inline(__always) func align64(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }

@@ -150,16 +150,25 @@ extension Session {
                                                       isa: isa, threads: threads)
                 }
             }
+        case let .addLayerNormQuantize(name, a, b, sum, ln):
+            guard case let .layerNormQuantize(_, _, y, gamma, beta, eps, rows, c, q, prefix) = ln else { break }
+            let m = rows * n
+            let blocks = threads <= 1 || m * c < 16_384 ? 1 : min(m, 2 * threads)
+            gamma.withUnsafeBufferPointer { gb in beta.withUnsafeBufferPointer { bb in
+                parallelJob(blocks, threads: threads, AddLayerNormJob(a: f(a), b: f(b), sum: f(sum), y: buffers[y], rows: m, blocks: blocks, c: c,
+                                                                    gamma: gb.baseAddress!, beta: bb.baseAddress!, eps: eps, q: q, prefix: prefix,
+                                                                    isa: isa.rawValue))
+            } }
+        case .done:
+            break
         case let .attention(name, x, y, kern, qq, sc, ws, wsBytes):
             let heads = kern.heads, d = kern.headDim, t = kern.tokens, c = heads * d
             let q16 = buffers[sc].assumingMemoryBound(to: Int16.self)
             for b in 0..<n {
-                let xin = f(x) + b * t * 3 * c
+                // Q to int16 rows, K and V straight into the kernel's packed form (once per head), then the heads' rows
                 try k(name) { () throws(Int8KernelError) in
-                    try Elementwise.quantizeInt16Groups(xin, rows: t, groupSize: d, scales: qq.scales, qmin: qq.lo, qmax: qq.hi, dst: q16,
-                                                        isa: isa, threads: threads)
-                    try kern.run(qkv: q16, dst: buffers[y] + b * t * c * kern.elementSize, workspace: buffers[ws], workspaceBytes: wsBytes,
-                                 isa: isa, threads: threads)
+                    try kern.run(x: f(x) + b * t * 3 * c, quantize: qq, q: q16, dst: buffers[y] + b * t * c * kern.elementSize,
+                                 workspace: buffers[ws], workspaceBytes: wsBytes, isa: isa, threads: threads)
                 }
             }
         case let .geluAdaLog(name, x, y, count, shift, enc, values):
@@ -282,6 +291,34 @@ func maxPool<T: Comparable>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePoin
             } }
         } }
     }
+}
+
+/// `sum = a + b` and the LayerNorm + quantize of `sum` for one block of rows: the bytes of `Elementwise.add` then
+/// `Elementwise.layerNormQuantize` (both act row by row), with the class-token rows (`prefix`) on their own grid.
+struct AddLayerNormJob: ParallelJob, @unchecked Sendable {
+    let a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, sum: UnsafeMutablePointer<Float>, y: UnsafeMutableRawPointer
+    let rows: Int, blocks: Int, c: Int
+    let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float
+    let q: QuantSpec, prefix: RowPrefix?, isa: Int32
+
+    func run(_ i: Int, slot: Int) {
+        let r = splitPart(rows, parts: blocks, i)
+        guard !r.isEmpty else { return }
+        i8k_add(isa, a + r.lowerBound * c, b + r.lowerBound * c, r.count * c, sum + r.lowerBound * c)
+        var r0 = r.lowerBound
+        while r0 < r.upperBound {
+            // a run of rows on one grid: class-token rows (position < count in their sample) or the others
+            var end = r.upperBound, g = q
+            if let p = prefix {
+                let pos = r0 % p.tokens
+                if pos < p.count { end = min(end, r0 - pos + p.count); g = p.q } else { end = min(end, r0 - pos + p.tokens) }
+            }
+            i8k_layernorm_quant(isa, sum + r0 * c, end - r0, c, gamma, beta, eps, g.scale, g.zero, g.qmin, g.qmax, g.unsigned ? 1 : 0,
+                                y + r0 * c, c)
+            r0 = end
+        }
+    }
+    static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AddLayerNormJob.self).pointee.run(i, slot: slot) } }
 }
 
 /// Output pixels of the float conv split between the threads: each gathers its own im2col rows, then runs one SGEMM over

@@ -47,6 +47,11 @@ enum Step {
     /// `predecoded`: the preceding geluAdaLog step already wrote the int16 table values into `scratch`.
     case adaLogLinear(name: String, x: Int, y: Int, kernel: AdaLogLinear, gemm: PreparedInt16GEMM, rows: Int, scratch: Int, predecoded: Bool)
     case layerNormQuantize(name: String, x: Int, y: Int, gamma: [Float], beta: [Float], eps: Float, rows: Int, c: Int, q: QuantSpec, prefix: RowPrefix?)
+    /// A residual add `sum = a + b` and the LayerNorm + quantize of `sum` right after it (`ln`, a `.layerNormQuantize`
+    /// step), run together per block of rows; the LayerNorm's own step is then `.done`.
+    indirect case addLayerNormQuantize(name: String, a: Int, b: Int, sum: Int, ln: Step)
+    /// An op whose work the step before it did.
+    case done(name: String)
     case attention(name: String, x: Int, y: Int, kernel: AttentionKernel, qkvQ: (scales: [Float], lo: [Int32], hi: [Int32]),
                    operands: Int, workspace: Int, workspaceBytes: Int)
     /// `values`: also write the codes' int16 table values into that scratch (for the adaLogLinear step right after it).
@@ -192,6 +197,7 @@ public final class Session {
         outputShapes = outputIndices.map { model.tensors[$0].shape }
         for op in model.ops { steps.append(try prepare(op)) }
         fuseGeluIntoAdaLogLinear()
+        fuseAddIntoLayerNorm()
         let scratchTotal = scratchNeed.reduce(0, +)
         guard scratchTotal <= memoryLimit - arenaBytes else {
             throw .exceedsMemoryLimit(needed: arenaBytes + scratchTotal, limit: memoryLimit)
@@ -215,6 +221,17 @@ public final class Session {
                   rows * kern.weights.k == count else { continue }
             steps[i] = .geluAdaLog(name: gn, x: gx, y: gy, count: count, shift: shift, encoder: enc, values: (kern.table.table, sc))
             steps[i + 1] = .adaLogLinear(name: ln, x: lx, y: ly, kernel: kern, gemm: gemm, rows: rows, scratch: sc, predecoded: true)
+        }
+    }
+
+    /// A residual add whose sum the LayerNorm + quantize step right after it reads runs with that step, per block of
+    /// rows (one hand-off instead of two, the rows still in cache; the sum is still written for its other readers).
+    func fuseAddIntoLayerNorm() {
+        for i in 0..<max(0, steps.count - 1) {
+            guard case let .add(an, a, b, y, count) = steps[i], case let .layerNormQuantize(ln, x, _, _, _, _, rows, c, _, _) = steps[i + 1],
+                  x == y, rows * c == count else { continue }
+            steps[i] = .addLayerNormQuantize(name: an, a: a, b: b, sum: y, ln: steps[i + 1])
+            steps[i + 1] = .done(name: ln)
         }
     }
 
@@ -404,7 +421,7 @@ public final class Session {
             }
             let wsBytes = kern.workspaceBytes(threads: threads)
             return .attention(name: name, x: I(o.input), y: I(o.output), kernel: kern, qkvQ: qq,
-                              operands: scratch(x.elementCount * 2), workspace: scratch(wsBytes, lane: 1), workspaceBytes: wsBytes)
+                              operands: scratch(x.elementCount / 3 * 2), workspace: scratch(wsBytes, lane: 1), workspaceBytes: wsBytes)
         case let .geluAdaLog(o):
             let y = T(o.output)
             guard case let .adaLog(a)? = y.quantizer else { throw .unsupported(op: name, "output is not AdaLog-coded") }

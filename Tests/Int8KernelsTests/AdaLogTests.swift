@@ -306,6 +306,85 @@ struct AdaLogTests {
         }
     }
 
+    @Test("K and V quantized straight into the packed form: the bytes of quantizeInt16Groups then i8k_attention_pack_kv, padding included, for any row split, every ISA", arguments: testISAs)
+    func quantizeIntoPacked(isa: KernelISA) throws {
+        var g = SplitMix(41)
+        for (t, heads, d) in [(1, 1, 8), (2, 1, 16), (7, 2, 19), (17, 3, 24), (40, 2, 64), (33, 1, 300), (197, 3, 64)] {
+            let c = heads * d
+            var x = (0..<(t * 3 * c)).map { _ in Float.random(in: -30...30, using: &g) }
+            x[0] = .nan; x[min(x.count - 1, c + 1)] = .infinity
+            let scales = (0..<(3 * heads)).map { _ in Float.random(in: 0.05...0.3, using: &g) }
+            let lo = (0..<(3 * heads)).map { _ in Int32.random(in: -255...(-1), using: &g) }
+            let hi = lo.map { $0 + 255 }
+            var q16 = [Int16](repeating: 0, count: t * 3 * c)
+            try Elementwise.quantizeInt16Groups(x, rows: t, groupSize: d, scales: scales, qmin: lo, qmax: hi, dst: &q16, isa: .portable)
+            let kvb = i8k_attention_kv_bytes(t, d)
+            var want = [UInt8](repeating: 0xAB, count: heads * kvb)
+            // the reference: every head's K and V columns of the int16 tensor packed
+            want.withUnsafeMutableBytes { wb in
+                q16.withUnsafeBufferPointer { qb in
+                    for h in 0..<heads {
+                        i8k_attention_pack_kv(qb.baseAddress! + c + h * d, 3 * c, qb.baseAddress! + 2 * c + h * d, 3 * c, t, d, wb.baseAddress! + h * kvb)
+                    }
+                }
+            }
+            for cuts in [[0, t], [0, t / 2, t], [0, min(t, 1), min(t, 4), t], [0, t / 3 | 1, t]] {
+                var got = [UInt8](repeating: 0xCD, count: heads * kvb)
+                var q = [Int16](repeating: 0, count: t * c)
+                for i in 0..<(cuts.count - 1) where cuts[i] < cuts[i + 1] {
+                    got.withUnsafeMutableBytes { gb in
+                        i8k_attention_quantize_rows(isa.rawValue, x, 3 * c, t, heads, d, scales, lo, hi, cuts[i], cuts[i + 1], &q, c, gb.baseAddress!)
+                    }
+                }
+                #expect(got == want, "isa \(isa) t \(t) heads \(heads) d \(d) cuts \(cuts)")
+                var qWant: [Int16] = []
+                for j in 0..<t { qWant += q16[(j * 3 * c)..<(j * 3 * c + c)] }
+                #expect(q == qWant, "Q: isa \(isa) t \(t) d \(d)")
+            }
+        }
+    }
+
+    @Test("attention from the float q, k, v tensor equals quantizeInt16Groups + run(qkv:), every ISA, 1–3 threads, with class-token rows", arguments: testISAs)
+    func fromFloat(isa: KernelISA) throws {
+        var g = SplitMix(43)
+        let table = try AdaLogTable(q: 13, bits: 8, fractionBits: AdaLogTable.attentionFractionBits(q: 13, bits: 8))
+        for (t, heads, d, prefix) in [(1, 1, 8, 0), (9, 2, 16, 1), (29, 2, 128, 0), (63, 3, 24, 1), (197, 3, 64, 0), (197, 3, 64, 1)] {
+            let c = heads * d
+            let x = (0..<(t * 3 * c)).map { _ in Float.random(in: -4...4, using: &g) }
+            let scales = (0..<(3 * heads)).map { _ in Float.random(in: 0.02...0.05, using: &g) }
+            let lo = (0..<(3 * heads)).map { _ in Int32.random(in: -200...(-50), using: &g) }
+            let hi = lo.map { $0 + 255 }
+            let ls = (0..<heads).map { _ in Float.random(in: 0.0005...0.003, using: &g) }
+            let stage = OutputStage.requantize(multipliers: [try QuantizedMultiplier(0.0007)], rounding: .singleRounding, zeroPoint: 3, qmin: -128, qmax: 127, unsigned: false)
+            let pstage = OutputStage.requantize(multipliers: [try QuantizedMultiplier(0.0004)], rounding: .singleRounding, zeroPoint: -2, qmin: -128, qmax: 127, unsigned: false)
+            let kern = try AttentionKernel(tokens: t, heads: heads, headDim: d, logitScales: ls, probabilities: .adaLog(table),
+                                           outputs: Array(repeating: stage, count: heads), prefixRows: prefix,
+                                           prefixOutputs: prefix > 0 ? Array(repeating: pstage, count: heads) : [])
+            var q16 = [Int16](repeating: 0, count: t * 3 * c)
+            try Elementwise.quantizeInt16Groups(x, rows: t, groupSize: d, scales: scales, qmin: lo, qmax: hi, dst: &q16, isa: .portable)
+            let ws1 = kern.workspaceBytes(threads: 1)
+            let w1 = UnsafeMutableRawPointer.allocate(byteCount: ws1, alignment: 64)
+            defer { w1.deallocate() }
+            var want = [Int8](repeating: 0, count: t * c)
+            try want.withUnsafeMutableBytes { ob in try kern.run(qkv: q16, dst: ob.baseAddress!, workspace: w1, workspaceBytes: ws1, isa: .portable) }
+            for threads in [1, 2, 3] {
+                let ws = kern.workspaceBytes(threads: threads)
+                let work = UnsafeMutableRawPointer.allocate(byteCount: ws, alignment: 64)
+                defer { work.deallocate() }
+                var out = [Int8](repeating: 0, count: t * c), q = [Int16](repeating: 0, count: t * c)
+                try out.withUnsafeMutableBytes { ob in
+                    try kern.run(x: x, quantize: (scales, lo, hi), q: &q, dst: ob.baseAddress!, workspace: work, workspaceBytes: ws, isa: isa, threads: threads)
+                }
+                #expect(out == want, "isa \(isa) t \(t) heads \(heads) d \(d) prefix \(prefix) threads \(threads)")
+                try out.withUnsafeMutableBytes { ob in
+                    #expect(throws: Int8KernelError.self) {
+                        try kern.run(x: x, quantize: (scales, lo, hi), q: &q, dst: ob.baseAddress!, workspace: work, workspaceBytes: ws - 65, isa: isa, threads: threads)
+                    }
+                }
+            }
+        }
+    }
+
     @Test("bad shapes and mismatched stages are refused")
     func refusals() throws {
         let table = try AdaLogTable(q: 20, bits: 4)

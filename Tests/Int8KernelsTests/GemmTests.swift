@@ -102,7 +102,7 @@ struct GemmTests {
     @Test("int16 x int16 GEMM (AdaLog table values) bit-exact", arguments: testISAs)
     func int16(isa: KernelISA) throws {
         var g = SplitMix(99)
-        for (m, n, k) in [(1, 1, 1), (3, 17, 63), (17, 64, 197), (197, 64, 197), (5, 50, 1001), (260, 20, 1300)] {
+        for (m, n, k) in [(1, 1, 1), (3, 17, 63), (17, 64, 197), (197, 64, 197), (5, 50, 1001), (260, 20, 1300), (197, 192, 768), (9, 40, 2049)] {
             let w = randomS8(n * k, &g)
             var wKN = [Int16](repeating: 0, count: k * n)
             for o in 0..<n { for kk in 0..<k { wKN[kk * n + o] = Int16(w[o * k + kk]) } }

@@ -242,6 +242,23 @@ typedef struct {
 } i8k_probs;
 /* Bytes of workspace i8k_attention_rows needs for T tokens and head size d. */
 size_t i8k_attention_workspace(size_t T, size_t d);
+/* One head's K and V packed for i8k_attention_rows_packed: its bytes (a multiple of 64) for T tokens and head size d,
+ * and the packing of T x d int16 K and V (row strides ldk, ldv) into kv (64-byte aligned). */
+size_t i8k_attention_kv_bytes(size_t T, size_t d);
+void i8k_attention_pack_kv(const int16_t *k, size_t ldk, const int16_t *v, size_t ldv, size_t T, size_t d, void *kv);
+/* Rows [r0, r1) of a float q, k, v tensor [T][3·H·d] (row stride ldx floats; head h at column h·d of each block)
+ * quantized like i8k_quantize_s16_groups(x, rows, 3·H, d, scale, qmin, qmax): Q into q (row stride ldq int16), and
+ * K and V of head h straight into the packed area kv + h·i8k_attention_kv_bytes(T, d) (the bytes
+ * i8k_attention_pack_kv writes; the call with r1 == T also writes the padding). Several calls with disjoint row
+ * ranges may run at once. */
+void i8k_attention_quantize_rows(int isa, const float *x, size_t ldx, size_t T, size_t heads, size_t d, const float *scale,
+                                 const int32_t *qmin, const int32_t *qmax, size_t r0, size_t r1, int16_t *q, size_t ldq, void *kv);
+/* Query rows [r0, r1) of one head on its packed K and V (i8k_attention_rows without the packing); `work` holds
+ * i8k_attention_row_workspace(T, d) bytes, 64-byte aligned. */
+size_t i8k_attention_row_workspace(size_t T, size_t d);
+void i8k_attention_rows_packed(int isa, const int16_t *q, size_t ldq, const void *kv, size_t T, size_t d, float logit_scale,
+                               const i8k_probs *probs, size_t r0, size_t r1, const i8k_output *out, void *dst, size_t ldd,
+                               void *work, uint8_t *codes_out);
 /* Query rows [r0, r1) of one head (see attention.c): q, k, v are T x d int16 with row strides; the output
  * stage (columns 0..d-1) writes row i at dst + i*ldd elements. codes_out (T x T, may be NULL) receives the
  * probability codes of those rows. `work` holds i8k_attention_workspace(T, d) bytes, 64-byte aligned. */
