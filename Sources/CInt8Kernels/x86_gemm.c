@@ -243,6 +243,7 @@ typedef struct {
     __m512i hrnd[3], hsh[3], qmin, qmax;  /* its addend 2^(t−33) + zp·2^(t−32) and shift t − 32 (t = 31 − shift) */
     int kind, rounding, has_fb;
     const int32_t *row_sum;               /* weight zero-point term: rc[j] * row_sum[i] (NULL: none) */
+    int rc16;                             /* every rc lane fits int16 */
 } ep512;
 
 T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr) {
@@ -259,6 +260,10 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
     e->qmin = _mm512_set1_epi32(o->qmin);
     e->qmax = _mm512_set1_epi32(o->qmax);
     e->lo64 = _mm512_set1_epi64((int64_t)o->qmin - o->out_zero);
+    e->rc16 = 1;
+    /* the high-half form's largest h (depends on the zero point only) */
+    int hmax = 1;
+    while (hmax < 30 && ((int64_t)1 << hmax) * llabs(1 + 2 * (int64_t)o->out_zero) < ((int64_t)1 << 30)) hmax++;
     e->hi64 = _mm512_set1_epi64((int64_t)o->qmax - o->out_zero);
     for (size_t j = 0; j < 3; j++) {
         size_t c0 = 16 * j, cn = c0 >= nr ? 0 : (nr - c0 < 16 ? nr - c0 : 16);
@@ -278,7 +283,10 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
         __m512i add = o->bias ? _mm512_maskz_loadu_epi32(mk, o->bias + n) : zero;
         if (use_cs) add = _mm512_sub_epi32(add, _mm512_mullo_epi32(az, _mm512_maskz_loadu_epi32(mk, o->colsum + n)));
         e->add[j] = add;
-        if (e->row_sum) e->rc[j] = _mm512_maskz_loadu_epi32(mk, o->row_coef + n);
+        if (e->row_sum) {
+            e->rc[j] = _mm512_maskz_loadu_epi32(mk, o->row_coef + n);
+            if (_mm512_cmpgt_epu32_mask(_mm512_abs_epi32(e->rc[j]), _mm512_set1_epi32(32767))) e->rc16 = 0;   /* unsigned: |INT32_MIN| */
+        }
         if (o->kind == I8K_OUT_FLOAT) {
             e->sc[j] = _mm512_maskz_loadu_ps(mk, o->scale + n);
             if (o->fbias) e->fb[j] = _mm512_maskz_loadu_ps(mk, o->fbias + n);
@@ -296,8 +304,6 @@ T512 static void ep512_setup(ep512 *e, const i8k_output *o, size_t n0, size_t nr
             e->t32[j] = _mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-1)) == 0;
             /* shift <= −2 (t − 32 = h >= 1) on every valid lane, and h small enough that the addend
              * 2^(h−1)·(1 + 2·zp) plus the high half (|hi32(P)| <= 2^30) stays in int32 */
-            int hmax = 1;
-            while (hmax < 30 && ((int64_t)1 << hmax) * llabs(1 + 2 * (int64_t)o->out_zero) < ((int64_t)1 << 30)) hmax++;
             e->hi32[j] = (_mm512_mask_cmpgt_epi32_mask(mk, sh, _mm512_set1_epi32(-2)) |
                           _mm512_mask_cmplt_epi32_mask(mk, sh, _mm512_set1_epi32(-1 - hmax))) == 0;
             if (e->hi32[j]) {
@@ -394,16 +400,24 @@ I8K_INLINE T512 void ep512_q8(const ep512 *e, int j, __m512i v, char *dst) {
 /* Microkernel with the fused epilogue (single K slice): MR x (16*NV) outputs written to dst (row stride ldd_bytes).
  * u8 (S16 = 0): A is uint8 (row stride lda bytes), K = 4·KG + KR, dpbusd. S16: A is int16 pairs read as the same 4-byte
  * groups (lda in bytes, KR = 2 bytes when K is odd), dpwssd against the int16 panel (also pw·4 bytes per group).
- * Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch */
-I8K_INLINE T512 void k512_fused(const int MR, const int NV, const int XR, const int Q8S, const int S16, const uint8_t *A, size_t lda,
-                                const int8_t *B, size_t KG, size_t KR, size_t pw, const ep512 *ep, const int32_t *rs,
-                                char *dst, size_t ldd_bytes) {
+ * Q8S: the stage is known to be single-rounding requantization to 8 bits (the runtime default): no kind dispatch.
+ * RS16: every row sum and weight zero-point coefficient fits int16 */
+I8K_INLINE T512 void k512_fused(const int MR, const int NV, const int XR, const int Q8S, const int RS16, const int S16,
+                                const uint8_t *A, size_t lda, const int8_t *B, size_t KG, size_t KR, size_t pw,
+                                const ep512 *ep, const int32_t *rs, char *dst, size_t ldd_bytes) {
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
 #define DOT_FUSED(c, a, b) (S16 ? _mm512_dpwssd_epi32(c, a, b) : _mm512_dpbusd_epi32(c, a, b))
     /* accumulators start at the per-column add (bias − a_zero·colsum): int32 addition wraps, so the order does
      * not change the result, and the epilogue saves one add per vector */
     __m512i acc[8][3];
-    if (rs) {
+    if (rs && RS16) {
+        /* plus the weight zero-point term rc[n]·rowsum[i] in one vpdpwssd: rowsum and rc both fit int16, so the dword
+         * pair (rowsum, 0) · (rc, sign bits) is exactly rc·rowsum (vpmulld costs two uops and an add) */
+        for (int i = 0; i < MR; i++) {
+            const __m512i r = _mm512_set1_epi32(rs[i] & 0xFFFF);
+            for (int j = 0; j < NV; j++) acc[i][j] = _mm512_dpwssd_epi32(ep->add[j], r, ep->rc[j]);
+        }
+    } else if (rs) {
         /* plus the weight zero-point term rc[n]·rowsum[i] (same wrapping int32 sum) */
         for (int i = 0; i < MR; i++) {
             const __m512i r = _mm512_set1_epi32(rs[i]);
@@ -490,28 +504,40 @@ T512 void i8k_gemm_u8_panel_avx512(const uint8_t *A, size_t lda, size_t m, int a
         ep512 ep;
         ep512_setup(&ep, out, n0, nr);
         const int q8s = (out->kind == I8K_OUT_INT8 || out->kind == I8K_OUT_UINT8) && out->rounding == I8K_ROUND_SINGLE;
+        /* |row sum| <= K * 255 (8-bit x minus its zero point) */
+        const int rs16 = ep.rc16 && K <= 128;
         const size_t ldb = ldd * es;
         for (size_t m0 = 0; m0 < m; m0 += I8K_MR) {
             const int mr = (int)(m - m0 < I8K_MR ? m - m0 : I8K_MR);
             const uint8_t *a = A + m0 * lda;
             const int32_t *rs = ep.row_sum ? ep.row_sum + m0 : NULL;
             char *d = (char *)dst + m0 * ldb;
-            if (q8s) {
+            if (q8s && rs16 && rs) {
                 if (a_signed) {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 1, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                     MR_SWITCH8(CALL)
 #undef CALL
                 } else {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 1, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                }
+            } else if (q8s) {
+                if (a_signed) {
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 1, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+                    MR_SWITCH8(CALL)
+#undef CALL
+                } else {
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                     MR_SWITCH8(CALL)
 #undef CALL
                 }
             } else if (a_signed) {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 1, 0, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 0, 0, a, lda, panel, KG, KR, pw, &ep, rs, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }
@@ -577,11 +603,11 @@ T512 void i8k_gemm_s16_panel_avx512(const int16_t *A, size_t lda, size_t m, cons
             const uint8_t *a = (const uint8_t *)(A + m0 * lda);
             char *d = (char *)dst + m0 * ldb;
             if (q8s) {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 1, 0, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             } else {
-#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
+#define CALL(MRV, NVV) k512_fused(MRV, NVV, 0, 0, 0, 1, a, lda * 2, bp, KG, KR, pw, &ep, NULL, d, ldb)
                 MR_SWITCH8(CALL)
 #undef CALL
             }

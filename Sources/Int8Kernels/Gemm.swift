@@ -194,8 +194,10 @@ struct WorkSplit {
             return
         }
         let target = 8 * threads
-        let pc = min(panels, target)
         let rowTiles = (m + 7) / 8
+        // many rows (the large feature maps): split rows only, so that each item runs every panel over its rows and the
+        // weight zero-point row sums are computed once per row, not once per panel chunk
+        let pc = rowTiles >= 8 * target ? 1 : min(panels, target)
         let rc = max(1, min(rowTiles, (target + pc - 1) / pc))
         pChunks = splitCount(panels, parts: pc)
         rChunks = splitCount(rowTiles, parts: rc)

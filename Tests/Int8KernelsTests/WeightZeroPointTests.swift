@@ -75,9 +75,10 @@ struct WeightZeroPointTests {
     @Test("GEMM with column offsets vs naive Σ(a − z)(W + c), all stages, 1 and 2 threads", arguments: testISAs)
     func gemm(isa: KernelISA) throws {
         var g = SplitMix(92)
-        // (M, N, K): single rows, M not a multiple of 8, M > 256 (row blocks), K tails, K > 1024 (K slices), N tails
+        // (M, N, K): single rows, M not a multiple of 8, M > 256 (row blocks), K tails, K > 1024 (K slices), N tails,
+        // M >= 1024 (two threads split rows only)
         let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 1000, 1280), (7, 17, 5), (9, 48, 64), (17, 50, 67), (300, 20, 33),
-                                         (3, 63, 1030), (49, 96, 16), (260, 24, 144)]
+                                         (3, 63, 1030), (49, 96, 16), (260, 24, 144), (1037, 100, 16)]
         for (m, n, k) in shapes {
             let w = randomS8(n * k, &g)
             let c = Self.offsets(n, &g)
@@ -112,9 +113,14 @@ struct WeightZeroPointTests {
         #expect(out == acc)
     }
 
-    @Test("extremes: 255 inputs × (−128 + 128) and (127 − 127) weights, K = 1000, saturating requantization", arguments: testISAs)
+    @Test("extremes: 255 inputs × (−128 + 128) and (127 − 127) weights, K = 128 (largest int16 row sums: the vpdpwssd term), 129 and 1000, saturating requantization",
+          arguments: testISAs)
     func extremes(isa: KernelISA) throws {
-        let m = 5, k = 1000, n = 33
+        for k in [128, 129, 1000] { try extremes(isa: isa, k: k) }
+    }
+
+    func extremes(isa: KernelISA, k: Int) throws {
+        let m = 5, n = 33
         let big = (0..<n).map { _ in try! QuantizedMultiplier(30.0) }
         let sat: OutputStage = .requantize(multipliers: big, rounding: .singleRounding, zeroPoint: 3, qmin: 0, qmax: 255, unsigned: true)
         let sat8: OutputStage = .requantize(multipliers: big, rounding: .doubleRounding, zeroPoint: -1, qmin: -128, qmax: 127, unsigned: false)
@@ -128,7 +134,7 @@ struct WeightZeroPointTests {
                 for stage in [OutputStage.int32, sat, sat8] {
                     let ref = applyStage(acc, rows: m, n: n, bias: nil, stage: stage)
                     let got = try runGEMM(a: a, m: m, k: k, n: n, activation: act, packed: packed, bias: nil, stage: stage, isa: isa)
-                    #expect(firstDifference(got, ref) == nil, "isa \(isa) w \(wv) c \(cv) a \(av) \(act)")
+                    #expect(firstDifference(got, ref) == nil, "isa \(isa) K \(k) w \(wv) c \(cv) a \(av) \(act)")
                 }
             }
         }

@@ -53,6 +53,7 @@ enum { I8K_ROUND_DOUBLE = 0, I8K_ROUND_SINGLE = 1 };
  *   stored as W - z_store and a real per-column offset c[n] = z_store - z_w[n], the exact accumulator of
  *   sum_k x~[m][k] * (W[k][n] - z_w[n]) is acc + c[n] * sum_k x~[m][k]; row_sum[m] = sum_k x~[m][k] (activation
  *   zero point removed, see i8k_row_sums) is computed once per row of A by the caller. Skipped when either is NULL.
+ *   8-bit x and zero points keep |row_sum| <= 255 K (the AVX-512 kernel forms the term in int16 for K <= 128).
  *   INT32: v
  *   INT8/UINT8: clamp(out_zero + requant(v, mult[n], shift[n]), qmin, qmax), computed without overflow
  *     DOUBLE (TFLite default / gemmlowp): RDPOT(SRDHM(v * 2^max(shift,0) [wrapping], mult), max(-shift,0))
