@@ -113,7 +113,10 @@ public final class ActivationCollector {
                 t.values.append(contentsOf: UnsafeBufferPointer(rebasing: obs.values[0..<keep]))
                 out[obs.name] = t
             }
-            defer { session.observer = nil }
+            // Nothing after the last wanted tensor is needed. Tensors that never appear as step outputs (graph
+            // inputs, constants) would keep the run going to the end, which is only slower.
+            session.stopAfter = names
+            defer { session.observer = nil; session.stopAfter = [] }
             _ = try session.run(x)
             runs += 1
             start += m

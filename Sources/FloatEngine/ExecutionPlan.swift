@@ -114,6 +114,7 @@ final class ExecutionPlan {
             notify(name, node: nil, session: session)
         }
         let prof = session.profile
+        var pending = session.stopAfter
         for step in steps {
             if let prof {
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -124,6 +125,10 @@ final class ExecutionPlan {
             }
             if session.observer != nil || session.transform != nil {
                 for o in step.outputs where !o.isEmpty { notify(o, node: step.node, session: session) }
+            }
+            if !pending.isEmpty {
+                for o in step.outputs { pending.remove(o) }
+                if pending.isEmpty { return [:] }
             }
         }
         var out: [String: Tensor] = [:]

@@ -69,6 +69,10 @@ public final class FloatSession {
     /// When set, each run adds its per-op wall time here (for finding slow steps).
     public var profile: OpProfile?
 
+    /// When not empty, a run stops as soon as every one of these tensors has been produced (hooks have seen
+    /// them); the graph outputs it returns are then not computed. For collecting early tensors cheaply.
+    public var stopAfter: Set<String> = []
+
     let originalConstants: [String: Tensor]
     private(set) var constants: [String: Tensor]
     var plan: ExecutionPlan

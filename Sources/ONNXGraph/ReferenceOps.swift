@@ -664,6 +664,35 @@ public enum ReferenceOps {
         let f = x.floats
         var o = [Float](repeating: value, count: elementCount(shape))
         let ins = rowMajorStrides(x.shape), os = rowMajorStrides(shape)
+        if mode == "constant" || x.rank == 0 || x.shape.contains(0) {
+            // Constant padding: copy each innermost input row to its place (the output is already `value`).
+            // Negative pads crop; a row's copied part is the overlap of the shifted row with the output.
+            let last = x.rank - 1
+            if x.rank > 0 && !x.shape.contains(0) && !shape.contains(0) {
+                let n = x.shape[last], lo = max(0, -b[last]), hi = min(n, shape[last] - b[last])
+                let rows = f.count / n
+                if hi > lo {
+                    f.withUnsafeBufferPointer { src in
+                        o.withUnsafeMutableBufferPointer { dst in
+                            for r in 0..<rows {
+                                var rem = r, off = b[last] + lo, inside = true
+                                for d in stride(from: last - 1, through: 0, by: -1) {
+                                    let c = rem % x.shape[d] + b[d]; rem /= x.shape[d]
+                                    if c < 0 || c >= shape[d] { inside = false; break }
+                                    off += c * os[d]
+                                }
+                                if inside {
+                                    (dst.baseAddress! + off).update(from: src.baseAddress! + r * n + lo, count: hi - lo)
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if x.rank == 0 {
+                o = f
+            }
+            return x.dtype.isFloat ? Tensor(shape: shape, dtype: x.dtype, floats: o) : Tensor(shape: shape, dtype: x.dtype, ints: o.map(saturatingInt64))
+        }
         for i in 0..<o.count {
             var rem = i, off = 0, inside = true
             for d in 0..<shape.count {

@@ -34,6 +34,9 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// inputs (post-LayerNorm and projection inputs of a ViT); the shared quantizer is then searched on the
     /// other tokens. nil = off (the class token shares the tensor's quantizer).
     public var classTokenBits: Int? = nil
+    /// Not in the reference: search each layer on its input as the quantized model computes it, the layers
+    /// before it already quantized (one simulation run per layer), instead of on the float model's. nil = off.
+    public var sequentialSearch: Bool? = nil
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}

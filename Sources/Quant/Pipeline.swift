@@ -103,39 +103,65 @@ public enum QuantizationPipeline {
             let s = graph.shapes[t] ?? []
             return s.reduce(1, *) / max(graph.batch, 1) * calibration.count
         }
-        // Group units so a group's tensors fit the budget.
-        var groups: [[PipelineUnit]] = []
-        var cur: [PipelineUnit] = [], curSize = 0
-        for u in all {
-            let s = Set(needs(u)).reduce(0) { $0 + size($1) }
-            if !cur.isEmpty && curSize + s > options.memoryBudgetFloats { groups.append(cur); cur = []; curSize = 0 }
-            cur.append(u); curSize += s
-        }
-        if !cur.isEmpty { groups.append(cur) }
-
         var done = 0
         let t0 = ContinuousClock.now
         var collectSeconds = 0.0
-        for g in groups {
-            let names = Set(g.flatMap(needs))
-            let tc = ContinuousClock.now
-            let data = names.isEmpty ? [:] : try collector.collect(names) { d, n in
-                progress?(PipelineProgress(phase: "collect", layer: g.first?.name ?? "", done: done, total: all.count))
-                _ = (d, n)
+        let refitsEachLayer = options.settings.weightRounding == .gptqSequential
+        if options.settings.sequentialSearch == true {
+            // One unit at a time on the tensors of the model quantized so far (see FPCSSettings.sequentialSearch);
+            // with gptq-seq each layer is refit right after its search, so later layers see its final weights.
+            let refitLayers = Dictionary(SequentialRounding.layers(patterns, graph: graph).map { ($0.node, $0) },
+                                         uniquingKeysWith: { a, _ in a })
+            for u in all {
+                let names = Set(needs(u))
+                progress?(PipelineProgress(phase: "collect", layer: u.name, done: done, total: all.count))
+                let tc = ContinuousClock.now
+                let data = names.isEmpty ? [:] : try ActivationCollector(
+                    session: try QuantSimulator(model: model, graph: graph, options: SessionOptions(keep: names)).session,
+                    calibration: calibration).collect(names)
+                collectSeconds += seconds(since: tc)
+                let parts = try searchUnits([u], context: ctx, data: data, template: model, workers: 1) { name in
+                    progress?(PipelineProgress(phase: "search", layer: name, done: done, total: all.count))
+                    done += 1
+                }
+                for p in parts { model.append(p) }
+                if refitsEachLayer, let l = refitLayers[u.name], model.weights.contains(where: { $0.layer == l.node }) {
+                    progress?(PipelineProgress(phase: "refit", layer: l.node, done: done, total: all.count))
+                    try SequentialRounding.refit(l, &model, graph: graph, calibration: calibration,
+                                                 dampening: options.settings.gptqDampening ?? 0.01)
+                }
             }
-            collectSeconds += seconds(since: tc)
-            // Each unit appends to a model of its own; the parts are merged in graph order, so the result does not
-            // depend on which thread finished first.
-            let parts = try searchUnits(g, context: ctx, data: data, template: model, workers: options.concurrentSearches) { name in
-                progress?(PipelineProgress(phase: "search", layer: name, done: done, total: all.count))
-                done += 1
+        } else {
+            // Group units so a group's tensors fit the budget.
+            var groups: [[PipelineUnit]] = []
+            var cur: [PipelineUnit] = [], curSize = 0
+            for u in all {
+                let s = Set(needs(u)).reduce(0) { $0 + size($1) }
+                if !cur.isEmpty && curSize + s > options.memoryBudgetFloats { groups.append(cur); cur = []; curSize = 0 }
+                cur.append(u); curSize += s
             }
-            for p in parts { model.append(p) }
+            if !cur.isEmpty { groups.append(cur) }
+            for g in groups {
+                let names = Set(g.flatMap(needs))
+                let tc = ContinuousClock.now
+                let data = names.isEmpty ? [:] : try collector.collect(names) { d, n in
+                    progress?(PipelineProgress(phase: "collect", layer: g.first?.name ?? "", done: done, total: all.count))
+                    _ = (d, n)
+                }
+                collectSeconds += seconds(since: tc)
+                // Each unit appends to a model of its own; the parts are merged in graph order, so the result does not
+                // depend on which thread finished first.
+                let parts = try searchUnits(g, context: ctx, data: data, template: model, workers: options.concurrentSearches) { name in
+                    progress?(PipelineProgress(phase: "search", layer: name, done: done, total: all.count))
+                    done += 1
+                }
+                for p in parts { model.append(p) }
+            }
         }
         guard !model.weights.isEmpty || !model.activations.isEmpty else {
             throw QuantError.emptyData("every layer was kept in float (check --keep-float patterns); nothing was quantized")
         }
-        if options.settings.weightRounding == .gptqSequential {
+        if refitsEachLayer && options.settings.sequentialSearch != true {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
                                          dampening: options.settings.gptqDampening ?? 0.01, progress: progress)
         }

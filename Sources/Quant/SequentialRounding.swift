@@ -33,25 +33,31 @@ enum SequentialRounding {
     }
 
     /// Re-rounds the weights of `model`'s quantized linear and conv layers in graph order (see the file comment).
-    /// `graph` is the prepared graph the model was searched on, specialised to the calibration batch.
+    /// `graph` is the prepared graph the model was searched on, specialised to the calibration batch. (With
+    /// `--sequential-search` the pipeline calls ``refit`` on each layer right after its search instead.)
     static func apply(_ model: inout QuantizedModel, graph: StaticGraph, patterns: ModelPatterns,
                       calibration: CalibrationSet, dampening: Float,
                       progress: ((PipelineProgress) -> Void)? = nil) throws {
+        let quantized = Set(model.weights.map(\.layer))
+        let layers = Self.layers(patterns, graph: graph).filter { quantized.contains($0.node) }
+        for (i, l) in layers.enumerated() {
+            progress?(PipelineProgress(phase: "refit", layer: l.node, done: i, total: layers.count))
+            try refit(l, &model, graph: graph, calibration: calibration, dampening: dampening)
+        }
+        progress?(PipelineProgress(phase: "refit", layer: "", done: layers.count, total: layers.count))
+    }
+
+    /// The model's linear and conv layers in graph order.
+    static func layers(_ patterns: ModelPatterns, graph: StaticGraph) -> [Layer] {
         var order: [String: Int] = [:]
         for (i, n) in graph.nodes.enumerated() { order[n.name] = i }
-        let quantized = Set(model.weights.map(\.layer))
         var layers = patterns.linears.map {
             Layer(node: $0.node, input: $0.input, output: $0.output, weight: $0.weight, bias: $0.bias, conv: nil)
         }
         layers += patterns.convs.map {
             Layer(node: $0.node, input: $0.input, output: $0.output, weight: $0.weight, bias: $0.bias, conv: $0)
         }
-        layers = layers.filter { quantized.contains($0.node) }.sorted { (order[$0.node] ?? 0) < (order[$1.node] ?? 0) }
-        for (i, l) in layers.enumerated() {
-            progress?(PipelineProgress(phase: "refit", layer: l.node, done: i, total: layers.count))
-            try refit(l, &model, graph: graph, calibration: calibration, dampening: dampening)
-        }
-        progress?(PipelineProgress(phase: "refit", layer: "", done: layers.count, total: layers.count))
+        return layers.sorted { (order[$0.node] ?? 0) < (order[$1.node] ?? 0) }
     }
 
     static func refit(_ l: Layer, _ model: inout QuantizedModel, graph: StaticGraph, calibration: CalibrationSet,
@@ -87,7 +93,8 @@ enum SequentialRounding {
             guard let g = SearchContext.convGeometry(c, inputShape: collected.shape, graph: graph),
                   g.channels / g.groups * g.kh * g.kw == k, g.outChannels == o, o % g.groups == 0
             else { return }
-            groups = (0..<g.groups).map { Moments.conv(u, reference, g, group: $0, centred: centred) }
+            let means = (BiasCorrectionMath.tapMeans(u, g), BiasCorrectionMath.tapMeans(reference, g))
+            groups = (0..<g.groups).map { Moments.conv(u, reference, g, group: $0, centred: centred, tapMeans: means) }
         } else {
             let n = u.count / k
             guard u.count == n * k else {
@@ -151,11 +158,15 @@ enum SequentialRounding {
 
         /// Conv group `group`: the zero-padded patches ([cin·kh·kw], channel-major then tap, as the weight rows) of
         /// the NCHW inputs u (quantized) and x, gathered a chunk of output positions at a time.
-        static func conv(_ u: [Float], _ x: [Float], _ g: ConvGeometry, group: Int, centred: Bool) -> Moments {
+        /// `tapMeans`: BiasCorrectionMath.tapMeans of u and x (all groups; computed here when nil, which for a
+        /// depthwise conv called once per group would cost a pass over the whole tensor per channel).
+        static func conv(_ u: [Float], _ x: [Float], _ g: ConvGeometry, group: Int, centred: Bool,
+                         tapMeans: (u: [Float], x: [Float])? = nil) -> Moments {
             let cin = g.channels / g.groups, taps = g.kh * g.kw, k = cin * taps
             let oh = g.outHeight, ow = g.outWidth, n = g.batch * oh * ow
-            func means(_ a: [Float]) -> [Float] { Array(BiasCorrectionMath.tapMeans(a, g)[(group * k)..<((group + 1) * k)]) }
-            let um = centred ? means(u) : [Float](repeating: 0, count: k)
+            let all = tapMeans ?? (BiasCorrectionMath.tapMeans(u, g), BiasCorrectionMath.tapMeans(x, g))
+            func means(_ a: [Float]) -> [Float] { Array(a[(group * k)..<((group + 1) * k)]) }
+            let um = centred ? means(all.u) : [Float](repeating: 0, count: k)
             let chunk = 1024
             var ut = [Float](repeating: 0, count: k * chunk), xt = [Float](repeating: 0, count: k * chunk)
             var h = [Float](repeating: 0, count: k * k), gm = [Float](repeating: 0, count: k * k)
@@ -194,7 +205,7 @@ enum SequentialRounding {
                 if filled == chunk { flush() }
             } } }
             flush()
-            return Moments(h: h, g: gm, inputMean: um, referenceMean: means(x), rows: n)
+            return Moments(h: h, g: gm, inputMean: um, referenceMean: means(all.x), rows: n)
         }
 
         static func columnMeans(_ a: [Float], rows n: Int, cols k: Int) -> [Float] {

@@ -36,12 +36,14 @@ struct QuantizeModel: ParsableCommand {
     var searchTokens: Int?
     @Option(help: "Score the attention searches (Q, K, V, softmax) on only this many of the calibration images (default: all, exact).")
     var searchImages: Int?
-    @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) gptq-ia (GPTQ on the input-aware target), both inside each layer's search of transformer layers, or gptq-seq (after the search, every linear layer in graph order: GPTQ on the least-squares weights from its input in the quantized model to the float output).")
+    @Option(help: "Weight rounding onto the searched grids: nearest (the AdaLog reference), gptq (GPTQ error compensation with the quantized input's Hessian) gptq-ia (GPTQ on the input-aware target), both inside each layer's search of transformer layers, or gptq-seq (after the search, every linear and conv layer in graph order, on its input in the quantized model: GPTQ towards what the float weight makes of that input, then the bias refit).")
     var weightRounding: String = "nearest"
     @Option(help: "Smallest AdaLog base numerator q searched (base 2^(q/37)); the reference searches 10…137. Smaller q gives finer bases for 6–8 bits.")
     var adalogQMin: Int?
     @Option(help: "Zero-point candidates of the uniform searches: data-centred (16 values around the zero-point that centres each candidate range on the data) or mid-range (the AdaLog reference: 16 values around 2^(b-1), so at 6 and 8 bits a one-sided tensor wastes half its codes).")
     var zeroPoints: String = "data-centred"
+    @Flag(help: "Search each layer on its input as the quantized model computes it (the layers before it already quantized; one simulation run per layer, slower) instead of on the float model's. With gptq-seq each layer is refit right after its search.")
+    var sequentialSearch = false
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
@@ -67,6 +69,7 @@ struct QuantizeModel: ParsableCommand {
             opts.settings.activationSearchTokens = t
         }
         if biasCorrection { opts.settings.biasCorrection = true }
+        if sequentialSearch { opts.settings.sequentialSearch = true }
         if let cb = classTokenBits {
             guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }
             opts.settings.classTokenBits = cb

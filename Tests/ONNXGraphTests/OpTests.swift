@@ -101,3 +101,37 @@ enum OnnxProtoTensor {
         return t
     }
 }
+
+/// Constant Pad copies whole rows; checked element by element against the definition, with negative pads (crops),
+/// a non-zero value and pads on every axis.
+@Suite struct PadTests {
+    @Test(arguments: [
+        ([2, 3, 4, 5], [0, 0, 1, 2, 0, 0, 2, 1]),
+        ([2, 3, 4, 5], [0, 1, -1, 0, 1, 0, 1, -2]),
+        ([1, 2, 3], [1, 0, -1, 0, 2, 3]),
+        ([6], [-2, 3]),
+    ])
+    func constantPadMatchesDefinition(shape: [Int], pads: [Int]) throws {
+        let count = shape.reduce(1, *)
+        let x = Tensor(shape: shape, floats: (0..<count).map { Float($0) + 1 })
+        let node = Node(name: "pad", opType: "Pad", inputs: ["x", "p", "v"], outputs: ["y"])
+        let r = try ReferenceOps.evaluate(node, [x, Tensor(shape: [pads.count], ints: pads.map(Int64.init)),
+                                                 Tensor(shape: [], floats: [0.5])], opset: 13)[0]
+        let rank = shape.count
+        let out = (0..<rank).map { shape[$0] + pads[$0] + pads[$0 + rank] }
+        #expect(r.shape == out)
+        let total = out.reduce(1, *)
+        var expected = [Float](repeating: 0.5, count: total)
+        for i in 0..<total {
+            var rem = i, src = 0, inside = true
+            for d in 0..<rank {
+                let stride = out[(d + 1)...].reduce(1, *)
+                let c = rem / stride - pads[d]; rem %= stride
+                if c < 0 || c >= shape[d] { inside = false; break }
+                src = src * shape[d] + c
+            }
+            if inside { expected[i] = x.floats[src] }
+        }
+        #expect(r.floats == expected)
+    }
+}
