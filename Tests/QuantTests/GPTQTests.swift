@@ -348,4 +348,33 @@ import Calibration
         let eNear = try Self.logitError(near, g, cal), eSeq = try Self.logitError(seq, g, cal)
         #expect(eSeq < 0.8 * eNear, "squared logit error: gptq-seq \(eSeq), nearest \(eNear)")
     }
+
+    /// `--sequential-search`: the first unit (the patch embed, fed by the image) is searched on the same data as
+    /// without it, later units on the quantized model's tensors, so some later activation quantizers differ; with
+    /// gptq-seq each layer is refit right after its search and the logits end up closer to float than the plain
+    /// search's, on the tiny ViT and the tiny CNN.
+    @Test(arguments: ["vit_ts17.onnx", "resnet_ts13.onnx"])
+    func sequentialSearchUsesTheQuantizedModelsTensors(fixture: String) throws {
+        let (g, folded) = try QuantizationPipeline.prepare(try PipelineFixtures.graph(fixture))
+        let cal = PipelineFixtures.calibration(count: 16, size: 32)
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
+        opts.settings = PipelineFixtures.fastSettings
+        func run() throws -> QuantizedModel {
+            try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (fixture, "x"), foldedBatchNorms: folded)
+        }
+        let plain = try run()
+        opts.settings.sequentialSearch = true
+        let sequential = try run()
+        let first = try #require(QuantizationPipeline.units(try ModelPatterns(graph: g)).first?.name)
+        #expect(sequential.weights.filter { $0.layer == first } == plain.weights.filter { $0.layer == first })
+        #expect(sequential.activations.filter { $0.consumer == first } == plain.activations.filter { $0.consumer == first })
+        #expect(sequential.activations.count == plain.activations.count)
+        let changed = zip(sequential.activations, plain.activations).filter { $0.quantizer != $1.quantizer }.count
+        #expect(changed > 0, "every activation quantizer came out as on float data")
+        opts.settings.weightRounding = .gptqSequential
+        let refit = try run()
+        #expect(refit.weights.contains { $0.codes != nil })
+        let ePlain = try Self.logitError(plain, g, cal), eRefit = try Self.logitError(refit, g, cal)
+        #expect(eRefit < 0.8 * ePlain, "squared logit error: sequential + gptq-seq \(eRefit), plain \(ePlain)")
+    }
 }
