@@ -659,6 +659,23 @@ struct ConvGeometry {
     var dilationH, dilationW, groups, outChannels: Int
     var outHeight: Int { (height + padTop + padBottom - dilationH * (kh - 1) - 1) / strideH + 1 }
     var outWidth: Int { (width + padLeft + padRight - dilationW * (kw - 1) - 1) / strideW + 1 }
+
+    /// Writes the zero-padded input patch of `group` at output position (b, oy, ox) — [cin·kh·kw], channel-major
+    /// then tap, as the weight rows — to dst[j·stride] (stride = a chunk's row count: patches as columns).
+    func gatherPatch(_ x: UnsafeBufferPointer<Float>, group: Int, b: Int, oy: Int, ox: Int,
+                     into dst: UnsafeMutablePointer<Float>, stride: Int) {
+        let cin = channels / groups, taps = kh * kw
+        for ci in 0..<cin {
+            let base = (b * channels + group * cin + ci) * height * width
+            for ty in 0..<kh {
+                let iy = oy * strideH - padTop + ty * dilationH
+                for tx in 0..<kw {
+                    let ix = ox * strideW - padLeft + tx * dilationW
+                    dst[(ci * taps + ty * kw + tx) * stride] = iy >= 0 && iy < height && ix >= 0 && ix < width ? x[base + iy * width + ix] : 0
+                }
+            }
+        }
+    }
 }
 
 enum BiasCorrectionMath {
@@ -713,17 +730,16 @@ enum BiasCorrectionMath {
             }
             return h
         }
-        // General case: gather patches in chunks of rows and accumulate PᵀP.
+        // General case: gather patches in chunks (as columns) and accumulate PᵀP.
         let chunk = 1024
         var pbuf = [Float](repeating: 0, count: chunk * k)
         var h = [Float](repeating: 0, count: k * k)
         var filled = 0, first = true
         func flush() {
             guard filled > 0 else { return }
-            let pt = LA.transpose(Array(pbuf[0..<(filled * k)]), rows: filled, cols: k)
-            pt.withUnsafeBufferPointer { tp in
+            pbuf.withUnsafeBufferPointer { tp in
                 h.withUnsafeMutableBufferPointer { hp in
-                    FloatKernels.matmul(m: k, n: k, k: filled, a: tp.baseAddress!, lda: filled, b: tp.baseAddress!, ldb: filled,
+                    FloatKernels.matmul(m: k, n: k, k: filled, a: tp.baseAddress!, lda: chunk, b: tp.baseAddress!, ldb: chunk,
                                         bTransposed: true, c: hp.baseAddress!, ldc: k, accumulate: !first)
                 }
             }
@@ -731,18 +747,7 @@ enum BiasCorrectionMath {
         }
         x.withUnsafeBufferPointer { xp in
             for n in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
-                let row = filled * k
-                for ci in 0..<cin {
-                    let base = (n * g.channels + group * cin + ci) * g.height * g.width
-                    for ty in 0..<g.kh {
-                        let iy = oy * g.strideH - g.padTop + ty * g.dilationH
-                        for tx in 0..<g.kw {
-                            let ix = ox * g.strideW - g.padLeft + tx * g.dilationW
-                            pbuf[row + ci * taps + ty * g.kw + tx] =
-                                (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width) ? xp[base + iy * g.width + ix] : 0
-                        }
-                    }
-                }
+                pbuf.withUnsafeMutableBufferPointer { g.gatherPatch(xp, group: group, b: n, oy: oy, ox: ox, into: $0.baseAddress! + filled, stride: chunk) }
                 filled += 1
                 if filled == chunk { flush() }
             } } }

@@ -105,7 +105,7 @@ enum SequentialRounding {
         let og = o / groups.count
         var rounded = w
         var intercept = [Float](repeating: 0, count: o)
-        var changed = false
+        var refit = [Bool](repeating: false, count: o)
         for (gi, m) in groups.enumerated() where m.rows >= minimumRowsPerInput * k {
             let rows = gi * og..<(gi + 1) * og
             let wg = Array(w[(rows.lowerBound * k)..<(rows.upperBound * k)])
@@ -121,21 +121,22 @@ enum SequentialRounding {
                 for j in 0..<k { s += Double(m.referenceMean[j]) * Double(wg[oo * k + j]) - Double(m.inputMean[j]) * Double(r[oo * k + j]) }
                 intercept[rows.lowerBound + oo] = Float(s)
             }
-            changed = true
+            for j in rows { refit[j] = true }
         }
-        guard changed else { return }
+        guard refit.contains(true) else { return }
         model.weights[wi].codes = Data(GPTQ.codes(of: rounded, rows: o, cols: k, scales: q.scales, zeroPoints: q.zeroPoints, bits: q.bits))
-        // Groups left alone keep their bias (intercept 0 there, and their codes are the ones they had: nearest
-        // rounding of w, which the previous codes also were unless an earlier rounding set them).
-        if let name = l.bias, intercept.contains(where: { $0 != 0 }) {
-            if let i = model.biasCorrections?.firstIndex(where: { $0.layer == l.node }) {
-                for j in 0..<o { model.biasCorrections![i].delta[j] += intercept[j] }
-            } else {
-                if model.biasCorrections == nil { model.biasCorrections = [] }
-                model.biasCorrections!.append(BiasCorrection(layer: l.node, bias: name, delta: intercept))
-            }
+        // The intercept is the whole bias change for the rows refit here: it replaces a bias correction from the
+        // search (--bias-correction), which was computed for the nearest-rounded weight on float inputs. Groups left
+        // alone keep theirs (and their codes: nearest rounding of w, as before unless an earlier rounding set them).
+        guard let name = l.bias else { return }
+        var delta = model.biasCorrections?.first(where: { $0.layer == l.node })?.delta ?? [Float](repeating: 0, count: o)
+        for (j, r) in refit.enumerated() where r { delta[j] = intercept[j] }
+        model.biasCorrections = (model.biasCorrections ?? []).filter { $0.layer != l.node }
+        if delta.contains(where: { $0 != 0 }) {
+            model.biasCorrections!.append(BiasCorrection(layer: l.node, bias: name, delta: delta))
         }
     }
+
 
     /// Regression moments of one group: with U the quantized input rows and X the same rows unquantized (tokens, or
     /// conv patches), Ū = U − mean(U) (not centred: a layer without a bias has no intercept to refit),
@@ -187,23 +188,17 @@ enum SequentialRounding {
                 }
                 first = false; filled = 0
             }
-            for b in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
-                for ci in 0..<cin {
-                    let base = (b * g.channels + group * cin + ci) * g.height * g.width
-                    for ty in 0..<g.kh {
-                        let iy = oy * g.strideH - g.padTop + ty * g.dilationH
-                        for tx in 0..<g.kw {
-                            let ix = ox * g.strideW - g.padLeft + tx * g.dilationW
-                            let j = ci * taps + ty * g.kw + tx
-                            let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                            ut[j * chunk + filled] = (inside ? u[base + iy * g.width + ix] : 0) - um[j]
-                            xt[j * chunk + filled] = inside ? x[base + iy * g.width + ix] : 0
-                        }
-                    }
+            u.withUnsafeBufferPointer { up in
+                x.withUnsafeBufferPointer { xp in
+                    for b in 0..<g.batch { for oy in 0..<oh { for ox in 0..<ow {
+                        ut.withUnsafeMutableBufferPointer { g.gatherPatch(up, group: group, b: b, oy: oy, ox: ox, into: $0.baseAddress! + filled, stride: chunk) }
+                        xt.withUnsafeMutableBufferPointer { g.gatherPatch(xp, group: group, b: b, oy: oy, ox: ox, into: $0.baseAddress! + filled, stride: chunk) }
+                        for j in 0..<k { ut[j * chunk + filled] -= um[j] }
+                        filled += 1
+                        if filled == chunk { flush() }
+                    } } }
                 }
-                filled += 1
-                if filled == chunk { flush() }
-            } } }
+            }
             flush()
             return Moments(h: h, g: gm, inputMean: um, referenceMean: means(all.x), rows: n)
         }
