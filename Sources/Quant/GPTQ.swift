@@ -21,8 +21,8 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case gptq
     /// GPTQ on the input-aware target w* = w + H⁻¹X̂ᵀ(X − X̂)w.
     case gptqInputAware = "gptq-ia"
-    /// After the search, layer by layer in graph order: GPTQ on the least-squares weight from the layer's input in
-    /// the quantized model to the float model's output (SequentialRounding.swift).
+    /// After the search, layer by layer in graph order: GPTQ towards the float weight applied to the layer's input
+    /// as the quantized model computes it, then the bias refit (SequentialRounding.swift).
     case gptqSequential = "gptq-seq"
 
     /// Rounded inside each layer's search (gptq, gptq-ia); nearest and gptq-seq round to nearest there.

@@ -137,7 +137,6 @@ enum SequentialRounding {
         }
     }
 
-
     /// Regression moments of one group: with U the quantized input rows and X the same rows unquantized (tokens, or
     /// conv patches), Ū = U − mean(U) (not centred: a layer without a bias has no intercept to refit),
     /// H = ŪᵀŪ and G = XᵀŪ (both [k × k]), and the means.
