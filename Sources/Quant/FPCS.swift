@@ -20,7 +20,7 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Not in the reference: how weights are rounded onto the searched per-row grids of transformer linear
     /// layers and the patch embed (nil = nearest, the reference). See GPTQ.swift.
     public var weightRounding: WeightRounding? = nil
-    /// GPTQ dampening λ / mean(diag H) (nil = 0.01).
+    /// GPTQ dampening λ / mean(diag H) (nil = the rounding's default: 0.01, gptq-seq 0.1).
     public var gptqDampening: Float? = nil
     /// Not in the reference: smallest AdaLog base numerator q searched (nil = 10, the reference's 10…137). The
     /// reference's smallest base 2^(10/37) has a 20 % relative step at any bit width; at 6–8 bits finer bases fit.

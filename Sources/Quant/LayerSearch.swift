@@ -186,7 +186,7 @@ public enum LayerSearch {
                           settings: FPCSSettings) throws(QuantError) -> [Float] {
         try GPTQ.round(weight: w, rows: o, cols: k, hessian: objective.hessian, scales: wq.scales, zeroPoints: wq.zeroPoints,
                        bits: wq.bits, gw: mode == .gptqInputAware ? objective.gw : nil,
-                       dampening: settings.gptqDampening ?? 0.01)
+                       dampening: settings.gptqDampening ?? mode.defaultDampening)
     }
 
     /// The fold of adalog.md §1.6 for per-channel input parameters (s_c, z_c) of a LayerNorm → Linear pair.

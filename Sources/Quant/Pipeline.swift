@@ -128,7 +128,7 @@ public enum QuantizationPipeline {
                 if refitsEachLayer, let l = refitLayers[u.name], model.weights.contains(where: { $0.layer == l.node }) {
                     progress?(PipelineProgress(phase: "refit", layer: l.node, done: done, total: all.count))
                     try SequentialRounding.refit(l, &model, graph: graph, calibration: calibration,
-                                                 dampening: options.settings.gptqDampening ?? 0.01)
+                                                 dampening: options.settings.gptqDampening ?? WeightRounding.gptqSequential.defaultDampening)
                 }
             }
         } else {
@@ -163,7 +163,7 @@ public enum QuantizationPipeline {
         }
         if refitsEachLayer && options.settings.sequentialSearch != true {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
-                                         dampening: options.settings.gptqDampening ?? 0.01, progress: progress)
+                                         dampening: options.settings.gptqDampening ?? WeightRounding.gptqSequential.defaultDampening, progress: progress)
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)
@@ -504,7 +504,7 @@ struct SearchContext {
                 let r = try GPTQ.round(weight: rows, rows: og, cols: k, hessian: h,
                                        scales: Array(wq.scales[(gi * og)..<((gi + 1) * og)]),
                                        zeroPoints: Array(wq.zeroPoints[(gi * og)..<((gi + 1) * og)]), bits: wq.bits,
-                                       dampening: s.gptqDampening ?? 0.01)
+                                       dampening: s.gptqDampening ?? mode.defaultDampening)
                 out.replaceSubrange((gi * og * k)..<((gi + 1) * og * k), with: r)
             }
             rounded = out

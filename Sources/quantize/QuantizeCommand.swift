@@ -46,7 +46,7 @@ struct QuantizeModel: ParsableCommand {
     var sequentialSearch = false
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
-    @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal).") var gptqDampening: Float = 0.01
+    @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal). Default: 0.01, and 0.1 for gptq-seq.") var gptqDampening: Float?
     @Option(help: "Transformers: quantize the class token of the post-LayerNorm and projection inputs on its own min-max grid of this many bits (2–8), and search the shared grid on the patch tokens only.")
     var classTokenBits: Int?
     @Option(help: "Images per float run during calibration.") var batch: Int = 8
@@ -82,8 +82,10 @@ struct QuantizeModel: ParsableCommand {
         let wr = try WeightRounding.parse(weightRounding)
         if wr != .nearest {
             opts.settings.weightRounding = wr
-            guard gptqDampening > 0, gptqDampening.isFinite else { throw ValidationError("--gptq-dampening must be > 0") }
-            if gptqDampening != 0.01 { opts.settings.gptqDampening = gptqDampening }
+            if let d = gptqDampening {
+                guard d > 0, d.isFinite else { throw ValidationError("--gptq-dampening must be > 0") }
+                opts.settings.gptqDampening = d
+            }
         }
         if let i = searchImages {
             guard i >= 1 else { throw ValidationError("--search-images must be at least 1") }

@@ -270,6 +270,9 @@ import Calibration
         let near = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
                                                 foldedBatchNorms: false)
         opts.settings.weightRounding = .gptqSequential
+        // GPTQ's own 1 % dampening: the default 0.1 was chosen on ViT-Tiny (6,000+ rows per layer); on this toy's
+        // 272 rows per layer it regularises the fit away (squared logit error 0.025 against 0.023 for nearest).
+        opts.settings.gptqDampening = 0.01
         let seq = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
                                                foldedBatchNorms: false)
         #expect(seq.activations == near.activations)
