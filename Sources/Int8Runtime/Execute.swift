@@ -55,17 +55,6 @@ extension Session {
         for i in 0..<count { p[i] = Swift.min(hi, Swift.max(0, p[i])) }
     }
 
-    /// Calls `body(firstRow, rowCount, quantizer)` over `rows` rows: once with `q` when there is no class-token
-    /// quantizer, else per sample for its class-token rows (their quantizer) and its other rows (`q`).
-    private func forRowRuns(_ rows: Int, _ prefix: RowPrefix?, _ q: QuantSpec,
-                            _ body: (Int, Int, QuantSpec) throws(RuntimeError) -> Void) throws(RuntimeError) {
-        guard let p = prefix else { try body(0, rows, q); return }
-        for r0 in stride(from: 0, to: rows, by: p.tokens) {
-            try body(r0, p.count, p.q)
-            try body(r0 + p.count, p.tokens - p.count, q)
-        }
-    }
-
     private func run(_ step: Step, _ n: Int) throws(RuntimeError) {
         let isa = self.isa, threads = self.threads
         func k(_ name: String, _ body: () throws(Int8KernelError) -> Void) throws(RuntimeError) {
@@ -143,14 +132,14 @@ extension Session {
                 try gemm.run(a: a16, lda: kern.weights.k, m: rows * n, dst: buffers[y], ldd: kern.weights.n, isa: isa, threads: threads)
             }
         case let .layerNormQuantize(name, x, y, gamma, beta, eps, rows, c, q, prefix):
-            try forRowRuns(rows * n, prefix, q) { (r0, count, q) throws(RuntimeError) in
+            try forEachRowRun(0..<(rows * n), prefix, q) { (r0, count, q) throws(RuntimeError) in
                 try k(name) { () throws(Int8KernelError) in
                     try Elementwise.layerNormQuantize(f(x) + r0 * c, rows: count, channels: c, gamma: gamma, beta: beta, epsilon: eps, scale: q.scale,
                                                       zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax, unsigned: q.unsigned, dst: buffers[y] + r0 * c, ldd: c,
                                                       isa: isa, threads: threads)
                 }
             }
-        case let .addLayerNormQuantize(name, a, b, sum, ln):
+        case let .addLayerNormQuantize(_, a, b, sum, ln):
             guard case let .layerNormQuantize(_, _, y, gamma, beta, eps, rows, c, q, prefix) = ln else { break }
             let m = rows * n
             let blocks = threads <= 1 || m * c < 16_384 ? 1 : min(m, 2 * threads)
@@ -181,7 +170,7 @@ extension Session {
             }
         case let .quantize(name, x, y, count, q, prefix):
             let c = prefix.map { count / $0.tokens } ?? count
-            try forRowRuns(count * n / c, prefix, q) { (r0, rowCount, q) throws(RuntimeError) in
+            try forEachRowRun(0..<(count * n / c), prefix, q) { (r0, rowCount, q) throws(RuntimeError) in
                 try k(name) { () throws(Int8KernelError) in
                     try Elementwise.quantize(f(x) + r0 * c, count: rowCount * c, scale: q.scale, zeroPoint: q.zero, qmin: q.qmin, qmax: q.qmax,
                                              unsigned: q.unsigned, dst: buffers[y] + r0 * c, isa: isa, threads: threads)
@@ -293,6 +282,23 @@ func maxPool<T: Comparable>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePoin
     }
 }
 
+/// Calls `body(firstRow, rowCount, quantizer)` over the rows `r` in runs on one grid: all of them with `q` when there
+/// is no class-token quantizer, else split where a sample's class-token rows (position < count in the sample; their
+/// own quantizer) meet its other rows (`q`).
+func forEachRowRun<E: Error>(_ r: Range<Int>, _ prefix: RowPrefix?, _ q: QuantSpec,
+                             _ body: (Int, Int, QuantSpec) throws(E) -> Void) throws(E) {
+    var r0 = r.lowerBound
+    while r0 < r.upperBound {
+        var end = r.upperBound, g = q
+        if let p = prefix {
+            let pos = r0 % p.tokens
+            if pos < p.count { end = min(end, r0 - pos + p.count); g = p.q } else { end = min(end, r0 - pos + p.tokens) }
+        }
+        try body(r0, end - r0, g)
+        r0 = end
+    }
+}
+
 /// `sum = a + b` and the LayerNorm + quantize of `sum` for one block of rows: the bytes of `Elementwise.add` then
 /// `Elementwise.layerNormQuantize` (both act row by row), with the class-token rows (`prefix`) on their own grid.
 struct AddLayerNormJob: ParallelJob, @unchecked Sendable {
@@ -305,17 +311,9 @@ struct AddLayerNormJob: ParallelJob, @unchecked Sendable {
         let r = splitPart(rows, parts: blocks, i)
         guard !r.isEmpty else { return }
         i8k_add(isa, a + r.lowerBound * c, b + r.lowerBound * c, r.count * c, sum + r.lowerBound * c)
-        var r0 = r.lowerBound
-        while r0 < r.upperBound {
-            // a run of rows on one grid: class-token rows (position < count in their sample) or the others
-            var end = r.upperBound, g = q
-            if let p = prefix {
-                let pos = r0 % p.tokens
-                if pos < p.count { end = min(end, r0 - pos + p.count); g = p.q } else { end = min(end, r0 - pos + p.tokens) }
-            }
-            i8k_layernorm_quant(isa, sum + r0 * c, end - r0, c, gamma, beta, eps, g.scale, g.zero, g.qmin, g.qmax, g.unsigned ? 1 : 0,
+        forEachRowRun(r, prefix, q) { r0, count, g in
+            i8k_layernorm_quant(isa, sum + r0 * c, count, c, gamma, beta, eps, g.scale, g.zero, g.qmin, g.qmax, g.unsigned ? 1 : 0,
                                 y + r0 * c, c)
-            r0 = end
         }
     }
     static var entry: i8k_slot_task_fn { { ctx, i, slot in ctx!.assumingMemoryBound(to: AddLayerNormJob.self).pointee.run(i, slot: slot) } }

@@ -87,7 +87,6 @@ public enum QuantizationPipeline {
         guard !all.isEmpty else {
             throw QuantError.emptyData("the model has no quantizable layers (no MatMul/Gemm with constant weights, no Conv, no attention)")
         }
-        let collector = try ActivationCollector(graph: graph, calibration: calibration)
         let ctx = SearchContext(patterns: patterns, plan: plan, options: options, graph: graph)
 
         // Tensors each unit needs.
@@ -107,6 +106,7 @@ public enum QuantizationPipeline {
         let t0 = ContinuousClock.now
         var collectSeconds = 0.0
         let refitsEachLayer = options.settings.weightRounding == .gptqSequential
+        let refitDampening = options.settings.gptqDampening ?? WeightRounding.gptqSequential.defaultDampening
         if options.settings.sequentialSearch == true {
             // One unit at a time on the tensors of the model quantized so far (see FPCSSettings.sequentialSearch);
             // with gptq-seq each layer is refit right after its search, so later layers see its final weights.
@@ -127,11 +127,11 @@ public enum QuantizationPipeline {
                 for p in parts { model.append(p) }
                 if refitsEachLayer, let l = refitLayers[u.name], model.weights.contains(where: { $0.layer == l.node }) {
                     progress?(PipelineProgress(phase: "refit", layer: l.node, done: done, total: all.count))
-                    try SequentialRounding.refit(l, &model, graph: graph, calibration: calibration,
-                                                 dampening: options.settings.gptqDampening ?? WeightRounding.gptqSequential.defaultDampening)
+                    try SequentialRounding.refit(l, &model, graph: graph, calibration: calibration, dampening: refitDampening)
                 }
             }
         } else {
+            let collector = try ActivationCollector(graph: graph, calibration: calibration)
             // Group units so a group's tensors fit the budget.
             var groups: [[PipelineUnit]] = []
             var cur: [PipelineUnit] = [], curSize = 0
@@ -163,7 +163,7 @@ public enum QuantizationPipeline {
         }
         if refitsEachLayer && options.settings.sequentialSearch != true {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
-                                         dampening: options.settings.gptqDampening ?? WeightRounding.gptqSequential.defaultDampening, progress: progress)
+                                         dampening: refitDampening, progress: progress)
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)
