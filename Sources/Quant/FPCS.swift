@@ -37,6 +37,11 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// Not in the reference: search each layer on its input as the quantized model computes it, the layers
     /// before it already quantized (one simulation run per layer), instead of on the float model's. nil = off.
     public var sequentialSearch: Bool? = nil
+    /// adalog.md §1.9 in a reduced form (BlockReconstruction.swift): Adam steps per transformer block that tune the
+    /// block's weight rounding and biases towards the float model's block output. nil = off.
+    public var blockReconstruction: Int? = nil
+    /// The block loss of the reconstruction (nil = mse).
+    public var blockReconstructionLoss: ReconstructionLoss? = nil
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}

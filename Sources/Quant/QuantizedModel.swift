@@ -101,6 +101,20 @@ public struct LayerSearchRecord: Codable, Equatable, Sendable {
     public var phaseSeconds: [Double] = []
 }
 
+/// One block of `--block-reconstruction`: the block loss (calibration images, hard rounding) before and after.
+public struct BlockReconstructionRecord: Codable, Equatable, Sendable {
+    public var block: String
+    public var lossBefore: Double
+    public var lossAfter: Double
+    /// False when the tuned block was no better and was left as it was.
+    public var kept: Bool
+    public var seconds: Double
+    /// Weights trained, and how many of their starting codes (GPTQ's) were not one of the two grid points next to the
+    /// float weight (those start from the nearer of the two).
+    public var weights: Int
+    public var codesNotNextToWeight: Int
+}
+
 /// Everything needed to rebuild the quantized (fake-quant) model from the source ONNX file.
 public struct QuantizedModel: Codable, Equatable, Sendable {
     public var formatVersion = 1
@@ -124,6 +138,8 @@ public struct QuantizedModel: Codable, Equatable, Sendable {
     public var layers: [LayerSearchRecord] = []
     public var calibrationSeconds: Double = 0
     public var searchSeconds: Double = 0
+    /// Per block of `--block-reconstruction` (nil: not run).
+    public var reconstruction: [BlockReconstructionRecord]? = nil
 
     public init(sourceModel: String, sourceSHA256: String, preprocessing: PreprocessSpec, calibrationFiles: [String],
                 calibrationSeed: UInt64, method: QuantMethod, plan: QuantizationPlan, settings: FPCSSettings,

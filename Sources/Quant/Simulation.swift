@@ -18,38 +18,7 @@ public final class QuantSimulator {
     /// - Parameters: graph: the source graph, specialised to the batch and prepared as during quantization
     ///   (BN folded when `model.foldedBatchNorms`).
     public init(model: QuantizedModel, graph source: StaticGraph, options: SessionOptions = .init()) throws {
-        var g = source
-        let replaced = try Self.quantizedConstants(model: model, graph: source)
-        // Quantized activations: read through a private copy when the tensor has other readers.
-        var aq: [String: QuantizerParameters] = [:]
-        var pq: [String: TokenPrefixQuantization] = [:]
-        var copyIndex = 0
-        for a in model.activations {
-            let readers = g.nodes.filter { $0.inputs.contains(a.tensor) }
-            let others = readers.filter { $0.name != a.consumer }
-            let isOutput = g.outputs.contains { $0.name == a.tensor }
-            if others.isEmpty && !isOutput && aq[a.tensor] == nil {
-                aq[a.tensor] = a.quantizer
-                pq[a.tensor] = a.prefix
-                continue
-            }
-            guard let ci = g.nodes.firstIndex(where: { $0.name == a.consumer }) else {
-                throw QuantError.emptyData("quantized tensor '\(a.tensor)': consumer node '\(a.consumer)' is not in the graph")
-            }
-            copyIndex += 1
-            let copy = a.tensor + "::q\(copyIndex)", one = "::one::q\(copyIndex)"
-            g.constants[one] = Tensor(scalar: 1)
-            g.shapes[one] = []
-            g.dtypes[one] = .float32
-            g.shapes[copy] = g.shapes[a.tensor]
-            g.dtypes[copy] = .float32
-            var consumer = g.nodes[ci]
-            consumer.inputs = consumer.inputs.map { $0 == a.tensor ? copy : $0 }
-            g.nodes[ci] = consumer
-            g.nodes.insert(Node(name: "fakequant_copy_\(copyIndex)", opType: "Mul", inputs: [a.tensor, one], outputs: [copy]), at: ci)
-            aq[copy] = a.quantizer
-            pq[copy] = a.prefix
-        }
+        let (g, aq, pq, replaced, _) = try Self.fakeQuantGraph(model: model, graph: source)
         session = try FloatSession(staticGraph: g, options: options)
         if !replaced.isEmpty { try session.substituteConstants(replaced) }
         activationQuantizers = aq
@@ -68,6 +37,51 @@ public final class QuantSimulator {
             guard let q = quantizers[name] else { return }
             Self.fakeQuantize(q, prefix: prefixes[name], shape: shape, values)
         }
+    }
+
+    /// The graph the simulation runs: `source` with a private copy (`tensor::qN`) of each quantized tensor that has
+    /// readers other than its consumer, the activation quantizers by (possibly copied) tensor name, and the
+    /// replacement constants (folds and quantized weights; not yet substituted into the graph), and which entry of
+    /// `model.activations` each quantized tensor name comes from.
+    public static func fakeQuantGraph(model: QuantizedModel, graph source: StaticGraph) throws
+        -> (graph: StaticGraph, quantizers: [String: QuantizerParameters], prefixes: [String: TokenPrefixQuantization],
+            constants: [String: Tensor], sources: [String: Int]) {
+        var g = source
+        let replaced = try Self.quantizedConstants(model: model, graph: source)
+        // Quantized activations: read through a private copy when the tensor has other readers.
+        var aq: [String: QuantizerParameters] = [:]
+        var pq: [String: TokenPrefixQuantization] = [:]
+        var sources: [String: Int] = [:]
+        var copyIndex = 0
+        for (ai, a) in model.activations.enumerated() {
+            let readers = g.nodes.filter { $0.inputs.contains(a.tensor) }
+            let others = readers.filter { $0.name != a.consumer }
+            let isOutput = g.outputs.contains { $0.name == a.tensor }
+            if others.isEmpty && !isOutput && aq[a.tensor] == nil {
+                aq[a.tensor] = a.quantizer
+                pq[a.tensor] = a.prefix
+                sources[a.tensor] = ai
+                continue
+            }
+            guard let ci = g.nodes.firstIndex(where: { $0.name == a.consumer }) else {
+                throw QuantError.emptyData("quantized tensor '\(a.tensor)': consumer node '\(a.consumer)' is not in the graph")
+            }
+            copyIndex += 1
+            let copy = a.tensor + "::q\(copyIndex)", one = "::one::q\(copyIndex)"
+            g.constants[one] = Tensor(scalar: 1)
+            g.shapes[one] = []
+            g.dtypes[one] = .float32
+            g.shapes[copy] = g.shapes[a.tensor]
+            g.dtypes[copy] = .float32
+            var consumer = g.nodes[ci]
+            consumer.inputs = consumer.inputs.map { $0 == a.tensor ? copy : $0 }
+            g.nodes[ci] = consumer
+            g.nodes.insert(Node(name: "fakequant_copy_\(copyIndex)", opType: "Mul", inputs: [a.tensor, one], outputs: [copy]), at: ci)
+            aq[copy] = a.quantizer
+            pq[copy] = a.prefix
+            sources[copy] = ai
+        }
+        return (g, aq, pq, replaced, sources)
     }
 
     /// Fake-quantizes `values` in place; the prefix rows (when given and the shape is [images, tokens, C]) with

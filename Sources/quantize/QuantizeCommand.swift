@@ -44,6 +44,12 @@ struct QuantizeModel: ParsableCommand {
     var zeroPoints: String = "data-centred"
     @Flag(help: "Search each layer on its input as the quantized model computes it (the layers before it already quantized; one simulation run per layer, slower) instead of on the float model's. With gptq-seq each layer is refit right after its search.")
     var sequentialSearch = false
+    @Option(help: "Transformers: after the search and weight rounding, tune each block's weight rounding (AdaRound) and biases for this many Adam steps towards the float model's block output, block by block on the quantized model's inputs (adalog.md §1.9, without the activation scales). Off by default; a few hundred steps per block.")
+    var blockReconstruction: Int?
+    @Option(help: "The block loss of --block-reconstruction: mse (the reference's squared error) or layernorm (each element's squared error weighted by (γ/σ)² of the LayerNorms after the block, so the residual stream's outlier channels do not dominate).")
+    var reconstructionLoss: String = "mse"
+    @Option(help: ArgumentHelp("Start from a quantized model (.json) written by an earlier run on the same model and calibration images instead of searching again; only --block-reconstruction runs on it.", valueName: "json"))
+    var resume: String?
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
     var biasCorrection = false
     @Option(help: "GPTQ dampening (fraction of the mean Hessian diagonal). Default: 0.01, and 0.1 for gptq-seq.") var gptqDampening: Float?
@@ -70,6 +76,14 @@ struct QuantizeModel: ParsableCommand {
         }
         if biasCorrection { opts.settings.biasCorrection = true }
         if sequentialSearch { opts.settings.sequentialSearch = true }
+        if let n = blockReconstruction {
+            guard n >= 1 else { throw ValidationError("--block-reconstruction must be at least 1 (steps per block)") }
+            opts.settings.blockReconstruction = n
+            guard let l = ReconstructionLoss(rawValue: reconstructionLoss.lowercased()) else {
+                throw ValidationError("--reconstruction-loss must be mse or layernorm")
+            }
+            if l != .mse { opts.settings.blockReconstructionLoss = l }
+        }
         if let cb = classTokenBits {
             guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }
             opts.settings.classTokenBits = cb
@@ -112,9 +126,24 @@ struct QuantizeModel: ParsableCommand {
         let bt = min(batch, cal.count)
         let (g, folded) = try QuantizationPipeline.prepare(try m.graph.specialized(batch: bt, limits: resources.limits))
         let hash = try sha256Hex(ofFileAt: model)
-        let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (model, hash),
+        let q: QuantizedModel
+        if let resume {
+            let start = try QuantizedModel.load(from: resume)
+            guard start.sourceSHA256 == hash else { throw ValidationError("--resume: '\(resume)' was made from another model file than '\(model)'") }
+            guard start.calibrationFiles == cal.files else {
+                throw ValidationError("--resume: '\(resume)' was calibrated on other images (check --calib, --calib-count and --seed)")
+            }
+            guard opts.settings.blockReconstruction != nil else { throw ValidationError("--resume needs --block-reconstruction (the search is not rerun)") }
+            q = try QuantizationPipeline.reconstructBlocks(start, graph: g, calibration: cal,
+                                                           iterations: opts.settings.blockReconstruction!,
+                                                           loss: opts.settings.blockReconstructionLoss ?? .mse) { p in
+                progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
+            }
+        } else {
+            q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: (model, hash),
                                              foldedBatchNorms: folded) { p in
-            progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
+                progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
+            }
         }
         progress.finish()
         if isQModel(output) {
