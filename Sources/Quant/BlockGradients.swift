@@ -23,11 +23,13 @@ final class DifferentiableBlock {
     var constants: [String: [Float]]
     /// Constants whose gradient ``backward(_:)`` returns.
     var trainable: Set<String> = []
-    /// Per-tensor uniform activation quantizers whose scale gradient ``backward(_:)`` returns (LSQ: the code held,
-    /// ∂x̂/∂s = (x̂ − x)/s where the value is inside the grid, (code − z) where it was clipped; class-token rows with
-    /// their own quantizer contribute nothing).
+    /// Activation quantizers whose scale gradients ``backward(_:)`` returns (LSQ: the code held, uniform
+    /// ∂x̂/∂s = (x̂ − x)/s where the value is inside the grid, (code − z) where it was clipped, per scale of a per-head
+    /// quantizer; AdaLog the same with u = x + shift and the top level as the clip; class-token rows with their own
+    /// quantizer contribute nothing).
     var trainableScales: Set<String> = []
-    private var scaleDerivatives: [String: [Float]] = [:]
+    /// ∂x̂/∂s per element, the scale each element uses (−1: none trained), and the number of scales.
+    private var scaleDerivatives: [String: (d: [Float], group: [Int32], count: Int)] = [:]
 
     private var values: [String: [Float]] = [:]
     private var passMasks: [String: [Float]] = [:]
@@ -98,35 +100,54 @@ final class DifferentiableBlock {
     private func quantize(_ name: String) {
         guard let q = quantizers[name], var v = values[name] else { return }
         let x = v
-        v.withUnsafeMutableBufferPointer { QuantSimulator.fakeQuantize(q, prefix: prefixes[name], shape: shape(name), $0) }
-        if case .uniform(let u) = q {
-            let step = max(u.scales.max() ?? 0, prefixes[name]?.quantizer.scales.max() ?? 0)
-            let limit = 0.5 * step * 1.0001 + 1e-12
-            let mask = zip(x, v).map { abs($0 - $1) <= limit ? Float(1) : 0 }
-            passMasks[name] = mask
-            if trainableScales.contains(name), u.scales.count == 1, u.scales[0] > 0 {
-                let s = u.scales[0]
-                var d = (0..<v.count).map { (v[$0] - mask[$0] * x[$0]) / s }
-                let sh = shape(name)
-                if let p = prefixes[name], sh.count == 3, sh[1] == p.tokens {
-                    let c = sh[2]
-                    for r in 0..<(d.count / max(c, 1)) where p.isPrefix(row: r) { for j in 0..<c { d[r * c + j] = 0 } }
-                }
-                scaleDerivatives[name] = d
+        let sh = shape(name)
+        v.withUnsafeMutableBufferPointer { QuantSimulator.fakeQuantize(q, prefix: prefixes[name], shape: sh, $0) }
+        // class-token rows on their own (fixed) grid
+        var prefixRow: (Int) -> Bool = { _ in false }
+        if let p = prefixes[name], sh.count == 3, sh[1] == p.tokens, let c = sh.last, c > 0 {
+            prefixRow = { p.isPrefix(row: $0 / c) }
+        }
+        let train = trainableScales.contains(name)
+        switch q {
+        case .uniform(let u):
+            let layout = try? ParameterLayout(shape: sh, granularity: u.granularity)
+            let prefixScale = prefixes[name]?.quantizer.scales.first ?? 0
+            var mask = [Float](repeating: 1, count: x.count)
+            var d = train ? [Float](repeating: 0, count: x.count) : []
+            var group = train ? [Int32](repeating: -1, count: x.count) : []
+            for i in 0..<x.count {
+                let pre = prefixRow(i)
+                let p = layout?.index(i) ?? 0
+                let s = pre ? prefixScale : u.scales[min(p, u.scales.count - 1)]
+                if abs(x[i] - v[i]) > 0.5 * s * 1.0001 + 1e-12 { mask[i] = 0 }
+                if train && !pre && s > 0 { d[i] = (v[i] - mask[i] * x[i]) / s; group[i] = Int32(p) }
             }
+            passMasks[name] = mask
+            if train { scaleDerivatives[name] = (d, group, u.scales.count) }
+        case .adaLog(let a) where train && a.scale > 0:
+            // û = s·level[k] with the code held; the identity STE treats û as u = x + shift below the top level
+            let removed = a.biasReparameterized ? 0 : a.shift
+            var d = [Float](repeating: 0, count: x.count)
+            for i in 0..<x.count {
+                let uHat = v[i] + removed, u = x[i] + a.shift
+                d[i] = u >= a.scale ? uHat / a.scale : (uHat - u) / a.scale
+            }
+            scaleDerivatives[name] = (d, [Int32](repeating: 0, count: x.count), 1)
+        default:
+            break
         }
         values[name] = v
     }
 
     /// Gradients of the loss with respect to the block input and the trainable constants, given ∂loss/∂output.
-    func backward(_ dOutput: [Float]) -> (input: [Float], constants: [String: [Float]], scales: [String: Float]) {
+    func backward(_ dOutput: [Float]) -> (input: [Float], constants: [String: [Float]], scales: [String: [Float]]) {
         var grads: [String: [Float]] = [output: dOutput]
-        var scaleGrads: [String: Float] = [:]
+        var scaleGrads: [String: [Float]] = [:]
         func scaleGradient(_ name: String, _ g: [Float]) {
-            guard let d = scaleDerivatives[name] else { return }
-            var s: Double = 0
-            for i in 0..<min(d.count, g.count) { s += Double(d[i] * g[i]) }
-            scaleGrads[name] = Float(s)
+            guard let (d, group, count) = scaleDerivatives[name] else { return }
+            var s = [Double](repeating: 0, count: count)
+            for i in 0..<min(d.count, g.count) where group[i] >= 0 { s[Int(group[i])] += Double(d[i] * g[i]) }
+            scaleGrads[name] = s.map { Float($0) }
         }
         func add(_ name: String, _ g: [Float]) {
             if constants[name] != nil && !trainable.contains(name) && values[name] == nil { return }

@@ -258,21 +258,35 @@ enum BlockReconstruction {
         }
         guard !weights.isEmpty else { return }
         block.trainable = Set(weights.map(\.tensor) + biases.map(\.name))
-        // Per-tensor uniform activation quantizers read inside the block: their scales, as log s.
-        struct TrainedScale { var name: String; var activation: Int; var quantizer: UniformQuantizer; var logScale: [Float]; var adam: Adam }
+        // Activation quantizers read inside the block: their scales, as log s (uniform: per tensor or per head;
+        // AdaLog: the post-GELU one; the softmax's stays at 1, which the integer attention kernels assume).
+        struct TrainedScale { var name: String; var activation: Int; var quantizer: QuantizerParameters; var logScale: [Float]; var adam: Adam }
         var scales: [TrainedScale] = []
         let read = Set(block.nodes.flatMap(\.inputs))
         for (name, ai) in sources.sorted(by: { $0.key < $1.key }) where read.contains(name) || name == b.input {
-            guard case .uniform(let u) = model.activations[ai].quantizer, u.granularity == .perTensor, u.scales.count == 1,
-                  u.scales[0] > 0 else { continue }
-            scales.append(TrainedScale(name: name, activation: ai, quantizer: u, logScale: [logf(u.scales[0])], adam: Adam(count: 1)))
+            let q = model.activations[ai].quantizer
+            switch q {
+            case .uniform(let u) where u.scales.allSatisfy({ $0 > 0 }):
+                scales.append(TrainedScale(name: name, activation: ai, quantizer: q, logScale: u.scales.map { logf($0) },
+                                           adam: Adam(count: u.scales.count)))
+            case .adaLog(let a) where a.shift > 0 && a.scale > 0:
+                scales.append(TrainedScale(name: name, activation: ai, quantizer: q, logScale: [logf(a.scale)], adam: Adam(count: 1)))
+            default:
+                continue
+            }
         }
         block.trainableScales = Set(scales.map(\.name))
         func setScales() {
             for t in scales {
-                var u = t.quantizer
-                u.scales = [expf(t.logScale[0])]
-                block.quantizers[t.name] = .uniform(u)
+                switch t.quantizer {
+                case .uniform(var u):
+                    u.scales = t.logScale.map { expf($0) }
+                    block.quantizers[t.name] = .uniform(u)
+                case .adaLog(var a):
+                    a.scale = expf(t.logScale[0])
+                    block.quantizers[t.name] = .adaLog(a)
+                default: break
+                }
             }
         }
 
@@ -361,7 +375,7 @@ enum BlockReconstruction {
             for si in 0..<scales.count {
                 guard let ds = back.scales[scales[si].name] else { continue }
                 var t = scales[si]
-                t.adam.step(&t.logScale, [ds * expf(t.logScale[0])], lr: scaleLearningRate * cosine)
+                t.adam.step(&t.logScale, (0..<ds.count).map { ds[$0] * expf(t.logScale[$0]) }, lr: scaleLearningRate * cosine)
                 scales[si] = t
             }
             setScales()
@@ -409,7 +423,7 @@ enum BlockReconstruction {
         defer { model.reconstruction = (model.reconstruction ?? []) + [record] }
         guard record.kept else { return }
         for t in weights { model.weights[t.index].codes = t.codes() }
-        for t in scales { model.activations[t.activation].quantizer = block.quantizers[t.name] ?? .uniform(t.quantizer) }
+        for t in scales { model.activations[t.activation].quantizer = block.quantizers[t.name] ?? t.quantizer }
         // Bias deltas against what the model gives without any correction, with the new codes.
         var plain = model
         let layers = Set(weights.map { model.weights[$0.index].layer })

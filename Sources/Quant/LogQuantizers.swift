@@ -159,10 +159,19 @@ public struct AdaLogQuantizer: Codable, Equatable, Sendable {
 
     /// Codes of x (u = x + shift): 0…2^b−1, or `zeroCode` for underflow.
     public func quantize(_ x: [Float]) -> [Int32] {
+        // the rule as a constant in the two common cases, so the loop does not round through the generic entry
+        switch rounding.rule {
+        case .toNearestOrEven: return codes(x, .toNearestOrEven)
+        case .toNearestOrAwayFromZero: return codes(x, .toNearestOrAwayFromZero)
+        default: return codes(x, rounding.rule)
+        }
+    }
+
+    @inline(__always) private func codes(_ x: [Float], _ rule: FloatingPointRoundingRule) -> [Int32] {
         let rf = Float(Self.r), qf = Float(q), n = Float(1 << bits)
         return x.map { v in
             let u = min(max((v + shift) / scale, logClampMin), 1)
-            let k = ((-log2f(u) * rf) / qf).rounded(rounding.rule)
+            let k = ((-log2f(u) * rf) / qf).rounded(rule)
             return k >= n ? zeroCode : Int32(max(k, 0))
         }
     }

@@ -135,19 +135,27 @@ import Calibration
         let tokens = out.shape[1], perBatch = Double(out.values.count / cal.count * g.batch)
         let simLoss = zip(out.values, target).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } * Double(tokens) / perBatch / 10
         #expect(abs(simLoss - records[0].lossAfter) <= 1e-3 * records[0].lossAfter, "simulated \(simLoss), tuned \(records[0].lossAfter)")
-        // Activation quantizers: only the scales of per-tensor uniform ones inside the blocks may move (LSQ).
+        // Activation quantizers: only scales move (LSQ), of the uniform ones and of the post-GELU AdaLog; the softmax's
+        // AdaLog keeps scale 1 and the head's input (outside the blocks) is untouched.
         #expect(tuned.activations.count == plain.activations.count)
         var movedScales = 0
         for (t, p) in zip(tuned.activations, plain.activations) {
             #expect(t.tensor == p.tensor && t.consumer == p.consumer && t.prefix == p.prefix)
-            if case .uniform(var u) = t.quantizer, case .uniform(let v) = p.quantizer, u.granularity == .perTensor {
+            switch (t.quantizer, p.quantizer) {
+            case (.uniform(var u), .uniform(let v)):
                 if u.scales != v.scales { movedScales += 1 }
-                #expect(abs(u.scales[0] / v.scales[0] - 1) < 0.5)
+                #expect(zip(u.scales, v.scales).allSatisfy { abs($0 / $1 - 1) < 0.5 })
                 u.scales = v.scales
-                #expect(u == v, "\(t.tensor): only the scale changes")
-            } else {
+                #expect(u == v, "\(t.tensor): only the scales change")
+            case (.adaLog(var a), .adaLog(let b)):
+                if a.scale != b.scale { movedScales += 1 }
+                #expect(b.shift > 0 || a.scale == b.scale, "\(t.tensor): the softmax scale stays 1")
+                a.scale = b.scale
+                #expect(a == b, "\(t.tensor): only the scale changes")
+            default:
                 #expect(t.quantizer == p.quantizer, "\(t.tensor)")
             }
+            if t.consumer.hasPrefix("/head") { #expect(t.quantizer == p.quantizer) }
         }
         #expect(movedScales > 0)
         #expect(tuned.weights.map(\.quantizer) == plain.weights.map(\.quantizer))
