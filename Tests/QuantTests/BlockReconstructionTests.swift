@@ -121,7 +121,7 @@ import Calibration
             try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"), foldedBatchNorms: false)
         }
         let plain = try run()
-        opts.settings.blockReconstruction = 400
+        opts.settings.blockReconstruction = 150
         let tuned = try run()
         let records = try #require(tuned.reconstruction)
         #expect(records.count == 2)
@@ -135,6 +135,12 @@ import Calibration
         let tokens = out.shape[1], perBatch = Double(out.values.count / cal.count * g.batch)
         let simLoss = zip(out.values, target).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } * Double(tokens) / perBatch / 10
         #expect(abs(simLoss - records[0].lossAfter) <= 1e-3 * records[0].lossAfter, "simulated \(simLoss), tuned \(records[0].lossAfter)")
+        // `--resume`: the same reconstruction on the earlier search's result gives the same model.
+        let resumed = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal, iterations: 150)
+        #expect(resumed.weights == tuned.weights)
+        #expect(resumed.activations == tuned.activations)
+        #expect(resumed.biasCorrections == tuned.biasCorrections)
+        #expect(resumed.settings.blockReconstruction == 150)
         // Activation quantizers: only scales move (LSQ), of the uniform ones and of the post-GELU AdaLog; the softmax's
         // AdaLog keeps scale 1 and the head's input (outside the blocks) is untouched.
         #expect(tuned.activations.count == plain.activations.count)
