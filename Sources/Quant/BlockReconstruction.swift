@@ -28,6 +28,32 @@ public enum ReconstructionLoss: String, Codable, Sendable, CaseIterable {
     case layerNorm = "layernorm"
 }
 
+/// Which activation scales a reconstruction tunes.
+public enum ReconstructionScales: String, Codable, Sendable, CaseIterable {
+    /// None: weight rounding and biases only.
+    case none
+    /// The per-tensor uniform quantizers (post-LayerNorm and projection inputs).
+    case perTensor = "per-tensor"
+    /// Those, the per-head Q/K/V quantizers and the post-GELU AdaLog scale (the reference trains all of them).
+    case all
+}
+
+/// What `--block-reconstruction` does.
+public struct ReconstructionOptions: Sendable, Equatable {
+    public var iterations: Int
+    public var loss: ReconstructionLoss = .mse
+    public var scales: ReconstructionScales = .perTensor
+    public init(iterations: Int, loss: ReconstructionLoss = .mse, scales: ReconstructionScales = .perTensor) {
+        self.iterations = iterations; self.loss = loss; self.scales = scales
+    }
+
+    /// As recorded in the settings (nil when the settings ask for none).
+    public init?(_ s: FPCSSettings) {
+        guard let n = s.blockReconstruction, n > 0 else { return nil }
+        self.init(iterations: n, loss: s.blockReconstructionLoss ?? .mse, scales: s.blockReconstructionScales ?? .perTensor)
+    }
+}
+
 enum BlockReconstruction {
     struct Block {
         var name: String
@@ -171,7 +197,7 @@ enum BlockReconstruction {
     static let regularization: Float = 0.01
 
     static func apply(_ model: inout QuantizedModel, graph: StaticGraph, patterns: ModelPatterns,
-                      calibration: CalibrationSet, iterations: Int, loss lossKind: ReconstructionLoss, seed: UInt64,
+                      calibration: CalibrationSet, options: ReconstructionOptions, seed: UInt64,
                       progress: ((PipelineProgress) -> Void)? = nil) throws {
         let all = blocks(patterns, graph: graph)
         guard !all.isEmpty else {
@@ -184,14 +210,15 @@ enum BlockReconstruction {
             progress?(PipelineProgress(phase: "reconstruct", layer: b.name, done: bi, total: all.count))
             guard let target = targets[b.output] else { throw CalibrationError.missingTensor(b.output) }
             try reconstruct(b, &model, graph: graph, patterns: patterns, calibration: calibration, target: target,
-                            iterations: iterations, lossKind: lossKind, rng: &rng)
+                            options: options, rng: &rng)
         }
         progress?(PipelineProgress(phase: "reconstruct", layer: "", done: all.count, total: all.count))
     }
 
     static func reconstruct(_ b: Block, _ model: inout QuantizedModel, graph: StaticGraph, patterns: ModelPatterns,
-                            calibration: CalibrationSet, target: CollectedTensor, iterations: Int, lossKind: ReconstructionLoss,
+                            calibration: CalibrationSet, target: CollectedTensor, options: ReconstructionOptions,
                             rng: inout SplitMix64) throws {
+        let iterations = options.iterations
         // The block's input as the quantized model computes it.
         let sim = try QuantSimulator(model: model, graph: graph, options: SessionOptions(keep: [b.input]))
         guard let input = try ActivationCollector(session: sim.session, calibration: calibration).collect([b.input])[b.input]
@@ -266,10 +293,11 @@ enum BlockReconstruction {
         for (name, ai) in sources.sorted(by: { $0.key < $1.key }) where read.contains(name) || name == b.input {
             let q = model.activations[ai].quantizer
             switch q {
-            case .uniform(let u) where u.scales.allSatisfy({ $0 > 0 }):
+            case .uniform(let u) where u.scales.allSatisfy({ $0 > 0 })
+                && (options.scales == .all || (options.scales == .perTensor && u.granularity == .perTensor)):
                 scales.append(TrainedScale(name: name, activation: ai, quantizer: q, logScale: u.scales.map { logf($0) },
                                            adam: Adam(count: u.scales.count)))
-            case .adaLog(let a) where a.shift > 0 && a.scale > 0:
+            case .adaLog(let a) where options.scales == .all && a.shift > 0 && a.scale > 0:
                 scales.append(TrainedScale(name: name, activation: ai, quantizer: q, logScale: [logf(a.scale)], adam: Adam(count: 1)))
             default:
                 continue
@@ -321,7 +349,7 @@ enum BlockReconstruction {
             }
         }
         // Batch of images → (input, target) at the graph's batch (the last batch wraps around).
-        let elementWeights = lossWeights(kind: lossKind, target: target, after: b.output, graph: graph, patterns: patterns)
+        let elementWeights = lossWeights(kind: options.loss, target: target, after: b.output, graph: graph, patterns: patterns)
         func slices(_ images: [Int]) -> ([Float], [Float], [Float]) {
             var x = [Float](), y = [Float](), w = [Float]()
             x.reserveCapacity(perIn * batch); y.reserveCapacity(perOut * batch)

@@ -42,6 +42,8 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     public var blockReconstruction: Int? = nil
     /// The block loss of the reconstruction (nil = mse).
     public var blockReconstructionLoss: ReconstructionLoss? = nil
+    /// The activation scales the reconstruction tunes (nil = per-tensor).
+    public var blockReconstructionScales: ReconstructionScales? = nil
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}

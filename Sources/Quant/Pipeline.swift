@@ -165,10 +165,9 @@ public enum QuantizationPipeline {
             try SequentialRounding.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
                                          dampening: refitDampening, progress: progress)
         }
-        if let iterations = options.settings.blockReconstruction, iterations > 0 {
+        if let r = ReconstructionOptions(options.settings) {
             try BlockReconstruction.apply(&model, graph: graph, patterns: patterns, calibration: calibration,
-                                          iterations: iterations, loss: options.settings.blockReconstructionLoss ?? .mse,
-                                          seed: calibration.seed, progress: progress)
+                                          options: r, seed: calibration.seed, progress: progress)
         }
         progress?(PipelineProgress(phase: "done", layer: "", done: all.count, total: all.count))
         let total = seconds(since: t0)
@@ -178,16 +177,17 @@ public enum QuantizationPipeline {
     }
 
     /// `--block-reconstruction` on a model searched earlier (`--resume`): the same graph and calibration images.
-    public static func reconstructBlocks(_ start: QuantizedModel, graph: StaticGraph, calibration: CalibrationSet, iterations: Int,
-                                         loss: ReconstructionLoss = .mse,
+    public static func reconstructBlocks(_ start: QuantizedModel, graph: StaticGraph, calibration: CalibrationSet,
+                                         options: ReconstructionOptions,
                                          progress: ((PipelineProgress) -> Void)? = nil) throws -> QuantizedModel {
         var model = start
         model.reconstruction = nil
-        model.settings.blockReconstruction = iterations
-        model.settings.blockReconstructionLoss = loss
+        model.settings.blockReconstruction = options.iterations
+        model.settings.blockReconstructionLoss = options.loss == .mse ? nil : options.loss
+        model.settings.blockReconstructionScales = options.scales == .perTensor ? nil : options.scales
         let t0 = ContinuousClock.now
         try BlockReconstruction.apply(&model, graph: graph, patterns: try ModelPatterns(graph: graph), calibration: calibration,
-                                      iterations: iterations, loss: loss, seed: calibration.seed, progress: progress)
+                                      options: options, seed: calibration.seed, progress: progress)
         model.searchSeconds += seconds(since: t0)
         return model
     }

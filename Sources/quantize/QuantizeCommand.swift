@@ -48,6 +48,8 @@ struct QuantizeModel: ParsableCommand {
     var blockReconstruction: Int?
     @Option(help: "The block loss of --block-reconstruction: mse (the reference's squared error) or layernorm (each element's squared error weighted by (γ/σ)² of the LayerNorms after the block, so the residual stream's outlier channels do not dominate).")
     var reconstructionLoss: String = "mse"
+    @Option(help: "The activation scales --block-reconstruction tunes: per-tensor (the post-LayerNorm and projection inputs' uniform grids), all (also the per-head Q/K/V grids and the post-GELU AdaLog scale, as the reference does) or none.")
+    var reconstructionScales: String = "per-tensor"
     @Option(help: ArgumentHelp("Start from a quantized model (.json) written by an earlier run on the same model and calibration images instead of searching again; only --block-reconstruction runs on it.", valueName: "json"))
     var resume: String?
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
@@ -83,6 +85,10 @@ struct QuantizeModel: ParsableCommand {
                 throw ValidationError("--reconstruction-loss must be mse or layernorm")
             }
             if l != .mse { opts.settings.blockReconstructionLoss = l }
+            guard let sc = ReconstructionScales(rawValue: reconstructionScales.lowercased()) else {
+                throw ValidationError("--reconstruction-scales must be per-tensor, all or none")
+            }
+            if sc != .perTensor { opts.settings.blockReconstructionScales = sc }
         }
         if let cb = classTokenBits {
             guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }
@@ -133,10 +139,10 @@ struct QuantizeModel: ParsableCommand {
             guard start.calibrationFiles == cal.files else {
                 throw ValidationError("--resume: '\(resume)' was calibrated on other images (check --calib, --calib-count and --seed)")
             }
-            guard opts.settings.blockReconstruction != nil else { throw ValidationError("--resume needs --block-reconstruction (the search is not rerun)") }
-            q = try QuantizationPipeline.reconstructBlocks(start, graph: g, calibration: cal,
-                                                           iterations: opts.settings.blockReconstruction!,
-                                                           loss: opts.settings.blockReconstructionLoss ?? .mse) { p in
+            guard let r = ReconstructionOptions(opts.settings) else {
+                throw ValidationError("--resume needs --block-reconstruction (the search is not rerun)")
+            }
+            q = try QuantizationPipeline.reconstructBlocks(start, graph: g, calibration: cal, options: r) { p in
                 progress.show("\(p.phase) \(p.done)/\(p.total) \(p.layer)")
             }
         } else {

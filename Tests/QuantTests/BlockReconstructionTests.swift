@@ -122,6 +122,7 @@ import Calibration
         }
         let plain = try run()
         opts.settings.blockReconstruction = 150
+        opts.settings.blockReconstructionScales = .all
         let tuned = try run()
         let records = try #require(tuned.reconstruction)
         #expect(records.count == 2)
@@ -136,7 +137,8 @@ import Calibration
         let simLoss = zip(out.values, target).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } * Double(tokens) / perBatch / 10
         #expect(abs(simLoss - records[0].lossAfter) <= 1e-3 * records[0].lossAfter, "simulated \(simLoss), tuned \(records[0].lossAfter)")
         // `--resume`: the same reconstruction on the earlier search's result gives the same model.
-        let resumed = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal, iterations: 150)
+        let resumed = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal,
+                                                                 options: ReconstructionOptions(iterations: 150, scales: .all))
         #expect(resumed.weights == tuned.weights)
         #expect(resumed.activations == tuned.activations)
         #expect(resumed.biasCorrections == tuned.biasCorrections)
@@ -168,6 +170,27 @@ import Calibration
         #expect(tuned.weights.filter { $0.codes != nil }.count == 4 * records.filter(\.kept).count)
         #expect(Set((tuned.biasCorrections ?? []).map(\.layer)) == Set(tuned.weights.filter { $0.codes != nil }.map(\.layer)),
                 "every tuned linear has a bias correction")
+    }
+
+    /// `--reconstruction-scales none` leaves every activation quantizer as searched; per-tensor moves only per-tensor grids.
+    @Test func scaleSelection() throws {
+        let g = try PipelineFixtures.graph("vit_ts17.onnx")
+        let cal = PipelineFixtures.calibration(count: 4, size: 32)
+        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
+        opts.settings = PipelineFixtures.fastSettings
+        let plain = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"), foldedBatchNorms: false)
+        let none = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal,
+                                                             options: ReconstructionOptions(iterations: 20, scales: .none))
+        #expect(none.activations == plain.activations)
+        #expect(none.settings.blockReconstructionScales == ReconstructionScales.none)
+        let perTensor = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal,
+                                                                  options: ReconstructionOptions(iterations: 20))
+        var moved = 0
+        for (t, p) in zip(perTensor.activations, plain.activations) where t.quantizer != p.quantizer {
+            moved += 1
+            if case .uniform(let u) = t.quantizer { #expect(u.granularity == .perTensor, "\(t.tensor)") } else { Issue.record("\(t.tensor) moved") }
+        }
+        #expect(moved > 0)
     }
 
     /// The layernorm loss weights: mean 1, (mean γ² over the later LayerNorms)_c / σ²_row up to that normalisation.
