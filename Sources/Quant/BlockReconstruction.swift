@@ -10,10 +10,13 @@
 //   sigmoid, with the rounding regularizer λ·Σ(1 − |2h − 1|^β) (λ = 0.01, β annealed 20 → 2 after a 20 % warm-up),
 //   hardened to h ≥ ½ at the end. V starts at the current rounding (GPTQ's codes where they are one of the two
 //   neighbours of w/s, otherwise nearest);
-// - the block's linear biases (not in the reference; they absorb the mean shift of the quantized path).
-// Grids and activation quantizers stay as searched (the reference also trains activation scales). The loss is the
-// reference's: squared error summed over tokens, averaged over the rest, over 10. A block whose tuned hard-rounded
-// loss on all calibration images is not lower than where it started keeps its previous weights and biases.
+// - the block's linear biases (not in the reference; they absorb the mean shift of the quantized path);
+// - activation scales, LSQ style, as log s (ReconstructionScales: by default the per-tensor uniform grids; `all` adds
+//   the per-head Q/K/V grids and the post-GELU AdaLog scale, as the reference does). Zero-points, bit widths, AdaLog
+//   bases and the softmax's scale of 1 stay as searched.
+// The loss is the reference's: squared error summed over tokens, averaged over the rest, over 10 (or weighted per
+// element, ReconstructionLoss.layerNorm). A block whose tuned hard-rounded loss on all calibration images is not
+// lower than where it started keeps what it had.
 import Foundation
 import ONNXGraph
 import FloatEngine

@@ -38,7 +38,7 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     /// before it already quantized (one simulation run per layer), instead of on the float model's. nil = off.
     public var sequentialSearch: Bool? = nil
     /// adalog.md §1.9 in a reduced form (BlockReconstruction.swift): Adam steps per transformer block that tune the
-    /// block's weight rounding and biases towards the float model's block output. nil = off.
+    /// block's weight rounding, biases and activation scales towards the float model's block output. nil = off.
     public var blockReconstruction: Int? = nil
     /// The block loss of the reconstruction (nil = mse).
     public var blockReconstructionLoss: ReconstructionLoss? = nil
