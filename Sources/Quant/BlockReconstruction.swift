@@ -41,19 +41,31 @@ public enum ReconstructionScales: String, Codable, Sendable, CaseIterable {
     case all
 }
 
+/// What a block's output is tuned towards.
+public enum ReconstructionTarget: String, Codable, Sendable, CaseIterable {
+    /// The float model's block output (the reference): the block also learns to undo the error it receives.
+    case float
+    /// The float block applied to the block's input in the quantized model: only the block's own error is fitted, as
+    /// gptq-seq fits each layer to its float weight on the drifted input.
+    case local
+}
+
 /// What `--block-reconstruction` does.
 public struct ReconstructionOptions: Sendable, Equatable {
     public var iterations: Int
     public var loss: ReconstructionLoss = .mse
     public var scales: ReconstructionScales = .perTensor
-    public init(iterations: Int, loss: ReconstructionLoss = .mse, scales: ReconstructionScales = .perTensor) {
-        self.iterations = iterations; self.loss = loss; self.scales = scales
+    public var target: ReconstructionTarget = .float
+    public init(iterations: Int, loss: ReconstructionLoss = .mse, scales: ReconstructionScales = .perTensor,
+                target: ReconstructionTarget = .float) {
+        self.iterations = iterations; self.loss = loss; self.scales = scales; self.target = target
     }
 
     /// As recorded in the settings (nil when the settings ask for none).
     public init?(_ s: FPCSSettings) {
         guard let n = s.blockReconstruction, n > 0 else { return nil }
-        self.init(iterations: n, loss: s.blockReconstructionLoss ?? .mse, scales: s.blockReconstructionScales ?? .perTensor)
+        self.init(iterations: n, loss: s.blockReconstructionLoss ?? .mse, scales: s.blockReconstructionScales ?? .perTensor,
+                  target: s.blockReconstructionTarget ?? .float)
     }
 }
 
@@ -206,26 +218,53 @@ enum BlockReconstruction {
         guard !all.isEmpty else {
             throw QuantError.badPlanOption("--block-reconstruction", reason: "the model has no transformer blocks (pairs of residual adds)")
         }
-        progress?(PipelineProgress(phase: "reconstruct: float targets", layer: "", done: 0, total: all.count))
-        let targets = try ActivationCollector(graph: graph, calibration: calibration).collect(Set(all.map(\.output)))
+        var targets: [String: CollectedTensor] = [:]
+        if options.target == .float {
+            progress?(PipelineProgress(phase: "reconstruct: float targets", layer: "", done: 0, total: all.count))
+            targets = try ActivationCollector(graph: graph, calibration: calibration).collect(Set(all.map(\.output)))
+        }
         var rng = SplitMix64(seed: seed)
         for (bi, b) in all.enumerated() {
             progress?(PipelineProgress(phase: "reconstruct", layer: b.name, done: bi, total: all.count))
-            guard let target = targets[b.output] else { throw CalibrationError.missingTensor(b.output) }
-            try reconstruct(b, &model, graph: graph, patterns: patterns, calibration: calibration, target: target,
+            try reconstruct(b, &model, graph: graph, patterns: patterns, calibration: calibration, target: targets[b.output],
                             options: options, rng: &rng)
         }
         progress?(PipelineProgress(phase: "reconstruct", layer: "", done: all.count, total: all.count))
     }
 
+    /// The float block on the quantized model's block input, a graph batch at a time.
+    static func localTarget(_ b: Block, graph: StaticGraph, input: CollectedTensor) throws -> CollectedTensor {
+        let float = try DifferentiableBlock(graph: graph, input: b.input, output: b.output, quantizers: [:], prefixes: [:])
+        let n = input.shape.first ?? 0, batch = max(graph.batch, 1)
+        let perIn = input.values.count / max(n, 1)
+        var out: [Float] = []
+        var i = 0
+        while i < n {
+            var x: [Float] = []
+            for j in 0..<batch { let k = (i + j) % n; x += input.values[(k * perIn)..<((k + 1) * perIn)] }
+            let y = float.forward(x)
+            out += y[0..<(y.count / batch * min(batch, n - i))]
+            i += batch
+        }
+        var shape = graph.shapes[b.output] ?? []
+        if !shape.isEmpty { shape[0] = n }
+        return CollectedTensor(shape: shape, values: out)
+    }
+
     static func reconstruct(_ b: Block, _ model: inout QuantizedModel, graph: StaticGraph, patterns: ModelPatterns,
-                            calibration: CalibrationSet, target: CollectedTensor, options: ReconstructionOptions,
+                            calibration: CalibrationSet, target floatTarget: CollectedTensor?, options: ReconstructionOptions,
                             rng: inout SplitMix64) throws {
         let iterations = options.iterations
         // The block's input as the quantized model computes it.
         let sim = try QuantSimulator(model: model, graph: graph, options: SessionOptions(keep: [b.input]))
         guard let input = try ActivationCollector(session: sim.session, calibration: calibration).collect([b.input])[b.input]
         else { throw CalibrationError.missingTensor(b.input) }
+        let target: CollectedTensor
+        if let floatTarget {
+            target = floatTarget
+        } else {
+            target = try localTarget(b, graph: graph, input: input)
+        }
         let (fq, quantizers, prefixes, replaced, sources) = try QuantSimulator.fakeQuantGraph(model: model, graph: graph)
         var g = fq
         for (k, v) in replaced { g.constants[k] = v }

@@ -44,6 +44,8 @@ public struct FPCSSettings: Codable, Equatable, Sendable {
     public var blockReconstructionLoss: ReconstructionLoss? = nil
     /// The activation scales the reconstruction tunes (nil = per-tensor).
     public var blockReconstructionScales: ReconstructionScales? = nil
+    /// What each block is tuned towards (nil = the float model's block output).
+    public var blockReconstructionTarget: ReconstructionTarget? = nil
     var zeroPointPlacement: ZeroPointPlacement { zeroPoints ?? .midRange }
 
     public init() {}

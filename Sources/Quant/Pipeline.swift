@@ -185,6 +185,7 @@ public enum QuantizationPipeline {
         model.settings.blockReconstruction = options.iterations
         model.settings.blockReconstructionLoss = options.loss == .mse ? nil : options.loss
         model.settings.blockReconstructionScales = options.scales == .perTensor ? nil : options.scales
+        model.settings.blockReconstructionTarget = options.target == .float ? nil : options.target
         let t0 = ContinuousClock.now
         try BlockReconstruction.apply(&model, graph: graph, patterns: try ModelPatterns(graph: graph), calibration: calibration,
                                       options: options, seed: calibration.seed, progress: progress)

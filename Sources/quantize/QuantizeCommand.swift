@@ -50,6 +50,8 @@ struct QuantizeModel: ParsableCommand {
     var reconstructionLoss: String = "mse"
     @Option(help: "The activation scales --block-reconstruction tunes: per-tensor (the post-LayerNorm and projection inputs' uniform grids), all (also the per-head Q/K/V grids and the post-GELU AdaLog scale, as the reference does) or none.")
     var reconstructionScales: String = "per-tensor"
+    @Option(help: "What --block-reconstruction tunes each block towards: float (the float model's block output, the reference) or local (the float block applied to the block's input in the quantized model, so only the block's own error is fitted).")
+    var reconstructionTarget: String = "float"
     @Option(help: ArgumentHelp("Start from a quantized model (.json) written by an earlier run on the same model and calibration images instead of searching again; only --block-reconstruction runs on it.", valueName: "json"))
     var resume: String?
     @Flag(help: "CNN layers: empirical bias correction (mean output of each layer matched to float on the calibration inputs).")
@@ -89,6 +91,10 @@ struct QuantizeModel: ParsableCommand {
                 throw ValidationError("--reconstruction-scales must be per-tensor, all or none")
             }
             if sc != .perTensor { opts.settings.blockReconstructionScales = sc }
+            guard let tg = ReconstructionTarget(rawValue: reconstructionTarget.lowercased()) else {
+                throw ValidationError("--reconstruction-target must be float or local")
+            }
+            if tg != .float { opts.settings.blockReconstructionTarget = tg }
         }
         if let cb = classTokenBits {
             guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }

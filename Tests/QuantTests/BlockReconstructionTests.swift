@@ -35,6 +35,18 @@ import Calibration
         #expect(err <= 1e-4 * max(scale, 1), "max |Δ| \(err) (max |y| \(scale))")
     }
 
+    /// The local target is the float block on the given input: on the float model's own block input, its block output.
+    @Test func localTargetIsTheFloatBlock() throws {
+        let (g, b, _) = try Self.firstBlock()
+        let cal = PipelineFixtures.calibration(count: 3, size: 32)   // not a multiple of the batch: the last run wraps
+        let both = try ActivationCollector(graph: g, calibration: cal).collect([b.input, b.output])
+        let input = try #require(both[b.input]), reference = try #require(both[b.output])
+        let local = try BlockReconstruction.localTarget(b, graph: g, input: input)
+        #expect(local.shape == reference.shape)
+        let err = zip(local.values, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(local.values.count == reference.values.count && err <= 1e-4, "max |Δ| \(err)")
+    }
+
     /// Reverse-mode gradients agree with central differences for the block input, a weight and a bias, through
     /// LayerNorm, the attention (softmax) and the GELU.
     @Test func gradientsMatchFiniteDifferences() throws {
