@@ -274,7 +274,7 @@ enum BlockReconstruction {
         // Trained weights and biases: the quantized linears inside the block.
         var weights: [TrainedWeight] = []
         var biases: [TrainedBias] = []
-        var nearestInit = 0, total = 0
+        var codesNotNextToWeight = 0, total = 0
         for l in patterns.linears where nodeNames.contains(l.node) {
             guard let wi = model.weights.firstIndex(where: { $0.layer == l.node }), let wt = graph.constants[l.weight],
                   block.constants[l.weight] != nil else { continue }
@@ -297,9 +297,8 @@ enum BlockReconstruction {
                     base[i] = fl
                     // the current code: GPTQ's, else nearest (ties to even, as the quantizer)
                     let code = current.map { Float($0[i]) } ?? min(max(t.rounded(.toNearestOrEven), 0), maxCode)
-                    let up: Bool
-                    if code >= fl + 1 { up = true } else if code <= fl { up = false } else { up = t - fl >= 0.5 }
-                    if current != nil && code != fl && code != fl + 1 { nearestInit += 1 }
+                    let up = code >= fl + 1   // codes further away start from the nearer neighbour
+                    if current != nil && code != fl && code != fl + 1 { codesNotNextToWeight += 1 }
                     let h0: Float = up ? 0.7 : 0.3
                     let sig = (h0 - TrainedWeight.gamma) / (TrainedWeight.zeta - TrainedWeight.gamma)
                     v[i] = logf(sig / (1 - sig))
@@ -489,7 +488,7 @@ enum BlockReconstruction {
         let after = evaluate()
         let record = BlockReconstructionRecord(block: b.name, lossBefore: before, lossAfter: after, kept: after < before,
                                                seconds: QuantizationPipeline.seconds(since: started),
-                                               weights: total, codesNotNextToWeight: nearestInit)
+                                               weights: total, codesNotNextToWeight: codesNotNextToWeight)
         defer { model.reconstruction = (model.reconstruction ?? []) + [record] }
         guard record.kept else { return }
         for t in weights { model.weights[t.index].codes = t.codes() }
