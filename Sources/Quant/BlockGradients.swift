@@ -150,7 +150,7 @@ final class DifferentiableBlock {
             scaleGrads[name] = s.map { Float($0) }
         }
         func add(_ name: String, _ g: [Float]) {
-            if constants[name] != nil && !trainable.contains(name) && values[name] == nil { return }
+            guard wants(name) else { return }
             if var cur = grads[name] {
                 for i in 0..<cur.count { cur[i] += g[i] }
                 grads[name] = cur

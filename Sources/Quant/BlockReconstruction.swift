@@ -61,6 +61,14 @@ public struct ReconstructionOptions: Sendable, Equatable {
         self.iterations = iterations; self.loss = loss; self.scales = scales; self.target = target
     }
 
+    /// Writes these options into `s`, the defaults as nil (as the JSON has always recorded them).
+    public func record(in s: inout FPCSSettings) {
+        s.blockReconstruction = iterations
+        s.blockReconstructionLoss = loss == .mse ? nil : loss
+        s.blockReconstructionScales = scales == .perTensor ? nil : scales
+        s.blockReconstructionTarget = target == .float ? nil : target
+    }
+
     /// As recorded in the settings (nil when the settings ask for none).
     public init?(_ s: FPCSSettings) {
         guard let n = s.blockReconstruction, n > 0 else { return nil }
@@ -314,11 +322,7 @@ enum BlockReconstruction {
                     // graph bias = base − shift·Ŵ·1: recover the base from the current weight
                     shift = fold.shift
                     let cur = SearchContext.rowsFirst(block.constants[l.weight]!, k: k, o: o, transposed: !wq.transposed)
-                    for r in 0..<o {
-                        var s: Float = 0
-                        for c in 0..<k { s += cur[r * k + c] }
-                        value[r] += shift * s
-                    }
+                    value = try AdaLogQuantizer.foldShift(-shift, intoBias: bv, quantizedWeight: cur, outFeatures: o, inFeatures: k)
                 }
                 biases.append(TrainedBias(name: bn, value: value, foldedWeight: shift != 0 ? weights.count - 1 : nil,
                                           shift: shift, adam: Adam(count: o)))
@@ -368,7 +372,7 @@ enum BlockReconstruction {
             throw QuantError.shapeMismatch("block reconstruction of '\(b.name)': input '\(b.input)' shape \(input.shape)")
         }
 
-        func setConstants(hard: Bool) {
+        func setConstants(hard: Bool) throws {
             var ws: [[Float]] = []
             for t in weights {
                 let w = t.weight(hard: hard)
@@ -377,14 +381,10 @@ enum BlockReconstruction {
             }
             for bias in biases {
                 var v = bias.value
-                if let wi = bias.foldedWeight {
+                if let wi = bias.foldedWeight {   // the fold the simulation applies, with this weight
                     let t = weights[wi]
                     let rows = SearchContext.rowsFirst(ws[wi], k: t.k, o: t.o, transposed: !t.transposed)
-                    for r in 0..<t.o {
-                        var s: Float = 0
-                        for c in 0..<t.k { s += rows[r * t.k + c] }
-                        v[r] -= bias.shift * s
-                    }
+                    v = try AdaLogQuantizer.foldShift(bias.shift, intoBias: v, quantizedWeight: rows, outFeatures: t.o, inFeatures: t.k)
                 }
                 block.constants[bias.name] = v
             }
@@ -426,7 +426,7 @@ enum BlockReconstruction {
             return s
         }
 
-        setConstants(hard: true)
+        try setConstants(hard: true)
         let before = evaluate()
         let started = ContinuousClock.now
         var order: [Int] = []
@@ -435,7 +435,7 @@ enum BlockReconstruction {
             if order.count < batch { order += Array(0..<n).shuffled(using: &rng) }
             let idx = Array(order.prefix(batch)); order.removeFirst(batch)
             let t = slices(idx)
-            setConstants(hard: false)
+            try setConstants(hard: false)
             let (_, dy) = loss(block.forward(t.0), t)
             let beta: Float = it < warmup ? 20 : 2 + 18 * (1 - Float(it - warmup) / Float(max(iterations - warmup, 1)))
             let cosine = 0.5 * (1 + cosf(Float.pi * Float(it) / Float(iterations)))
@@ -484,7 +484,7 @@ enum BlockReconstruction {
                 weights[wi] = t
             }
         }
-        setConstants(hard: true)
+        try setConstants(hard: true)
         let after = evaluate()
         let record = BlockReconstructionRecord(block: b.name, lossBefore: before, lossAfter: after, kept: after < before,
                                                seconds: QuantizationPipeline.seconds(since: started),

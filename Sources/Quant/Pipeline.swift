@@ -182,10 +182,7 @@ public enum QuantizationPipeline {
                                          progress: ((PipelineProgress) -> Void)? = nil) throws -> QuantizedModel {
         var model = start
         model.reconstruction = nil
-        model.settings.blockReconstruction = options.iterations
-        model.settings.blockReconstructionLoss = options.loss == .mse ? nil : options.loss
-        model.settings.blockReconstructionScales = options.scales == .perTensor ? nil : options.scales
-        model.settings.blockReconstructionTarget = options.target == .float ? nil : options.target
+        options.record(in: &model.settings)
         let t0 = ContinuousClock.now
         try BlockReconstruction.apply(&model, graph: graph, patterns: try ModelPatterns(graph: graph), calibration: calibration,
                                       options: options, seed: calibration.seed, progress: progress)

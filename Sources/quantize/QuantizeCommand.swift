@@ -82,19 +82,16 @@ struct QuantizeModel: ParsableCommand {
         if sequentialSearch { opts.settings.sequentialSearch = true }
         if let n = blockReconstruction {
             guard n >= 1 else { throw ValidationError("--block-reconstruction must be at least 1 (steps per block)") }
-            opts.settings.blockReconstruction = n
             guard let l = ReconstructionLoss(rawValue: reconstructionLoss.lowercased()) else {
                 throw ValidationError("--reconstruction-loss must be mse or layernorm")
             }
-            if l != .mse { opts.settings.blockReconstructionLoss = l }
             guard let sc = ReconstructionScales(rawValue: reconstructionScales.lowercased()) else {
                 throw ValidationError("--reconstruction-scales must be per-tensor, all or none")
             }
-            if sc != .perTensor { opts.settings.blockReconstructionScales = sc }
             guard let tg = ReconstructionTarget(rawValue: reconstructionTarget.lowercased()) else {
                 throw ValidationError("--reconstruction-target must be float or local")
             }
-            if tg != .float { opts.settings.blockReconstructionTarget = tg }
+            ReconstructionOptions(iterations: n, loss: l, scales: sc, target: tg).record(in: &opts.settings)
         }
         if let cb = classTokenBits {
             guard UniformQuantizer.supportedBits.contains(cb) else { throw ValidationError("--class-token-bits must be in \(UniformQuantizer.supportedBits)") }

@@ -98,8 +98,7 @@ import Calibration
     @Test func fakeQuantForwardMatchesTheSimulation() throws {
         let (g, b, _) = try Self.firstBlock()
         let cal = PipelineFixtures.calibration(count: 4, size: 32)
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
+        let opts = try PipelineFixtures.fastOptions("W4A4")
         let model = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"),
                                                  foldedBatchNorms: false)
         let sim = try QuantSimulator(model: model, graph: g, options: SessionOptions(keep: [b.input, b.output]))
@@ -127,8 +126,7 @@ import Calibration
     @Test func tunesBothBlocksAndBringsTheOutputCloserToFloat() throws {
         let g = try PipelineFixtures.graph("vit_ts17.onnx")
         let cal = PipelineFixtures.calibration(count: 16, size: 32)
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
+        var opts = try PipelineFixtures.fastOptions("W4A4")
         func run() throws -> QuantizedModel {
             try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"), foldedBatchNorms: false)
         }
@@ -188,8 +186,7 @@ import Calibration
     @Test func scaleSelection() throws {
         let g = try PipelineFixtures.graph("vit_ts17.onnx")
         let cal = PipelineFixtures.calibration(count: 4, size: 32)
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
+        let opts = try PipelineFixtures.fastOptions("W4A4")
         let plain = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("vit_ts17.onnx", "x"), foldedBatchNorms: false)
         let none = try QuantizationPipeline.reconstructBlocks(plain, graph: g, calibration: cal,
                                                              options: ReconstructionOptions(iterations: 20, scales: .none))
@@ -241,8 +238,7 @@ import Calibration
     @Test func refusesConvBlocks() throws {
         let (g, folded) = try QuantizationPipeline.prepare(try PipelineFixtures.graph("resnet_ts13.onnx"))
         let cal = PipelineFixtures.calibration(count: 2, size: 32)
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
+        var opts = try PipelineFixtures.fastOptions("W4A4")
         opts.settings.blockReconstruction = 2
         #expect {
             _ = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("resnet_ts13.onnx", "x"), foldedBatchNorms: folded)

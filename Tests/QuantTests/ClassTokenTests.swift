@@ -28,8 +28,7 @@ import Calibration
     @Test func searchRecordsClassTokenGrids() throws {
         let g = try PipelineFixtures.graph("vit_ts17.onnx")
         let cal = PipelineFixtures.calibration(count: 2, size: 32)
-        var opts = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: "W4A4")))
-        opts.settings = PipelineFixtures.fastSettings
+        var opts = try PipelineFixtures.fastOptions("W4A4")
         let plain = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("v", "x"), foldedBatchNorms: false)
         opts.settings.classTokenBits = 8
         let q = try QuantizationPipeline.run(graph: g, calibration: cal, options: opts, source: ("v", "x"), foldedBatchNorms: false)

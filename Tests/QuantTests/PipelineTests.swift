@@ -26,6 +26,12 @@ enum PipelineFixtures {
         spec.size = size
         return CalibrationSet(files: (0..<count).map { "synthetic-\($0)" }, seed: 11, spec: spec, images: x)
     }
+    /// Pipeline options at `bits` with ``fastSettings``.
+    static func fastOptions(_ bits: String) throws -> PipelineOptions {
+        var o = PipelineOptions(plan: PlanOptions(bits: try BitSetting(parsing: bits)))
+        o.settings = fastSettings
+        return o
+    }
     /// Cheap search settings for debug builds.
     static var fastSettings: FPCSSettings {
         var s = FPCSSettings()
